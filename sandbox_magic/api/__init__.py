@@ -1,0 +1,53 @@
+"""The client side of the wire contract: models, errors and the HTTP client."""
+
+from sandbox_magic.api.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    RemoteExecutionError,
+    RunCancelledError,
+    RunFailedError,
+    SandboxAPIError,
+    SandboxConnectionError,
+    SandboxError,
+    SandboxProtocolError,
+    SandboxTimeoutError,
+    ServerError,
+)
+from sandbox_magic.api.models import (
+    Artifact,
+    Context,
+    Execution,
+    ExecutionError,
+    Logs,
+    Page,
+    Result,
+    Run,
+    Sandbox,
+)
+
+__all__ = [
+    "Artifact",
+    "AuthenticationError",
+    "Context",
+    "Execution",
+    "ExecutionError",
+    "InvalidRequestError",
+    "Logs",
+    "NotFoundError",
+    "Page",
+    "RateLimitedError",
+    "RemoteExecutionError",
+    "Result",
+    "Run",
+    "RunCancelledError",
+    "RunFailedError",
+    "Sandbox",
+    "SandboxAPIError",
+    "SandboxConnectionError",
+    "SandboxError",
+    "SandboxProtocolError",
+    "SandboxTimeoutError",
+    "ServerError",
+]
