@@ -11,6 +11,7 @@ SandboxError                      anything that went wrong talking to a sandbox
 │   ├── NotFoundError             404: unknown sandbox, context, run or artifact
 │   ├── RateLimitedError          429: too many requests (carries retry_after)
 │   └── ServerError               5xx: the service failed or is unavailable
+├── ArtifactTooLargeError         an artifact is bigger than the caller's byte limit
 ├── RunFailedError                a run ended failed (timeout, dead kernel, ...)
 │   └── RunCancelledError         a run ended cancelled
 └── RemoteExecutionError          the cell's code raised an exception remotely
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sandbox_magic.api.models import Run
 
 __all__ = [
+    "ArtifactTooLargeError",
     "AuthenticationError",
     "InvalidRequestError",
     "NotFoundError",
@@ -161,6 +163,20 @@ def api_error_for_status(
     if 400 <= status_code < 500:
         return InvalidRequestError(message, **common)
     return SandboxAPIError(message, **common)
+
+
+class ArtifactTooLargeError(SandboxError):
+    """An artifact download was refused because it exceeds the caller's byte limit."""
+
+    def __init__(self, artifact_id: str, limit: int, size: int | None = None) -> None:
+        self.artifact_id = artifact_id
+        self.limit = limit
+        self.size = size
+        actual = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(
+            f"Artifact {artifact_id} is too large to fetch: the limit is {limit} bytes, "
+            f"it has {actual}. Use its download link instead."
+        )
 
 
 class RunFailedError(SandboxError):
