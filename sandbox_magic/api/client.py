@@ -18,6 +18,8 @@ import asyncio
 import html
 import math
 import re
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -619,7 +621,7 @@ class AsyncSandboxClient:
         elif isinstance(exc, httpx.PoolTimeout):
             detail = "no free connection in the pool (too many requests at once)"
         elif isinstance(exc, httpx.ConnectError):
-            detail = _connect_detail(str(exc))
+            detail = _connect_detail(exc)
         elif isinstance(exc, httpx.RemoteProtocolError):
             detail = "the connection was closed before a complete answer arrived"
         elif isinstance(exc, httpx.ReadError | httpx.WriteError):
@@ -703,8 +705,25 @@ def _safe_text(response: httpx.Response) -> str:
         return response.content.decode("utf-8", "replace")
 
 
-def _connect_detail(text: str) -> str:
-    lowered = text.lower()
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (httpx/anyio wrap the OS error a few levels deep)."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _connect_detail(exc: httpx.ConnectError) -> str:
+    chain = _chain(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in chain):
+        return "host name not found"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return "TLS handshake failed (certificate or protocol problem)"
+    lowered = " ".join(str(e) for e in chain).lower()
     if "refused" in lowered:
         return "connection refused"
     if "name or service not known" in lowered or "nodename nor servname" in lowered:
