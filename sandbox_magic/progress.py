@@ -91,7 +91,10 @@ class OutputCursor:
             self._use_order = False  # the order was rewritten, not extended
             return
         for ref in order[seen:]:
-            emitted = self._emitted[ref.kind]
+            emitted = self._emitted.get(ref.kind)
+            if emitted is None:
+                self._use_order = False  # an unknown kind of output
+                return
             if ref.index < emitted:
                 pass  # already emitted (a snapshot without order came in between)
             elif ref.index > emitted:
