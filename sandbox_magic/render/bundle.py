@@ -1,0 +1,280 @@
+"""One remote `Result` -> one MIME bundle ``(data, metadata)`` ready for IPython.
+
+Rules, applied to every representation of the result:
+
+- every key of the kernel's bundle passes through (plotly, vega-lite, ...);
+- base64 binaries (``image/*`` except SVG, ``application/pdf``) are validated and
+  re-encoded canonically; invalid base64 becomes a visible placeholder note;
+- ``application/javascript`` is removed unless allowed, its code shown as text;
+  HTML, SVG and Markdown are made inert the same way (see `html_safety`);
+- remote widgets (``application/vnd.jupyter.widget-view+json``) are replaced by a
+  note: their model lives in the remote kernel, no local frontend can show them;
+- anything larger than ``max_bytes`` is truncated (text) or dropped (images, JSON,
+  SVG) with a note naming the size and the setting that raises the limit; so is the
+  largest representation while the bundle as a whole is over the limit;
+- text is redacted; binaries are not scanned;
+- the bundle always has ``text/plain``; notes are appended to ``text/plain`` and
+  ``text/html`` so that whichever the frontend shows carries them.
+
+Never raises on odd input: junk values are shown as text, and everything returned
+is JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Mapping
+from html import escape
+from typing import Any, Final
+
+from sandbox_magic.api.models import MIME_BY_FIELD, Result, decode_base64
+from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.html_safety import sanitize_markup
+from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_BYTES",
+    "JAVASCRIPT_NOTE",
+    "WIDGET_NOTE",
+    "is_binary_mime",
+    "json_safe",
+    "note_html",
+    "result_bundle",
+]
+
+#: Default limit for one representation, one bundle, and each stream of a cell.
+DEFAULT_MAX_OUTPUT_BYTES: Final = 10 * 1024 * 1024
+
+JAVASCRIPT_NOTE: Final = (
+    "[JavaScript output not executed; enable with %config SandboxMagics.allow_javascript = True]"
+)
+WIDGET_NOTE: Final = (
+    "[interactive widget not shown: it lives in the remote kernel, "
+    "which no local frontend can talk to]"
+)
+
+_JS: Final = "application/javascript"
+_PLAIN: Final = "text/plain"
+_HTML: Final = "text/html"
+_SVG: Final = "image/svg+xml"
+_WIDGET_TYPES: Final = frozenset(
+    {"application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
+)
+_MARKUP_TYPES: Final = frozenset({_HTML, _SVG, "text/markdown"})
+_SCRIPT_URL: Final = re.compile(r"script\s*:", re.IGNORECASE)
+_MAX_DEPTH: Final = 100
+
+
+def is_binary_mime(mime: str) -> bool:
+    """True for types a notebook stores as base64 text: raster images and PDF."""
+    return (mime.startswith("image/") and mime != _SVG) or mime == "application/pdf"
+
+
+def note_html(note: str) -> str:
+    """A note as a small, muted HTML paragraph."""
+    return (
+        f'<p class="sandbox-magic-note" style="opacity:0.75;font-style:italic">{escape(note)}</p>'
+    )
+
+
+def json_safe(value: Any, redactor: Redactor = NO_REDACTION, _depth: int = 0) -> Any:
+    """A JSON-serialisable copy of ``value``: odd types become text, strings redacted."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return redactor.text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if _depth >= _MAX_DEPTH:
+        return "…"
+    if isinstance(value, Mapping):
+        return {redactor.text(str(k)): json_safe(v, redactor, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item, redactor, _depth + 1) for item in value]
+    return redactor.text(_safe_repr(value))
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "".join(value)  # nbformat's multi-line strings
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    try:
+        return json.dumps(json_safe(value), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return _safe_repr(value)
+
+
+def _raw_items(result: Result) -> list[tuple[str, Any]]:
+    data = result.data if isinstance(result.data, Mapping) else {}
+    items = {str(k): v for k, v in data.items()}
+    for name, mime in MIME_BY_FIELD.items():
+        value = getattr(result, name, None)
+        if value is not None:
+            items[mime] = value
+    return list(items.items())
+
+
+class _Builder:
+    """Accumulates the cleaned representations of one bundle and the notes about it."""
+
+    def __init__(self, allow_javascript: bool, max_bytes: int, redactor: Redactor) -> None:
+        self.allow_javascript = allow_javascript
+        self.max_bytes = max(1, max_bytes)
+        self.redactor = redactor
+        self.data: dict[str, Any] = {}
+        self.sizes: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.seen: list[str] = []
+
+    def put(self, mime: str, value: Any, size: int) -> None:
+        self.data[mime] = value
+        self.sizes[mime] = size
+
+    def add(self, mime: str, value: Any) -> None:
+        self.seen.append(mime)
+        if mime in _WIDGET_TYPES:
+            if mime.endswith("view+json"):
+                self.notes.append(WIDGET_NOTE)
+        elif is_binary_mime(mime):
+            self.add_binary(mime, value)
+        elif mime == _JS:
+            self.add_javascript(value)
+        elif mime.startswith("text/") or mime == _SVG or isinstance(value, str):
+            self.add_text(mime, _as_text(value))
+        else:
+            self.add_json(mime, value)
+
+    def add_binary(self, mime: str, value: Any) -> None:
+        if isinstance(value, bytes | bytearray):
+            raw: bytes | None = bytes(value)
+        elif isinstance(value, str):
+            raw = decode_base64(value)
+        else:
+            self.notes.append(f"[{mime}: not base64 text ({type(value).__name__}), dropped]")
+            return
+        if raw is None:
+            dropped = human_size(utf8_len(value)) if isinstance(value, str) else "?"
+            self.notes.append(f"[{mime}: invalid base64 from the server, {dropped} dropped]")
+            return
+        if len(raw) > self.max_bytes:
+            self.notes.append(limit_note(mime, len(raw), self.max_bytes, "not shown"))
+            return
+        encoded = base64.b64encode(raw).decode("ascii")
+        self.put(mime, encoded, len(encoded))
+
+    def add_javascript(self, value: Any) -> None:
+        code = self.redactor.text(_as_text(value))
+        if self.allow_javascript:
+            if utf8_len(code) > self.max_bytes:
+                self.notes.append(limit_note(_JS, utf8_len(code), self.max_bytes, "not run"))
+            else:
+                self.put(_JS, code, utf8_len(code))
+            return
+        self.notes.append(JAVASCRIPT_NOTE)
+        shown = self.truncated(_PLAIN, code)
+        self.put(_PLAIN, shown, utf8_len(shown))
+
+    def add_text(self, mime: str, text: str) -> None:
+        if mime == _PLAIN and _PLAIN in self.data:
+            return  # already holds blocked JavaScript, which says more than a repr
+        text = self.redactor.text(text)
+        if not self.allow_javascript and mime in _MARKUP_TYPES:
+            text = sanitize_markup(text)
+        if not self.allow_javascript and mime == "text/latex" and _SCRIPT_URL.search(text):
+            self.notes.append("[text/latex with a script link not rendered]")
+            if _PLAIN in self.data:
+                return
+            mime = _PLAIN
+        if mime == _SVG and utf8_len(text) > self.max_bytes:
+            self.notes.append(limit_note(mime, utf8_len(text), self.max_bytes, "not shown"))
+            return
+        text = self.truncated(mime, text)
+        self.put(mime, text, utf8_len(text))
+
+    def truncated(self, mime: str, text: str) -> str:
+        size = utf8_len(text)
+        if size <= self.max_bytes:
+            return text
+        head = truncate_utf8(text, self.max_bytes)
+        if mime == _HTML:
+            head = head[: head.rfind(">") + 1]  # never cut inside a tag
+        self.notes.append(limit_note(mime, size - utf8_len(head), self.max_bytes))
+        return head
+
+    def add_json(self, mime: str, value: Any) -> None:
+        safe = json_safe(value, self.redactor)
+        size = utf8_len(json.dumps(safe, ensure_ascii=False))
+        if size > self.max_bytes:
+            self.notes.append(limit_note(mime, size, self.max_bytes, "not shown"))
+            return
+        self.put(mime, safe, size)
+
+    def enforce_total(self) -> None:
+        total = sum(self.sizes.values())
+        for mime in sorted(self.sizes, key=self.sizes.__getitem__, reverse=True):
+            if total <= self.max_bytes:
+                return
+            if mime == _PLAIN:
+                continue
+            size = self.sizes.pop(mime)
+            total -= size
+            del self.data[mime]
+            self.notes.append(
+                f"… {mime} ({human_size(size)}) dropped: "
+                f"the output as a whole is over {human_size(self.max_bytes)} ({CONFIG_HINT})"
+            )
+
+    def finish(self) -> dict[str, Any]:
+        if _PLAIN not in self.data:
+            shown = ", ".join(self.seen) if self.seen else "no data"
+            self.data[_PLAIN] = f"[remote output: {shown}]"
+        if self.notes:
+            self.data[_PLAIN] = "\n".join([self.data[_PLAIN], *self.notes])
+            if isinstance(self.data.get(_HTML), str):
+                self.data[_HTML] += "".join(note_html(note) for note in self.notes)
+        return self.data
+
+
+def _metadata(result: Result, data: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
+    extra = result.extra if isinstance(result.extra, Mapping) else {}
+    given = extra.get("metadata")
+    if not isinstance(given, Mapping):
+        return {}
+    return {
+        str(k): json_safe(v, redactor)
+        for k, v in given.items()
+        if str(k) in data and isinstance(v, Mapping)
+    }
+
+
+def result_bundle(
+    result: Result,
+    *,
+    allow_javascript: bool = False,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    redactor: Redactor = NO_REDACTION,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The whole MIME bundle of ``result`` and its metadata, cleaned and bounded.
+
+    See the module docstring for the rules. ``max_bytes`` bounds each representation
+    and the bundle as a whole.
+    """
+    builder = _Builder(allow_javascript, max_bytes, redactor)
+    for mime, value in _raw_items(result):
+        builder.add(mime, value)
+    builder.enforce_total()
+    data = builder.finish()
+    return data, _metadata(result, data, redactor)

@@ -1,0 +1,80 @@
+"""The exceptions that make a ``%%sandbox`` cell fail like a local one."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Final
+
+from sandbox_magic.api.errors import RemoteExecutionError, RunCancelledError, RunFailedError
+from sandbox_magic.api.models import ExecutionError, Run
+from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
+from sandbox_magic.render.text import limit_note, utf8_len
+
+__all__ = ["describe_failure", "remote_error", "run_error"]
+
+_TIMEOUT: Final = re.compile(r"time[ds]?[ _-]?out|deadline|exec_timeout", re.IGNORECASE)
+
+
+def _bounded_traceback(lines: list[str], max_bytes: int) -> list[str]:
+    """Keep the traceback's head and tail within ``max_bytes``, with a note between."""
+    total = sum(utf8_len(line) + 1 for line in lines)
+    if total <= max_bytes:
+        return lines
+    budget = max_bytes // 2
+    head: list[str] = []
+    tail: list[str] = []
+    used = 0
+    for line in lines:
+        used += utf8_len(line) + 1
+        if used > budget:
+            break
+        head.append(line)
+    used = 0
+    for line in reversed(lines[len(head) :]):
+        used += utf8_len(line) + 1
+        if used > budget:
+            break
+        tail.insert(0, line)
+    kept = sum(utf8_len(line) + 1 for line in head + tail)
+    return [*head, limit_note("traceback", total - kept, max_bytes), *tail]
+
+
+def remote_error(
+    error: ExecutionError,
+    run_id: str | None = None,
+    *,
+    redactor: Redactor = NO_REDACTION,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+) -> RemoteExecutionError:
+    """The exception to raise for code that raised remotely (traceback colours kept)."""
+    traceback = [redactor.text(str(line)) for line in error.traceback]
+    return RemoteExecutionError(
+        redactor.text(error.name),
+        redactor.text(error.value),
+        _bounded_traceback(traceback, max_bytes),
+        run_id=run_id,
+    )
+
+
+def describe_failure(run: Run) -> str:
+    """Why the run failed, in words: a timeout says "timed out after N s"."""
+    reason = run.failure_reason or ""
+    if run.status == "failed" and _TIMEOUT.search(reason) and "timed out after" not in reason:
+        limit = f"{run.timeout_secs} s" if run.timeout_secs is not None else "its time limit"
+        return f"timed out after {limit} ({reason})" if reason else f"timed out after {limit}"
+    if run.status == "cancelled" and not reason:
+        return "cancelled before it finished"
+    return reason or "no reason given by the server"
+
+
+def run_error(run: Run, *, redactor: Redactor = NO_REDACTION) -> RunFailedError:
+    """`RunCancelledError` or `RunFailedError` naming the run id, status and reason.
+
+    The error's ``run`` attribute is the record as received.
+    """
+    shown = dataclasses.replace(run, failure_reason=redactor.text(describe_failure(run)))
+    error = RunCancelledError(shown) if run.status == "cancelled" else RunFailedError(shown)
+    error.run = run
+    return error

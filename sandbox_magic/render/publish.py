@@ -1,0 +1,47 @@
+"""Typed wrappers over IPython's display functions (they carry no annotations)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from IPython import display as _ipython_display
+
+__all__ = ["OutputHandle", "display_bundle", "display_object", "publish_bundle"]
+
+_publish: Callable[..., None] = _ipython_display.publish_display_data
+_display: Callable[..., Any] = _ipython_display.display
+
+
+class OutputHandle:
+    """One display output that can be replaced in place (an IPython `DisplayHandle`)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @property
+    def display_id(self) -> str:
+        """The id the frontend uses to find the output again."""
+        return str(self._handle.display_id)
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """Replace the output with the raw MIME bundle ``data``."""
+        update: Callable[..., None] = self._handle.update
+        update(dict(data), raw=True)
+
+
+def publish_bundle(data: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
+    """Publish one display output from a raw MIME bundle."""
+    _publish(dict(data), dict(metadata or {}))
+
+
+def display_bundle(data: Mapping[str, Any]) -> OutputHandle:
+    """Display a raw MIME bundle as an output that can be updated later."""
+    return OutputHandle(_display(dict(data), raw=True, display_id=True))
+
+
+def display_object(obj: object) -> OutputHandle:
+    """Display an object (a widget) as an output that can be updated later."""
+    return OutputHandle(_display(obj, display_id=True))

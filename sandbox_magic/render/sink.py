@@ -1,0 +1,138 @@
+"""`OutputSink`: where one cell's remote outputs go, in the order they arrive.
+
+The magic creates one sink per cell and feeds it the outputs of
+`sandbox_magic.progress.OutputCursor.advance`. Stream chunks are written to the
+cell's stdout/stderr, results are published as display outputs, and the main result
+(``is_main_result``) is kept as a `RemoteValue` for the magic to return as ``Out[n]``.
+All settings (JavaScript, size limit, redaction) live here, so the magic does not
+repeat them on every call.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sandbox_magic.api.errors import RemoteExecutionError, RunFailedError
+from sandbox_magic.api.models import Artifact, ExecutionError, Result, Run
+from sandbox_magic.artifacts_view import artifacts_bundle
+from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
+from sandbox_magic.render.composite import as_stream
+from sandbox_magic.render.failures import remote_error, run_error
+from sandbox_magic.render.publish import publish_bundle
+from sandbox_magic.render.streams import StreamWriter
+from sandbox_magic.render.value import RemoteValue
+
+__all__ = ["OutputSink", "Publisher"]
+
+#: Publishes one display output: ``publish(data, metadata)``.
+Publisher = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def _publish(data: dict[str, Any], metadata: dict[str, Any]) -> None:
+    publish_bundle(data, metadata)
+
+
+class OutputSink:
+    """Renders one cell's remote outputs; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        allow_javascript: bool = False,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        redactor: Redactor = NO_REDACTION,
+        publish: Publisher = _publish,
+    ) -> None:
+        self.allow_javascript = allow_javascript
+        self.max_output_bytes = max_output_bytes
+        self.redactor = redactor
+        self._publish = publish
+        self._streams = StreamWriter(max_bytes=max_output_bytes, redactor=redactor)
+        self._main: RemoteValue | None = None
+
+    # -- outputs, as they arrive ---------------------------------------------
+
+    def emit(self, output: object) -> str | None:
+        """Render one output; returns a stream chunk's last line for the status view."""
+        if isinstance(output, Result):
+            self.show_result(output)
+            return None
+        stream = as_stream(output)
+        if stream is None:
+            return None
+        return self._streams.write(*stream)
+
+    def bundle(self, result: Result) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The cleaned MIME bundle of ``result`` under this sink's settings."""
+        return result_bundle(
+            result,
+            allow_javascript=self.allow_javascript,
+            max_bytes=self.max_output_bytes,
+            redactor=self.redactor,
+        )
+
+    def show_result(self, result: Result) -> None:
+        """Publish a display result now, or keep the main result for ``Out[n]``."""
+        data, metadata = self.bundle(result)
+        if result.is_main_result:
+            self._main = RemoteValue(data, metadata)
+            return
+        self._streams.flush()
+        self._publish(data, metadata)
+
+    def notice(self, text: str) -> None:
+        """A one-line note from sandbox_magic itself (muted, not an error)."""
+        self._streams.flush()
+        text = self.redactor.text(text)
+        self._publish({"text/plain": text, "text/html": note_html(text)}, {})
+
+    # -- the end of the cell ---------------------------------------------------
+
+    def close(self) -> None:
+        """Flush held stream text and report dropped bytes (idempotent)."""
+        self._streams.close()
+
+    def artifacts(
+        self,
+        artifacts: Sequence[Artifact],
+        *,
+        previews: Mapping[str, bytes] | None = None,
+        base_url: str | None = None,
+        link_needs_auth: bool = True,
+    ) -> None:
+        """Show the run's artifacts as one compact list (nothing when there are none)."""
+        self.close()
+        bundle = artifacts_bundle(
+            artifacts,
+            previews=previews,
+            base_url=base_url,
+            link_needs_auth=link_needs_auth,
+            redactor=self.redactor,
+            max_bytes=self.max_output_bytes,
+        )
+        if bundle is not None:
+            self._publish(dict(bundle), {})
+
+    def remote_error(self, error: ExecutionError, run_id: str | None) -> RemoteExecutionError:
+        """The exception to raise for a remote exception (redacted, bounded)."""
+        self.close()
+        return remote_error(error, run_id, redactor=self.redactor, max_bytes=self.max_output_bytes)
+
+    def run_error(self, run: Run) -> RunFailedError:
+        """The exception to raise for a failed or cancelled run."""
+        self.close()
+        return run_error(run, redactor=self.redactor)
+
+    def show_error(self, error: RemoteExecutionError) -> None:
+        """Show a remote traceback without failing the cell (``--no-raise``)."""
+        self.close()
+        sys.stderr.write("\n".join(error._render_traceback_()) + "\n")
+        sys.stderr.flush()
+
+    def main_value(self) -> RemoteValue | None:
+        """The remote ``Out[n]`` value, if the run had one; closes the streams."""
+        self.close()
+        return self._main

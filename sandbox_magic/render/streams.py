@@ -1,0 +1,123 @@
+"""The cell's stdout and stderr: remote chunks written like local prints, within a budget.
+
+Each chunk goes to the ``sys.stdout``/``sys.stderr`` current at write time (the
+kernel's stream for the running cell, or a capture), flushed at once, ANSI colours
+kept. Text is redacted; the end of a chunk that could be the start of a secret is
+held back until the next chunk (or `StreamWriter.flush`) shows whether it is one.
+
+Each stream may write ``max_bytes`` per cell. The chunk that crosses the budget is
+cut, one note says the rest is dropped, and `StreamWriter.close` reports how much was
+dropped in the end. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.text import (
+    CONFIG_HINT,
+    human_size,
+    limit_note,
+    strip_ansi,
+    truncate_utf8,
+    utf8_len,
+)
+
+__all__ = ["STREAM_NAMES", "StreamWriter", "last_line"]
+
+STREAM_NAMES = ("stdout", "stderr")
+
+
+def last_line(text: str) -> str | None:
+    """The last non-blank line of ``text``, without ANSI codes; None if all blank."""
+    for line in reversed(strip_ansi(text).splitlines()):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def _system_stream(name: str) -> TextIO:
+    return sys.stderr if name == "stderr" else sys.stdout
+
+
+class _Budget:
+    __slots__ = ("dropped", "reported", "used")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.dropped = 0
+        self.reported = 0
+
+
+class StreamWriter:
+    """Writes remote stream chunks to the local streams; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        redactor: Redactor = NO_REDACTION,
+        streams: Callable[[str], TextIO] = _system_stream,
+    ) -> None:
+        self.max_bytes = max(1, max_bytes)
+        self.redactor = redactor
+        self._streams = streams
+        self._held: dict[str, str] = {}
+        self._budgets = {name: _Budget() for name in STREAM_NAMES}
+
+    def write(self, name: str, text: str) -> str | None:
+        """Write one chunk; returns its last non-blank line (redacted) for a status view."""
+        name = name if name in STREAM_NAMES else "stdout"
+        text = self.redactor.text(self._held.pop(name, "") + text)
+        text, held = self.redactor.split_unsafe_tail(text)
+        if held:
+            self._held[name] = held
+        self._emit(name, text)
+        return last_line(text)
+
+    def flush(self) -> None:
+        """Write any held-back tails (they turned out not to be secrets)."""
+        for name in list(self._held):
+            self._emit(name, self._held.pop(name))
+
+    def close(self) -> None:
+        """Flush, then say how much each stream dropped (once per new amount)."""
+        self.flush()
+        for name, budget in self._budgets.items():
+            if budget.dropped > budget.reported:
+                budget.reported = budget.dropped
+                self._put(name, limit_note(name, budget.dropped, self.max_bytes, "dropped") + "\n")
+
+    def dropped(self, name: str) -> int:
+        """Bytes of ``name`` dropped so far because of the budget."""
+        return self._budgets[name].dropped
+
+    def _emit(self, name: str, text: str) -> None:
+        if not text:
+            return
+        budget = self._budgets[name]
+        if budget.dropped:
+            budget.dropped += utf8_len(text)
+            return
+        size = utf8_len(text)
+        room = self.max_bytes - budget.used
+        if size <= room:
+            budget.used += size
+            self._put(name, text)
+            return
+        head = truncate_utf8(text, room)
+        budget.used = self.max_bytes
+        budget.dropped = size - utf8_len(head)
+        note = (
+            f"\n… {name} reached its limit of {human_size(self.max_bytes)} for this cell; "
+            f"the rest is dropped ({CONFIG_HINT})\n"
+        )
+        self._put(name, head + note)
+
+    def _put(self, name: str, text: str) -> None:
+        stream = self._streams(name)
+        stream.write(text)
+        stream.flush()
