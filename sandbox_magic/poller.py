@@ -42,6 +42,12 @@ __all__ = [
 #: server enforces the timeout itself, the local deadline only guards against silence.
 DEFAULT_DEADLINE_SLACK = 30.0
 
+#: Seconds allowed for the poll made right at the deadline.
+_LAST_LOOK = 2.0
+
+#: Longest pause taken when a poll is rate limited (the server's Retry-After, capped).
+_MAX_RATE_LIMIT_PAUSE = 30.0
+
 _TRANSIENT = (SandboxConnectionError, ServerError, RateLimitedError)
 
 
@@ -144,6 +150,7 @@ async def poll_run(
     started = clock()
     interval = policy.min_interval
     wait_first = initial is not None
+    looked_last = False
 
     while True:
         if wait_first:
@@ -155,15 +162,20 @@ async def poll_run(
         wait_first = True
 
         now = clock()
-        remaining = None if deadline is None else deadline - now
-        if remaining is not None and remaining <= 0:
-            raise _timed_out(run_id, last, started, now, last_error)
+        budget = None if deadline is None else deadline - now
+        if budget is not None and budget <= 0:
+            if looked_last:
+                raise _timed_out(run_id, last, started, now, last_error)
+            # The pause ended right at the deadline: one last look, briefly.
+            looked_last, budget = True, _LAST_LOOK
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(budget):
                 run = await client.get_run(sandbox_id, run_id)
         except _TRANSIENT as exc:
             last_error = exc
             interval = policy.next_interval(interval)
+            if isinstance(exc, RateLimitedError) and exc.retry_after:
+                interval = max(interval, min(exc.retry_after, _MAX_RATE_LIMIT_PAUSE))
             continue
         except TimeoutError:
             # Our own deadline cut a slow poll (e.g. one the client kept retrying).
