@@ -7,22 +7,27 @@ handed out and returns only what is new, so a caller can print increments as the
 Ordering:
 
 - When the snapshot has ``output_order`` (the local server sends it), outputs come in
-  that order, so prints and displays interleave as they happened. The list is
-  append-only; the cursor consumes it from where it stopped.
+  that order, so prints and displays interleave as they happened.
 - Without it, new stdout chunks come first, then new stderr chunks, then new results.
 
-Robustness choices, for servers that send inconsistent data:
+``output_order`` is the truth about what a notebook would show. Its entries only ever
+point forward within each list (the lists are append-only), but entries leave the order
+when the code calls ``clear_output``. So the cursor walks the whole order each time:
 
-- Per kind, what has been emitted is always a prefix of that kind's list, tracked by a
-  count. Nothing is ever emitted twice, whatever the snapshots say.
-- An ``output_order`` entry pointing past the end of its list (the list lags the order)
-  makes the cursor wait for a later snapshot; one pointing at an item already emitted
-  is skipped; one skipping over an item, or an order that is not an extension of the one
-  seen before, switches the cursor to the fallback order for good.
-- A list that shrinks emits nothing until it grows past what was already emitted.
-- A snapshot without ``output_order`` is handled in the fallback order.
-- With ``final=True`` (the run has ended), whatever the order did not reference is
-  flushed in the fallback order, so no output is lost.
+- an entry at or before what was already emitted of its kind is skipped;
+- an entry further on is emitted, and the items it jumps over are taken as cleared
+  before this client saw them (they are not shown, as in the notebook);
+- an entry pointing past the end of its list makes the cursor wait for a later snapshot
+  (nothing after it is emitted yet);
+- when entries already emitted have left the order, `OutputCursor.cleared` turns True
+  for that call: the outputs it returned replace everything shown so far;
+- an entry of an unknown kind makes the cursor fall back to the stream-first order for
+  good.
+
+Robustness: per kind, what has been emitted is always a prefix of the list, tracked by a
+count, so nothing is ever emitted twice whatever the snapshots say. A list that shrinks
+emits nothing until it grows past that count. A snapshot without ``output_order`` is
+handled in the fallback order, and a later ordered snapshot skips what it emitted.
 """
 
 from __future__ import annotations
@@ -51,34 +56,42 @@ Output: TypeAlias = StreamChunk | Result
 class OutputCursor:
     """Remembers what has been emitted from a run's snapshots; see the module docstring."""
 
-    __slots__ = ("_consumed", "_emitted", "_use_order")
+    __slots__ = ("_cleared", "_emitted", "_shown", "_use_order")
 
     def __init__(self) -> None:
         self._emitted: dict[str, int] = {"stdout": 0, "stderr": 0, "result": 0}
-        self._consumed: list[OutputRef] = []
+        self._shown: list[OutputRef] = []
         self._use_order = True
+        self._cleared = False
 
     @property
     def counts(self) -> tuple[int, int, int]:
-        """How many stdout chunks, stderr chunks and results have been emitted."""
+        """How far into stdout chunks, stderr chunks and results the cursor has got."""
         return self._emitted["stdout"], self._emitted["stderr"], self._emitted["result"]
 
     @property
     def follows_order(self) -> bool:
-        """False once an inconsistent ``output_order`` made the cursor fall back for good."""
+        """False once a malformed ``output_order`` made the cursor fall back for good."""
         return self._use_order
+
+    @property
+    def cleared(self) -> bool:
+        """True when the last `advance` saw ``clear_output``: its outputs replace all shown."""
+        return self._cleared
 
     def advance(self, execution: Execution, *, final: bool = False) -> list[Output]:
         """What ``execution`` holds that was not emitted yet, in display order.
 
-        Pass ``final=True`` for the snapshot of an ended run, to flush everything.
+        ``final`` marks the snapshot of an ended run. Nothing is held back until then
+        (the order is trusted, and without one everything new is emitted at once), so it
+        changes nothing today; it is part of the signature so callers need not care.
         """
+        del final
         out: list[Output] = []
+        self._cleared = False
         order = execution.output_order
         if order is not None and self._use_order:
             self._follow_order(execution, order, out)
-            if final or not self._use_order:
-                self._fallback(execution, out)
         else:
             self._fallback(execution, out)
         return out
@@ -86,32 +99,29 @@ class OutputCursor:
     def _follow_order(
         self, execution: Execution, order: tuple[OutputRef, ...], out: list[Output]
     ) -> None:
-        seen = len(self._consumed)
-        if len(order) < seen or list(order[:seen]) != self._consumed:
-            self._use_order = False  # the order was rewritten, not extended
+        if any(ref.kind not in self._emitted for ref in order):
+            self._use_order = False
+            self._fallback(execution, out)
             return
-        for ref in order[seen:]:
-            emitted = self._emitted.get(ref.kind)
-            if emitted is None:
-                self._use_order = False  # an unknown kind of output
-                return
-            if ref.index < emitted:
-                pass  # already emitted (a snapshot without order came in between)
-            elif ref.index > emitted:
-                self._use_order = False  # it skips an item: no longer trustworthy
-                return
-            elif ref.index >= _length(execution, ref.kind):
+        present = set(order)
+        if any(ref not in present for ref in self._shown):
+            self._cleared = True
+            self._shown = [ref for ref in self._shown if ref in present]
+        for ref in order:
+            if ref.index < self._emitted[ref.kind]:
+                continue  # emitted already (or by a snapshot that had no order)
+            if ref.index >= _length(execution, ref.kind):
                 return  # the list lags the order: wait for the next snapshot
-            else:
-                out.append(_item(execution, ref.kind, ref.index))
-                self._emitted[ref.kind] += 1
-            self._consumed.append(ref)
+            out.append(_item(execution, ref.kind, ref.index))
+            self._emitted[ref.kind] = ref.index + 1
+            self._shown.append(ref)
 
     def _fallback(self, execution: Execution, out: list[Output]) -> None:
         for kind in ("stdout", "stderr", "result"):
             total = _length(execution, kind)
             for index in range(self._emitted[kind], total):
                 out.append(_item(execution, kind, index))
+                self._shown.append(OutputRef(kind, index))
             self._emitted[kind] = max(self._emitted[kind], total)
 
 
@@ -132,5 +142,8 @@ def _item(execution: Execution, kind: str, index: int) -> Output:
 
 
 def ordered_outputs(execution: Execution) -> list[Output]:
-    """All outputs of a finished execution at once, in display order (e.g. re-attach)."""
+    """All outputs of a finished execution at once, in display order (e.g. re-attach).
+
+    With ``output_order``, outputs the code cleared (``clear_output``) are left out.
+    """
     return OutputCursor().advance(execution, final=True)

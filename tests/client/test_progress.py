@@ -77,32 +77,47 @@ def test_order_ahead_of_its_list_waits_for_the_item() -> None:
     assert show(cursor.advance(caught_up)) == ["r:R", "o:b"]
 
 
-def test_items_the_order_never_mentions_are_flushed_when_final() -> None:
+def test_items_left_out_of_the_order_are_not_shown() -> None:
     cursor = OutputCursor()
     snap = execution(stdout=["a", "b"], results=["R"], order=[("stdout", 0)])
     assert show(cursor.advance(snap)) == ["o:a"]
-    assert show(cursor.advance(snap, final=True)) == ["o:b", "r:R"]
     assert cursor.advance(snap, final=True) == []
+    assert show(ordered_outputs(snap)) == ["o:a"]
 
 
-def test_order_that_skips_an_item_falls_back_without_duplicates() -> None:
-    cursor = OutputCursor()
-    assert show(cursor.advance(execution(stdout=["a"], order=[("stdout", 0)]))) == ["o:a"]
-    bad = execution(stdout=["a", "b", "c"], order=[("stdout", 0), ("stdout", 2)])
-    assert show(cursor.advance(bad)) == ["o:b", "o:c"]
-    assert not cursor.follows_order
-    assert cursor.advance(bad) == []
-
-
-def test_rewritten_order_falls_back_without_duplicates() -> None:
+def test_clear_output_is_reported_and_later_outputs_follow() -> None:
     cursor = OutputCursor()
     first = execution(stdout=["a"], results=["R"], order=[("stdout", 0), ("result", 0)])
     assert show(cursor.advance(first)) == ["o:a", "r:R"]
-    rewritten = execution(
-        stdout=["a", "b"], results=["R"], order=[("result", 0), ("stdout", 0), ("stdout", 1)]
+    assert not cursor.cleared
+    after_clear = execution(stdout=["a", "b"], results=["R"], order=[("stdout", 1)])
+    assert show(cursor.advance(after_clear)) == ["o:b"]
+    assert cursor.cleared
+    assert cursor.advance(after_clear) == []
+    assert not cursor.cleared
+    assert cursor.follows_order
+
+
+def test_outputs_cleared_between_two_polls_are_skipped() -> None:
+    cursor = OutputCursor()
+    assert show(cursor.advance(execution(stdout=["a"], order=[("stdout", 0)]))) == ["o:a"]
+    # "b" was printed and cleared before this poll; only "c" remains on display.
+    jumped = execution(stdout=["a", "b", "c"], order=[("stdout", 2)])
+    assert show(cursor.advance(jumped)) == ["o:c"]
+    assert cursor.cleared
+    assert cursor.advance(jumped) == []
+
+
+def test_unknown_kind_in_order_falls_back_for_good() -> None:
+    cursor = OutputCursor()
+    snap = Execution(
+        logs=Logs(stdout=("a",)),
+        results=(Result(text="R"),),
+        output_order=(OutputRef("result", 0), OutputRef("display", 0)),
     )
-    assert show(cursor.advance(rewritten)) == ["o:b"]
+    assert show(cursor.advance(snap)) == ["o:a", "r:R"]
     assert not cursor.follows_order
+    assert cursor.advance(snap) == []
 
 
 def test_snapshot_without_order_in_between_does_not_repeat() -> None:
@@ -167,9 +182,11 @@ KINDS = ("stdout", "stderr", "result")
 
 @st.composite
 def growing_run(draw: Any) -> tuple[list[Execution], Execution, bool]:
-    """A run's true output sequence, and snapshots of growing prefixes of it."""
-    events = draw(st.lists(st.sampled_from(KINDS), max_size=25))
+    """A run's true output sequence (with clear_output calls), and growing snapshots of it."""
+    events = draw(st.lists(st.sampled_from((*KINDS, "clear")), max_size=25))
     with_order = draw(st.booleans())
+    if not with_order:
+        events = [e for e in events if e != "clear"]  # clearing needs the order
     cuts = sorted(draw(st.lists(st.integers(0, len(events)), max_size=8)))
     cuts.append(len(events))
 
@@ -177,6 +194,9 @@ def growing_run(draw: Any) -> tuple[list[Execution], Execution, bool]:
         lists: dict[str, list[str]] = {k: [] for k in KINDS}
         order: list[tuple[str, int]] = []
         for position, kind in enumerate(events[:n]):
+            if kind == "clear":
+                order.clear()
+                continue
             order.append((kind, len(lists[kind])))
             lists[kind].append(f"{kind}{position}")
         return execution(
@@ -189,24 +209,31 @@ def growing_run(draw: Any) -> tuple[list[Execution], Execution, bool]:
 
 @settings(max_examples=300, deadline=None)
 @given(growing_run())
-def test_increments_concatenate_to_the_final_rendering(
+def test_increments_rebuild_the_final_rendering(
     case: tuple[list[Execution], Execution, bool],
 ) -> None:
+    """Applying increments (and clears) to a display ends where ordered_outputs says."""
     snapshots, final, with_order = case
     cursor = OutputCursor()
-    emitted: list[Output] = []
+    display: list[Output] = []
+    every: list[str] = []
     for i, snap in enumerate(snapshots):
-        emitted += cursor.advance(snap, final=i == len(snapshots) - 1)
-    expected = ordered_outputs(final)
+        increment = cursor.advance(snap, final=i == len(snapshots) - 1)
+        if cursor.cleared:
+            display = []
+        display += increment
+        every += show(increment)
+    expected = show(ordered_outputs(final))
+    assert len(every) == len(set(every))  # nothing twice, ever
     if with_order:
-        assert show(emitted) == show(expected)
+        assert show(display) == expected
     else:
         # Without an order, increments interleave by snapshot; each kind keeps its order.
+        assert sorted(show(display)) == sorted(expected)
         for prefix in ("o:", "e:", "r:"):
-            assert [x for x in show(emitted) if x.startswith(prefix)] == [
-                x for x in show(expected) if x.startswith(prefix)
+            assert [x for x in show(display) if x.startswith(prefix)] == [
+                x for x in expected if x.startswith(prefix)
             ]
-    assert len(emitted) == len(expected)
 
 
 @settings(max_examples=300, deadline=None)
