@@ -27,10 +27,7 @@ def tiny_png() -> bytes:
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xff\x00\x00")
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", pixels)
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
 
 
@@ -166,7 +163,10 @@ def test_long_text_is_truncated_with_a_note_naming_sizes() -> None:
     data = bundle(Result(text=text), max_bytes=1024)
     plain = data["text/plain"]
     assert plain.startswith("x" * 1024)
-    assert "… 3.9 KB of text/plain truncated (limit 1.0 KB: %config SandboxMagics.max_output_bytes)" in plain
+    assert (
+        "… 3.9 KB of text/plain truncated (limit 1.0 KB: %config SandboxMagics.max_output_bytes)"
+        in plain
+    )
 
 
 def test_truncated_html_is_never_cut_inside_a_tag() -> None:
@@ -185,7 +185,9 @@ def test_image_over_the_limit_is_replaced_by_a_note() -> None:
 
 
 def test_json_over_the_limit_is_dropped_with_a_note() -> None:
-    data = bundle(Result(data={"application/vnd.plotly.v1+json": {"y": list(range(2000))}}), max_bytes=1024)
+    data = bundle(
+        Result(data={"application/vnd.plotly.v1+json": {"y": list(range(2000))}}), max_bytes=1024
+    )
     assert "application/vnd.plotly.v1+json" not in data
     assert "of application/vnd.plotly.v1+json not shown" in data["text/plain"]
 
@@ -230,14 +232,18 @@ def test_secrets_are_redacted_in_text_html_and_json() -> None:
 def test_image_metadata_from_the_server_is_kept() -> None:
     png = base64.b64encode(tiny_png()).decode()
     result = Result.from_json({"png": png, "metadata": {"image/png": {"width": 320}, "other": 1}})
-    data, metadata = result_bundle(result, allow_javascript=False, max_bytes=LIMIT, redactor=Redactor())
+    data, metadata = result_bundle(
+        result, allow_javascript=False, max_bytes=LIMIT, redactor=Redactor()
+    )
     assert "image/png" in data
     assert metadata == {"image/png": {"width": 320}}
 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 junk = (
@@ -263,7 +269,9 @@ mime_keys = st.sampled_from(
         "text/latex",
     ]
 ) | st.text(max_size=15)
-maybe_text = st.none() | st.text(max_size=60) | st.sampled_from(["aGVsbG8=", "***", "<script>x</script>"])
+maybe_text = (
+    st.none() | st.text(max_size=60) | st.sampled_from(["aGVsbG8=", "***", "<script>x</script>"])
+)
 
 
 @settings(max_examples=300, deadline=None)

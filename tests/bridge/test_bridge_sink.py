@@ -75,7 +75,10 @@ def test_remote_value_becomes_out_and_underscore(ip: InteractiveShell) -> None:
 
 def test_remote_value_honours_include_and_exclude() -> None:
     value = RemoteValue({"text/plain": "x", "text/html": "<i>x</i>"}, {"text/html": {"a": 1}})
-    assert value._repr_mimebundle_(include={"text/html"}) == ({"text/html": "<i>x</i>"}, {"text/html": {"a": 1}})
+    assert value._repr_mimebundle_(include={"text/html"}) == (
+        {"text/html": "<i>x</i>"},
+        {"text/html": {"a": 1}},
+    )
     assert value._repr_mimebundle_(exclude={"text/html"}) == ({"text/plain": "x"}, {})
 
 
@@ -84,7 +87,8 @@ def test_display_result_publishes_or_returns_the_main_value(ip: InteractiveShell
         assert display_result(Result(text="shown")) is None
         value = display_result(Result(text="out", is_main_result=True))
     assert [o.data for o in cap.outputs] == [{"text/plain": "shown"}]
-    assert value is not None and value.text == "out"
+    assert value is not None
+    assert value.text == "out"
 
 
 def test_stream_budget_drops_the_rest_with_one_note_and_a_total(ip: InteractiveShell) -> None:
@@ -97,7 +101,9 @@ def test_stream_budget_drops_the_rest_with_one_note_and_a_total(ip: InteractiveS
     text = cap.stdout
     assert text.startswith("y" * 1024)
     assert text.count("reached its limit of 1.0 KB") == 1
-    assert "… 3.9 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)" in text
+    assert (
+        "… 3.9 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)" in text
+    )
     assert cap.stderr == "still shown\n"
 
 
@@ -129,7 +135,10 @@ def test_remote_error_keeps_colours_and_fails_the_cell(ip: InteractiveShell) -> 
     exc = sink(redactor=Redactor([SECRET])).remote_error(error, "run_1")
     assert isinstance(exc, RemoteExecutionError)
     assert exc.run_id == "run_1"
-    assert exc._render_traceback_() == [f"{RED}ZeroDivisionError\x1b[0m", "----> 1 1/0  # [redacted]"]
+    assert exc._render_traceback_() == [
+        f"{RED}ZeroDivisionError\x1b[0m",
+        "----> 1 1/0  # [redacted]",
+    ]
     assert SECRET not in str(exc)
     ip.user_ns["remote_exc"] = exc
     with capture_output() as cap:
@@ -144,7 +153,8 @@ def test_huge_traceback_keeps_head_and_tail() -> None:
     lines = [f"frame {i} " + "x" * 80 for i in range(1000)]
     exc = remote_error(ExecutionError("RecursionError", "deep", tuple(lines)), "r", max_bytes=4096)
     shown = exc._render_traceback_()
-    assert shown[0] == lines[0] and shown[-1] == lines[-1]
+    assert shown[0] == lines[0]
+    assert shown[-1] == lines[-1]
     assert any("of traceback truncated" in line for line in shown)
 
 
@@ -173,7 +183,8 @@ def test_timeout_says_timed_out_after_n_seconds() -> None:
 def test_cancelled_run_error() -> None:
     error = run_error(Run(id="run_3", status="cancelled", failure_reason="cancelled by user"))
     assert isinstance(error, RunCancelledError)
-    assert "run_3" in str(error) and "cancelled by user" in str(error)
+    assert "run_3" in str(error)
+    assert "cancelled by user" in str(error)
 
 
 def test_artifacts_list_has_sizes_kinds_and_links_without_credentials(ip: InteractiveShell) -> None:
@@ -187,8 +198,13 @@ def test_artifacts_list_has_sizes_kinds_and_links_without_credentials(ip: Intera
             size_bytes=2048,
             download_url=f"https://user:pw@api.example.test/v1/x/a1/download?token={SECRET}&v=2",
         ),
-        Artifact(id="a2", name="data.csv", kind="file", size_bytes=3 * 1024 * 1024,
-                 download_url="/v1/sandboxes/sb/code/artifacts/a2/download"),
+        Artifact(
+            id="a2",
+            name="data.csv",
+            kind="file",
+            size_bytes=3 * 1024 * 1024,
+            download_url="/v1/sandboxes/sb/code/artifacts/a2/download",
+        ),
         Artifact(id="a3", name="leak.txt", download_url=f"https://h.test/{SECRET}/x"),
     ]
     out = sink(redactor=Redactor([SECRET]))
@@ -198,10 +214,14 @@ def test_artifacts_list_has_sizes_kinds_and_links_without_credentials(ip: Intera
     assert set(shown.data) == {"text/plain", "text/html"}
     plain, html = shown.data["text/plain"], shown.data["text/html"]
     assert "3 artifacts:" in plain
-    assert "plot.png" in plain and "2.0 KB" in plain and "3.0 MB" in plain and "image" in plain
+    assert "plot.png" in plain
+    assert "2.0 KB" in plain
+    assert "3.0 MB" in plain
+    assert "image" in plain
     assert "https://api.example.test/v1/x/a1/download?v=2" in plain
     assert "http://127.0.0.1:8765/v1/sandboxes/sb/code/artifacts/a2/download" in plain
-    assert SECRET not in plain + html and "pw@" not in plain + html
+    assert SECRET not in plain + html
+    assert "pw@" not in plain + html
     assert "need the API key" in plain
     assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in html
 
