@@ -1,0 +1,103 @@
+"""The ``sandbox-magic`` command: one subcommand per entry of `COMMANDS`.
+
+Keep this module thin: each subcommand parses its arguments and calls into the
+package (``serve`` -> `sandbox_magic.server.main.serve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: ``name -> (add its arguments to a subparser, run it)``. Add subcommands here.
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES
+
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="bearer token to require (default: $SANDBOX_MAGIC_TOKEN, else a new random "
+        "one, printed once). Prefer the variable: command lines are visible to other users.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where runs, artifacts and sandbox directories live "
+        "(default ~/.local/state/sandbox-magic)",
+    )
+    parser.add_argument(
+        "--warm-kernels", type=int, default=1, help="idle kernels kept ready (default 1)"
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=int,
+        default=300,
+        help="seconds a run may take when it does not say (default 300)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="server log level (default warning)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.main import ServeOptions, serve
+
+    return serve(
+        ServeOptions(
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            state_dir=args.state_dir,
+            warm_kernels=args.warm_kernels,
+            default_run_timeout=args.run_timeout,
+            max_body_bytes=args.max_body_bytes,
+            log_level=args.log_level,
+        )
+    )
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": (_serve_arguments, _serve),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandbox-magic", description="Tools of the %%sandbox Jupyter extension."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    helps = {"serve": "run the local sandbox server (real Jupyter kernels)"}
+    for name, (add_arguments, _run) in COMMANDS.items():
+        add_arguments(subparsers.add_parser(name, help=helps.get(name)))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sandbox-magic`` console script."""
+    args = build_parser().parse_args(argv)
+    _add_arguments, run = COMMANDS[args.command]
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

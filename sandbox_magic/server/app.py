@@ -1,0 +1,562 @@
+"""The HTTP surface: Starlette routes of the wire contract, errors, auth and limits.
+
+Every ``/v1`` route needs ``Authorization: Bearer <token>``; ``/healthz`` does not.
+Every error answers ``{"error": {"message", "code", "request_id", "retryable"}}``
+with ``X-Request-Id`` set. Bodies larger than ``max_body_bytes`` get 413.
+``create_app`` gives an app whose lifespan starts and stops the kernel pool; tests
+using ``httpx.ASGITransport`` (which runs no lifespan) can enter
+``app.router.lifespan_context(app)`` themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sandbox_magic import __version__
+from sandbox_magic.server.artifacts import is_previewable
+from sandbox_magic.server.auth import bearer_matches
+from sandbox_magic.server.config import ServerConfig
+from sandbox_magic.server.errors import ApiError, error_body
+from sandbox_magic.server.runs import RunState
+from sandbox_magic.server.service import SandboxService
+from sandbox_magic.server.store import Page
+from sandbox_magic.server.util import new_id
+from sandbox_magic.server.validation import (
+    expect_object,
+    optional_int,
+    optional_object,
+    optional_str,
+    optional_str_map,
+    query_int,
+    required_str,
+)
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
+_ARTIFACT_KINDS = frozenset({"file", "image", "html", "document"})
+_MAX_TIMEOUT = 7 * 24 * 3600
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+# -- plumbing ------------------------------------------------------------------------
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or new_id("req"))
+
+
+def _error_response(
+    request_id: str,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, request_id, retryable=retryable),
+        status_code=status,
+        headers={"X-Request-Id": request_id, **(headers or {})},
+    )
+
+
+class _Gate:
+    """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies."""
+
+    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        response: Response | None = None
+        path: str = scope["path"]
+        if (path == "/v1" or path.startswith("/v1/")) and not bearer_matches(
+            headers.get("authorization"), self.token
+        ):
+            message = (
+                "Missing bearer token: send 'Authorization: Bearer <token>'."
+                if "authorization" not in headers
+                else "The bearer token is not accepted."
+            )
+            response = _error_response(
+                request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
+            )
+        elif _too_large(headers.get("content-length"), self.max_body_bytes):
+            response = _error_response(
+                request_id,
+                413,
+                "invalid_request",
+                f"The request body is larger than {self.max_body_bytes} bytes.",
+            )
+        if response is not None:
+            await response(scope, receive, send)
+            return
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = list(message.get("headers", []))
+                if not any(name.lower() == b"x-request-id" for name, _ in raw):
+                    raw.append((b"x-request-id", request_id.encode()))
+                message["headers"] = raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _too_large(length: str | None, limit: int) -> bool:
+    try:
+        return length is not None and int(length) > limit
+    except ValueError:
+        return False
+
+
+async def _read_json(request: Request) -> Any:
+    """The parsed body (None when empty); 413 when too large, 400 when not JSON."""
+    limit: int = request.app.state.config.max_body_bytes
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413, "invalid_request", f"The request body is larger than {limit} bytes."
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError.bad_request(f"The request body is not valid JSON: {error}.") from None
+
+
+async def _read_object(request: Request, *, required: bool) -> dict[str, Any]:
+    body = await _read_json(request)
+    if body is None:
+        if required:
+            raise ApiError.bad_request("A JSON object body is required.")
+        return {}
+    return dict(expect_object(body))
+
+
+def _service(request: Request) -> SandboxService:
+    service: SandboxService = request.app.state.service
+    return service
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= 255:
+        raise ApiError.bad_request("Idempotency-Key must be 1 to 255 characters.")
+    return key
+
+
+def _page(page: Page) -> JSONResponse:
+    return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
+
+
+def _cursor(request: Request) -> int | None:
+    return query_int(request.query_params, "cursor", default=None, minimum=0, maximum=2**62)
+
+
+def _limit(request: Request) -> int:
+    limit = query_int(request.query_params, "limit", default=50, minimum=1, maximum=1000)
+    return 50 if limit is None else limit
+
+
+# -- routes: health and sandboxes ----------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def create_sandbox(request: Request) -> Response:
+    body = await _read_object(request, required=False)
+    template = optional_str(body, "template") or "code-interpreter"
+    timeout_ms = optional_int(body, "timeout_ms", minimum=0)
+    metadata = optional_object(body, "metadata")
+    envs = optional_str_map(body, "envs")
+    service = _service(request)
+
+    async def create() -> str:
+        record = service.create_sandbox(
+            template=template,
+            timeout_ms=300_000 if timeout_ms is None else timeout_ms,
+            metadata=metadata,
+            envs=envs,
+        )
+        return str(record["id"])
+
+    sandbox_id = await service.idempotent("sandbox", _idempotency_key(request), body, create)
+    return JSONResponse(service.sandbox(sandbox_id).public(), status_code=201)
+
+
+async def list_sandboxes(request: Request) -> Response:
+    return JSONResponse(_service(request).list_sandboxes())
+
+
+async def get_sandbox(request: Request) -> Response:
+    sandbox = _service(request).sandbox(request.path_params["sandbox_id"])
+    return JSONResponse(sandbox.public())
+
+
+async def delete_sandbox(request: Request) -> Response:
+    await _service(request).delete_sandbox(request.path_params["sandbox_id"])
+    return Response(status_code=204)
+
+
+# -- routes: contexts ----------------------------------------------------------------
+
+
+async def create_context(request: Request) -> Response:
+    sandbox_id = request.path_params["sandbox_id"]
+    service = _service(request)
+    service.sandbox(sandbox_id)
+    body = await _read_object(request, required=False)
+    language = optional_str(body, "language")
+    cwd = optional_str(body, "cwd")
+
+    async def create() -> str:
+        context = await service.create_context(sandbox_id, language=language, cwd=cwd)
+        return str(context["id"])
+
+    scope = f"context:{sandbox_id}"
+    context_id = await service.idempotent(scope, _idempotency_key(request), body, create)
+    return JSONResponse(service.context(sandbox_id, context_id).to_json(), status_code=201)
+
+
+async def list_contexts(request: Request) -> Response:
+    return JSONResponse(_service(request).list_contexts(request.path_params["sandbox_id"]))
+
+
+async def delete_context(request: Request) -> Response:
+    params = request.path_params
+    await _service(request).delete_context(params["sandbox_id"], params["context_id"])
+    return Response(status_code=204)
+
+
+async def restart_context(request: Request) -> Response:
+    params = request.path_params
+    context = _service(request).context(params["sandbox_id"], params["context_id"])
+    await context.restart()
+    return JSONResponse(context.to_json())
+
+
+async def interrupt_context(request: Request) -> Response:
+    params = request.path_params
+    context = _service(request).context(params["sandbox_id"], params["context_id"])
+    await context.interrupt()
+    return JSONResponse(context.to_json())
+
+
+# -- routes: runs --------------------------------------------------------------------
+
+
+def _run_options(body: dict[str, Any]) -> tuple[dict[str, str], int | None]:
+    return (
+        optional_str_map(body, "envs"),
+        optional_int(body, "timeout", minimum=1, maximum=_MAX_TIMEOUT),
+    )
+
+
+async def create_run(request: Request) -> Response:
+    sandbox_id = request.path_params["sandbox_id"]
+    service = _service(request)
+    service.sandbox(sandbox_id)
+    body = await _read_object(request, required=True)
+    code = required_str(body, "code", allow_empty=True)
+    context_id = required_str(body, "context_id")
+    envs, timeout = _run_options(body)
+    context = service.context(sandbox_id, context_id)
+
+    async def create() -> str:
+        return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
+
+    run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
+    return JSONResponse(service.get_run(sandbox_id, run_id), status_code=202)
+
+
+async def get_run(request: Request) -> Response:
+    params = request.path_params
+    return JSONResponse(_service(request).get_run(params["sandbox_id"], params["run_id"]))
+
+
+async def list_runs(request: Request) -> Response:
+    status = request.query_params.get("status") or None
+    if status is not None and status not in _RUN_STATUSES:
+        raise ApiError.bad_request(
+            f"Unknown status {status!r}; use one of {', '.join(sorted(_RUN_STATUSES))}."
+        )
+    page = _service(request).list_runs(
+        request.path_params["sandbox_id"],
+        status=status,
+        context_id=request.query_params.get("context_id") or None,
+        limit=_limit(request),
+        cursor=_cursor(request),
+    )
+    return _page(page)
+
+
+async def cancel_run(request: Request) -> Response:
+    params = request.path_params
+    run = _service(request).cancel_run(params["sandbox_id"], params["run_id"])
+    terminal = run["status"] in ("succeeded", "failed", "cancelled")
+    return JSONResponse(run, status_code=200 if terminal else 202)
+
+
+# -- routes: streaming execution -----------------------------------------------------
+
+
+async def execute(request: Request) -> Response:
+    sandbox_id = request.path_params["sandbox_id"]
+    service = _service(request)
+    service.sandbox(sandbox_id)
+    body = await _read_object(request, required=True)
+    code = required_str(body, "code", allow_empty=True)
+    context_id = optional_str(body, "context_id")
+    language = optional_str(body, "language")
+    envs, timeout = _run_options(body)
+    if context_id:
+        context = service.context(sandbox_id, context_id)
+    else:
+        context = await service.default_context(sandbox_id, language)
+    run = service.submit_run(context, code=code, envs=envs, timeout=timeout)
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    run.recorder.listen(events.put_nowait)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            while (event := await events.get())["type"] != "end":
+                yield _sse(event)
+            for event in _closing_events(run):
+                yield _sse(event)
+        finally:
+            if not run.terminal:  # the client went away: stop the work it asked for
+                context.cancel(run)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Run-Id": run.id},
+    )
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event)}\n\n"
+
+
+def _closing_events(run: RunState) -> list[dict[str, Any]]:
+    """The count, and an error event when the run ended for a reason the code did not raise."""
+    events: list[dict[str, Any]] = []
+    count = run.recorder.execution_count
+    if count is not None:
+        events.append({"type": "number_of_executions", "execution_count": count})
+    reason = run.failure_reason or ""
+    if run.status != "succeeded" and not reason.startswith("the code raised"):
+        name = "RunCancelled" if run.status == "cancelled" else "RunFailed"
+        if reason.startswith("timed out"):
+            name = "TimeoutError"
+        events.append({"type": "error", "name": name, "value": reason, "traceback": ""})
+    return events
+
+
+# -- routes: artifacts ---------------------------------------------------------------
+
+
+async def list_artifacts(request: Request) -> Response:
+    kind = request.query_params.get("kind") or None
+    if kind is not None and kind not in _ARTIFACT_KINDS:
+        raise ApiError.bad_request(
+            f"Unknown kind {kind!r}; use one of {', '.join(sorted(_ARTIFACT_KINDS))}."
+        )
+    page = _service(request).list_artifacts(
+        request.path_params["sandbox_id"],
+        context_id=request.query_params.get("context_id") or None,
+        execution_count=query_int(
+            request.query_params, "execution_count", default=None, minimum=0, maximum=2**62
+        ),
+        kind=kind,
+        limit=_limit(request),
+        cursor=_cursor(request),
+    )
+    return _page(page)
+
+
+async def get_artifact(request: Request) -> Response:
+    params = request.path_params
+    return JSONResponse(_service(request).get_artifact(params["sandbox_id"], params["artifact_id"]))
+
+
+async def download_artifact(request: Request) -> Response:
+    params = request.path_params
+    path, artifact = _service(request).artifact_file(params["sandbox_id"], params["artifact_id"])
+    return FileResponse(
+        path,
+        media_type=artifact["mime_type"],
+        filename=artifact["name"].rsplit("/", 1)[-1],
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def preview_artifact(request: Request) -> Response:
+    params = request.path_params
+    path, artifact = _service(request).artifact_file(params["sandbox_id"], params["artifact_id"])
+    if not is_previewable(artifact["mime_type"]):
+        raise ApiError.not_found(
+            f"Artifact {artifact['id']} ({artifact['mime_type']}) has no preview."
+        )
+    return FileResponse(
+        path,
+        media_type=artifact["mime_type"],
+        content_disposition_type="inline",
+        filename=artifact["name"].rsplit("/", 1)[-1],
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )
+
+
+async def delete_artifact(request: Request) -> Response:
+    params = request.path_params
+    _service(request).delete_artifact(params["sandbox_id"], params["artifact_id"])
+    return Response(status_code=204)
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return _error_response(
+        _request_id(request),
+        error.status,
+        error.code,
+        error.message,
+        retryable=error.retryable,
+        headers=error.headers,
+    )
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
+    message = "No such route." if error.status_code == 404 else str(error.detail)
+    return _error_response(
+        _request_id(request),
+        error.status_code,
+        code,
+        message,
+        headers=dict(error.headers or {}),
+    )
+
+
+async def _internal_error(request: Request, error: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return _error_response(
+        _request_id(request),
+        500,
+        "internal_error",
+        f"The server failed: {type(error).__name__}.",
+        retryable=True,
+    )
+
+
+# -- the app -------------------------------------------------------------------------
+
+_SB = "/v1/sandboxes/{sandbox_id}"
+
+_ROUTES: list[tuple[str, str, Handler]] = [
+    ("/healthz", "GET", healthz),
+    ("/v1/sandboxes", "POST", create_sandbox),
+    ("/v1/sandboxes", "GET", list_sandboxes),
+    (_SB, "GET", get_sandbox),
+    (_SB, "DELETE", delete_sandbox),
+    (f"{_SB}/code/contexts", "POST", create_context),
+    (f"{_SB}/code/contexts", "GET", list_contexts),
+    (f"{_SB}/code/contexts/{{context_id}}", "DELETE", delete_context),
+    (f"{_SB}/code/contexts/{{context_id}}/restart", "POST", restart_context),
+    (f"{_SB}/code/contexts/{{context_id}}/interrupt", "POST", interrupt_context),
+    (f"{_SB}/code/runs", "POST", create_run),
+    (f"{_SB}/code/runs", "GET", list_runs),
+    (f"{_SB}/code/runs/{{run_id}}", "GET", get_run),
+    (f"{_SB}/code/runs/{{run_id}}/cancel", "POST", cancel_run),
+    (f"{_SB}/code/execute", "POST", execute),
+    (f"{_SB}/code/artifacts", "GET", list_artifacts),
+    (f"{_SB}/code/artifacts/{{artifact_id}}", "GET", get_artifact),
+    (f"{_SB}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
+    (f"{_SB}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
+    (f"{_SB}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
+]
+
+
+def _routes() -> list[Route]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, method, handler in _ROUTES:
+        by_path.setdefault(path, {})[method] = handler
+    return [
+        Route(path, _dispatch(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return dispatch
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app; its lifespan starts and stops the `SandboxService`."""
+    service = SandboxService(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=_routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.config = config
+    app.state.service = service
+    app.add_middleware(_Gate, token=config.token, max_body_bytes=config.max_body_bytes)
+    return app

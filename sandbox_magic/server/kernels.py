@@ -1,0 +1,411 @@
+"""Real Jupyter kernels: start, execute with our own message routing, interrupt, restart.
+
+`Kernel` wraps one `AsyncKernelManager` and its client. Two small pump tasks read the
+shell and IOPub channels and hand each message to the execution that sent the
+request (matched by ``parent_header.msg_id``), so nothing is read twice and stale
+messages are dropped. `KernelPool` keeps a few Python kernels started and idle so a
+new context gets one at once, and refills in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from jupyter_client.manager import AsyncKernelManager
+
+from sandbox_magic.server.kernelspecs import (
+    PYTHON_SPEC_NAME,
+    KernelChoice,
+    SandboxKernelSpecManager,
+)
+
+__all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
+
+log = logging.getLogger(__name__)
+
+#: Called with ``(msg_type, content, metadata)`` for every IOPub message of an execution.
+MessageHook = Callable[[str, dict[str, Any], dict[str, Any]], None]
+
+_READY_TIMEOUT: Final = 60.0
+_ALIVE_CHECK_INTERVAL: Final = 1.0
+
+
+class KernelDiedError(RuntimeError):
+    """The kernel process exited (or was restarted) while a request was pending."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    hook: MessageHook | None
+    reply: asyncio.Future[dict[str, Any]]
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    seen_iopub: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Kernel:
+    """One running kernel and the channels to talk to it."""
+
+    def __init__(self, manager: AsyncKernelManager, choice: KernelChoice) -> None:
+        self.manager = manager
+        self.choice = choice
+        self._client: Any = None
+        self._pending: dict[str, _Pending] = {}
+        self._pumps: list[asyncio.Task[None]] = []
+        self._pgid: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        choice: KernelChoice,
+        *,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        spec_manager: SandboxKernelSpecManager,
+        runtime_dir: Path,
+    ) -> Kernel:
+        """Start a kernel process in ``cwd`` and wait until it answers on both channels.
+
+        Kernels talk over Unix sockets in ``runtime_dir`` (private to the user, and
+        faster than loopback TCP).
+        """
+        name = secrets.token_hex(4)
+        manager = AsyncKernelManager(
+            kernel_name=choice.spec_name,
+            kernel_spec_manager=spec_manager,
+            shutdown_wait_time=1.0,
+            transport="ipc",
+            ip=str(runtime_dir / name),
+            connection_file=str(runtime_dir / f"{name}.json"),
+        )
+        kernel_env = dict(os.environ)
+        kernel_env.update(env or {})
+        await manager.start_kernel(cwd=str(cwd), env=kernel_env)
+        kernel = cls(manager, choice)
+        try:
+            await kernel._connect()
+        except BaseException:
+            await kernel.shutdown()
+            raise
+        return kernel
+
+    async def _connect(self) -> None:
+        self._remember_pgid()
+        client = self.manager.client()
+        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+        self._client = client
+        self._pumps = [
+            asyncio.create_task(self._pump(client.get_shell_msg), name="kernel-shell"),
+            asyncio.create_task(self._pump(client.get_iopub_msg), name="kernel-iopub"),
+        ]
+        await self._wait_ready()
+
+    def _remember_pgid(self) -> None:
+        provisioner = self.manager.provisioner
+        pgid = getattr(provisioner, "pgid", None)
+        self._pgid = pgid if isinstance(pgid, int) else None
+
+    async def _wait_ready(self) -> None:
+        """Nudge with kernel_info until the reply *and* an IOPub message arrive.
+
+        Seeing IOPub traffic proves our subscription is live, so no output of the
+        first run can be lost.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _READY_TIMEOUT
+        while True:
+            if not await self.is_alive():
+                raise KernelDiedError("the kernel exited while starting")
+            msg_id = self._client.kernel_info()
+            pending = _Pending(hook=None, reply=loop.create_future())
+            self._pending[msg_id] = pending
+            try:
+                await asyncio.wait_for(pending.reply, timeout=1.0)
+                await asyncio.wait_for(pending.seen_iopub.wait(), timeout=0.5)
+                return
+            except TimeoutError:
+                if loop.time() > deadline:
+                    raise KernelDiedError("the kernel did not answer within 60 s") from None
+            finally:
+                self._pending.pop(msg_id, None)
+
+    async def shutdown(self) -> None:
+        """Stop the kernel and everything it started (its whole process group)."""
+        self._fail_pending("the kernel was shut down")
+        for task in self._pumps:
+            task.cancel()
+        for task in self._pumps:
+            with contextlib.suppress(BaseException):
+                await task
+        self._pumps = []
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.stop_channels()
+        with contextlib.suppress(Exception):
+            if self.manager.has_kernel:
+                await self.manager.shutdown_kernel(now=False)
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        if self._pgid is not None and self._pgid > 1 and hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                os.killpg(self._pgid, signal.SIGKILL)
+
+    async def restart(self) -> None:
+        """Kill and start the kernel again (same ports); its state is lost."""
+        self._fail_pending("the kernel was restarted")
+        await self.manager.restart_kernel(now=True)
+        self._remember_pgid()
+        await self._wait_ready()
+
+    async def interrupt(self) -> None:
+        """Interrupt the running code, as a notebook's stop button does."""
+        with contextlib.suppress(RuntimeError):
+            await self.manager.interrupt_kernel()
+
+    async def is_alive(self) -> bool:
+        alive: bool = await self.manager.is_alive()
+        return alive
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = self.manager.provisioner
+        process = getattr(provisioner, "process", None)
+        pid = getattr(process, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    # -- messages --------------------------------------------------------------------
+
+    async def _pump(self, receive: Callable[..., Any]) -> None:
+        while True:
+            try:
+                msg = await receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a malformed message: skip it
+                log.debug("dropping an unreadable kernel message", exc_info=True)
+                continue
+            self._route(msg)
+
+    def _route(self, msg: dict[str, Any]) -> None:
+        parent = msg.get("parent_header") or {}
+        pending = self._pending.get(parent.get("msg_id", ""))
+        if pending is None:
+            return
+        msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type", "")
+        content = msg.get("content") or {}
+        if msg_type.endswith("_reply"):
+            if not pending.reply.done():
+                pending.reply.set_result(content)
+            return
+        pending.seen_iopub.set()
+        if msg_type == "status":
+            if content.get("execution_state") == "idle":
+                pending.idle.set()
+            return
+        if pending.hook is not None:
+            try:
+                pending.hook(msg_type, content, msg.get("metadata") or {})
+            except Exception:
+                log.exception("output hook failed on a %s message", msg_type)
+
+    def _fail_pending(self, reason: str) -> None:
+        for pending in self._pending.values():
+            if not pending.reply.done():
+                pending.reply.set_exception(KernelDiedError(reason))
+            pending.idle.set()
+        self._pending.clear()
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        hook: MessageHook | None = None,
+        silent: bool = False,
+        user_expressions: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``code``; feed every IOPub output to ``hook``; return the execute reply.
+
+        Returns once both the reply and the kernel's ``idle`` status for this request
+        have arrived, so every output has been handed to ``hook``. Raises
+        `KernelDiedError` if the kernel exits or is restarted meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        msg_id: str = self._client.execute(
+            code,
+            silent=silent,
+            store_history=not silent,
+            user_expressions=dict(user_expressions or {}),
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        pending = _Pending(hook=hook, reply=loop.create_future())
+        self._pending[msg_id] = pending
+        try:
+            reply: dict[str, Any] = await self._await_alive(pending.reply)
+            if not silent:
+                await self._await_alive(pending.idle.wait())
+            return reply
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def _await_alive(self, awaitable: Any) -> Any:
+        """Await, checking now and then that the kernel process still exists."""
+        future = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=_ALIVE_CHECK_INTERVAL)
+                if done:
+                    return future.result()
+                if not await self.is_alive():
+                    raise KernelDiedError("the kernel process exited")
+        finally:
+            if not future.done():
+                future.cancel()
+
+
+class KernelPool:
+    """Starts kernels, keeping ``size`` idle Python kernels ready for new contexts."""
+
+    def __init__(self, *, size: int, idle_dir: Path) -> None:
+        self.size = size
+        self.spec_manager = SandboxKernelSpecManager()
+        self._idle_dir = idle_dir
+        # Short on purpose: Unix socket paths are limited to about 100 characters.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="sbm-"))
+        self._ready: list[Kernel] = []
+        self._starting: set[asyncio.Task[Kernel]] = set()
+        self._waiters: list[asyncio.Future[Kernel]] = []
+        self._live: set[Kernel] = set()
+        self._discarding: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def python(self) -> KernelChoice:
+        return KernelChoice(PYTHON_SPEC_NAME, "python")
+
+    def start(self) -> None:
+        """Begin warming kernels in the background."""
+        self._idle_dir.mkdir(parents=True, exist_ok=True)
+        self._refill()
+
+    def _refill(self) -> None:
+        if self._closed:
+            return
+        missing = self.size + len(self._waiters) - len(self._ready) - len(self._starting)
+        for _ in range(max(0, missing)):
+            task = asyncio.create_task(self._start_one(), name="kernel-warm")
+            self._starting.add(task)
+            task.add_done_callback(self._warmed)
+
+    async def _start_one(self) -> Kernel:
+        kernel = await Kernel.start(
+            self.python,
+            cwd=self._idle_dir,
+            spec_manager=self.spec_manager,
+            runtime_dir=self.runtime_dir,
+        )
+        self._live.add(kernel)
+        return kernel
+
+    def _warmed(self, task: asyncio.Task[Kernel]) -> None:
+        self._starting.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("could not start a warm kernel: %s", error)
+            while self._waiters:
+                waiter = self._waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_exception(error)
+            return
+        kernel = task.result()
+        if self._closed:
+            discard = asyncio.get_running_loop().create_task(self._discard(kernel))
+            self._discarding.add(discard)
+            discard.add_done_callback(self._discarding.discard)
+            return
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(kernel)
+                self._refill()
+                return
+        self._ready.append(kernel)
+
+    async def acquire(self, choice: KernelChoice, *, cwd: Path, env: Mapping[str, str]) -> Kernel:
+        """A kernel for a new context: a warm one for Python, else a cold start in ``cwd``.
+
+        A warm kernel is moved into ``cwd`` and given ``env`` by the caller (see
+        `prepare_python`); a cold one starts there with ``env``.
+        """
+        if self._closed:
+            raise RuntimeError("the server is shutting down")
+        if not choice.is_own_python or self.size <= 0:
+            kernel = await Kernel.start(
+                choice,
+                cwd=cwd,
+                env=env,
+                spec_manager=self.spec_manager,
+                runtime_dir=self.runtime_dir,
+            )
+            self._live.add(kernel)
+            if choice.is_own_python:
+                await prepare_python(kernel, cwd=cwd, env=env)
+            return kernel
+        if self._ready:
+            kernel = self._ready.pop(0)
+            self._refill()
+        else:
+            waiter: asyncio.Future[Kernel] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._refill()
+            kernel = await waiter
+        await prepare_python(kernel, cwd=cwd, env=env)
+        return kernel
+
+    async def release(self, kernel: Kernel) -> None:
+        """Shut a kernel down for good."""
+        await self._discard(kernel)
+
+    async def _discard(self, kernel: Kernel) -> None:
+        self._live.discard(kernel)
+        await kernel.shutdown()
+
+    async def close(self) -> None:
+        """Shut down every kernel this pool ever started, warm or in use."""
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        for task in list(self._starting):
+            with contextlib.suppress(BaseException):
+                await task
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the server is shutting down"))
+        kernels = list(self._live)
+        self._live.clear()
+        self._ready.clear()
+        await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
+    """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
+    code = f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})"
+    reply = await kernel.execute(code, silent=True)
+    if reply.get("status") != "ok":
+        raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

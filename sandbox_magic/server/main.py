@@ -1,0 +1,145 @@
+"""``sandbox-magic serve``: run the local server with uvicorn until SIGINT/SIGTERM.
+
+Startup prints one machine-readable line once the socket is listening::
+
+    sandbox-magic server ready at http://127.0.0.1:PORT
+
+(``--port 0`` picks a free port; the line shows the real one). A generated token is
+printed once, before that line, and written to ``<state-dir>/token`` (mode 0600).
+On SIGINT/SIGTERM every kernel is shut down before the process exits; kernels also
+die with the server if it is killed outright (see `kernelspecs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import uvicorn
+
+from sandbox_magic.server.app import create_app
+from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
+from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
+
+__all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
+
+READY_PREFIX: Final = "sandbox-magic server ready at "
+TOKEN_ENV: Final = "SANDBOX_MAGIC_TOKEN"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/sandbox-magic`` (``~/.local/state/sandbox-magic``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sandbox-magic"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What ``sandbox-magic serve`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    state_dir: Path | None = None
+    warm_kernels: int = 1
+    default_run_timeout: int = 300
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_level: str = "warning"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing readiness once it listens."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            print(f"{READY_PREFIX}{self._url}", flush=True)
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the server in the foreground; returns the process exit code."""
+    logging.basicConfig(
+        level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    state_dir = (options.state_dir or default_state_dir()).expanduser().resolve()
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token, generated = ensure_token(state_dir, options.token or os.environ.get(TOKEN_ENV))
+    if generated:
+        print(
+            f"sandbox-magic server token: {token}\n"
+            f"  (shown once; also in {state_dir / TOKEN_FILE}, readable only by you)",
+            flush=True,
+        )
+    if not _is_loopback(options.host):
+        print(
+            f"WARNING: sandbox-magic is listening on {options.host}, not on loopback. Anyone "
+            "who can reach this address and knows the token can run code as this user. "
+            "This server is not an isolation boundary.",
+            file=sys.stderr,
+            flush=True,
+        )
+    sock = _bind(options.host, options.port)
+    config = ServerConfig(
+        state_dir=state_dir,
+        token=token,
+        host=options.host,
+        port=sock.getsockname()[1],
+        warm_kernels=options.warm_kernels,
+        default_run_timeout=options.default_run_timeout,
+        max_body_bytes=options.max_body_bytes,
+    )
+    uv_config = uvicorn.Config(
+        create_app(config),
+        lifespan="on",
+        log_level=options.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
+    server = _Server(uv_config, _url(options.host, sock))
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0 if server.started else 1
