@@ -250,6 +250,14 @@ class StatusView(ABC):
             self.state = "cancelling"
             self._draw_if_due()
 
+    def outputs_cleared(self) -> None:
+        """The cell's outputs were cleared: show the live view again at the next draw."""
+        with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        return
+
     def finish(self, final: Run | RunSummary | None) -> None:
         """The run ended: leave the static summary (or nothing, for ``None``)."""
         with self._lock:
@@ -324,6 +332,9 @@ class _HandleView(StatusView):
     """A view that owns one display output and finally replaces it with the summary."""
 
     handle: OutputHandle | None = None
+
+    def _forget(self) -> None:
+        self.handle = None
 
     def _conclude(self, summary: RunSummary | None) -> None:
         if self.handle is not None:
@@ -411,6 +422,13 @@ class WidgetStatusView(_HandleView):
 
     def _conclude(self, summary: RunSummary | None) -> None:
         super()._conclude(summary)
+        self._close_widgets()
+
+    def _forget(self) -> None:
+        super()._forget()
+        self._close_widgets()
+
+    def _close_widgets(self) -> None:
         if self._box is not None:
             for widget in (self._box, self._html, self._button):
                 widget.close()

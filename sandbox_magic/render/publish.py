@@ -7,10 +7,17 @@ from typing import Any
 
 from IPython import display as _ipython_display
 
-__all__ = ["OutputHandle", "display_bundle", "display_object", "publish_bundle"]
+__all__ = [
+    "OutputHandle",
+    "clear_outputs",
+    "display_bundle",
+    "display_object",
+    "publish_bundle",
+]
 
 _publish: Callable[..., None] = _ipython_display.publish_display_data
 _display: Callable[..., Any] = _ipython_display.display
+_clear: Callable[..., None] = _ipython_display.clear_output
 
 
 class OutputHandle:
@@ -45,3 +52,8 @@ def display_bundle(data: Mapping[str, Any]) -> OutputHandle:
 def display_object(obj: object) -> OutputHandle:
     """Display an object (a widget) as an output that can be updated later."""
     return OutputHandle(_display(obj, display_id=True))
+
+
+def clear_outputs(*, wait: bool = True) -> None:
+    """Clear the cell's outputs (with ``wait``, when the next output arrives)."""
+    _clear(wait=wait)

@@ -21,7 +21,7 @@ from sandbox_magic.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
 from sandbox_magic.render.composite import as_stream
 from sandbox_magic.render.failures import remote_error, run_error
-from sandbox_magic.render.publish import publish_bundle
+from sandbox_magic.render.publish import clear_outputs, publish_bundle
 from sandbox_magic.render.streams import StreamWriter
 from sandbox_magic.render.value import RemoteValue
 
@@ -88,6 +88,15 @@ class OutputSink:
         self._streams.flush()
         text = self.redactor.text(text)
         self._publish({"text/plain": text, "text/html": note_html(text)}, {})
+
+    def clear(self, *, wait: bool = True) -> None:
+        """The remote code cleared its outputs (``OutputCursor.cleared``): do the same.
+
+        Stream budgets start afresh. This also clears the status view's output: call
+        `StatusView.outputs_cleared` so that it shows itself again.
+        """
+        self._streams.reset()
+        clear_outputs(wait=wait)
 
     # -- the end of the cell ---------------------------------------------------
 

@@ -91,6 +91,11 @@ class StreamWriter:
                 budget.reported = budget.dropped
                 self._put(name, limit_note(name, budget.dropped, self.max_bytes, "dropped") + "\n")
 
+    def reset(self) -> None:
+        """Start the budgets afresh (after the outputs were cleared); flushes first."""
+        self.close()
+        self._budgets = {name: _Budget() for name in STREAM_NAMES}
+
     def dropped(self, name: str) -> int:
         """Bytes of ``name`` dropped so far because of the budget."""
         return self._budgets[name].dropped

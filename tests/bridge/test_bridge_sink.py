@@ -247,3 +247,18 @@ def test_outputs_keep_their_order(ip: InteractiveShell, count: int) -> None:
             out.emit(StreamChunk("stdout", f"{i}\n"))
             out.emit(Result(text=f"r{i}"))
     assert [o.data["text/plain"] for o in cap.outputs] == [f"r{i}" for i in range(count)]
+
+
+def test_clear_empties_outputs_and_restarts_the_stream_budget(ip: InteractiveShell) -> None:
+    out = sink(max_output_bytes=1024)
+    with capture_output() as cap:
+        out.emit(Result(text="old"))
+        out.emit(StreamChunk("stdout", "z" * 1000))
+        out.clear(wait=False)
+        assert cap.outputs == []
+        out.emit(StreamChunk("stdout", "fresh budget " + "w" * 900))
+        out.emit(Result(text="new"))
+        out.close()
+    assert [o.data["text/plain"] for o in cap.outputs] == ["new"]
+    assert "fresh budget " + "w" * 900 in cap.stdout
+    assert "dropped" not in cap.stdout

@@ -261,3 +261,21 @@ def test_headless_detection() -> None:
     )
     assert detect_headless(object(), {"SANDBOX_MAGIC_HEADLESS": "yes"}) is True
     assert detect_headless(object(), {}) is False
+
+
+def test_view_shows_itself_again_after_outputs_are_cleared(
+    ip: InteractiveShell, clock: FakeClock
+) -> None:
+    view = WidgetStatusView(delay=0.0, clock=clock)
+    with capture_output() as cap:
+        view.start(run())
+        first_id = cap.outputs[0].transient["display_id"]
+        ip.display_pub.clear_output()
+        view.outputs_cleared()
+        view.tick()
+        view.finish(run("succeeded"))
+    shown, summary = cap.outputs
+    assert WIDGET in shown.data
+    assert shown.transient["display_id"] != first_id
+    assert summary.transient == shown.transient
+    assert set(summary.data) == {"text/plain", "text/html"}
