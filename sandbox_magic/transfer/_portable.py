@@ -510,6 +510,8 @@ def _frame_encode(value: Any, kind: str) -> bytes:
         if frame.columns.nlevels != 1:
             raise CodecError("MultiIndex columns need pyarrow; flatten them first.")
         header["labels"] = [_json_scalar(c, "column label") for c in frame.columns]
+        if type(frame.columns) is pandas.RangeIndex:
+            header["labels_range"] = True
         header["labels_name"] = _json_scalar(frame.columns.name, "columns name")
     header["columns"] = [
         _column_encode(pandas, numpy, frame.iloc[:, i], blobs, repr(label)[:60])
@@ -665,7 +667,13 @@ def _frame_decode(data: bytes, kind: str) -> Any:
         frame = pandas.concat(columns, axis=1, keys=range(len(columns)))
     else:
         frame = pandas.DataFrame(index=index)
-    frame.columns = pandas.Index(labels, name=_scalar_or_fail(header.get("labels_name")))
+    labels_name = _scalar_or_fail(header.get("labels_name"))
+    if header.get("labels_range") is True and all(type(x) is int for x in labels):
+        frame.columns = pandas.RangeIndex(len(labels), name=labels_name)
+        if labels != list(range(len(labels))):
+            frame.columns = pandas.Index(labels, name=labels_name)
+    else:
+        frame.columns = pandas.Index(labels, name=labels_name)
     return frame
 
 
@@ -695,16 +703,22 @@ def encode(value: object, label: str, formats: Any) -> tuple[str, str, bytes]:
             f"{label} is a {type_name(value)}, but the receiving side cannot read it: "
             f"it needs {needs} there."
         )
-    fmt = usable[0]
-    if fmt == FORMAT_JSON:
-        data = _json_encode(value)
-    elif fmt == FORMAT_NPY:
-        data = _npy_encode(value)
-    elif fmt == FORMAT_ARROW:
-        data = _arrow_encode(value, kind)
-    else:
-        data = _frame_encode(value, kind)
-    return fmt, kind, data
+    errors: list[str] = []
+    for fmt in usable:  # e.g. complex columns: Arrow refuses, pandas-npy carries them
+        try:
+            if fmt == FORMAT_JSON:
+                data = _json_encode(value)
+            elif fmt == FORMAT_NPY:
+                data = _npy_encode(value)
+            elif fmt == FORMAT_ARROW:
+                data = _arrow_encode(value, kind)
+            else:
+                data = _frame_encode(value, kind)
+        except CodecError as exc:
+            errors.append(str(exc))
+            continue
+        return fmt, kind, data
+    raise CodecError(errors[0])
 
 
 def decode(fmt: object, kind: object, data: bytes) -> object:
