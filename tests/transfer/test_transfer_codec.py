@@ -135,7 +135,8 @@ def test_numpy_arrays_round_trip(array: np.ndarray[Any, Any]) -> None:
     used, back = roundtrip(array)
     assert used == "npy"
     assert isinstance(back, np.ndarray)
-    assert back.dtype == array.dtype and back.shape == array.shape
+    assert back.dtype == array.dtype
+    assert back.shape == array.shape
     np.testing.assert_array_equal(back, array)
 
 
@@ -146,7 +147,8 @@ def test_numpy_arrays_round_trip(array: np.ndarray[Any, Any]) -> None:
 def test_json_values_round_trip(value: object) -> None:
     used, back = roundtrip(value)
     assert used == "json"
-    assert back == value and type(back) is type(value)
+    assert back == value
+    assert type(back) is type(value)
 
 
 def test_local_formats_follow_installed_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,7 +247,9 @@ def test_oversized_value_names_size_and_limit() -> None:
     with pytest.raises(TransferError) as info:
         encode_value(np.zeros(300_000), name="big", max_bytes=1_000_000)
     message = str(info.value)
-    assert "big" in message and "2.3 MiB" in message and "976.6 KiB" in message
+    assert "big" in message
+    assert "2.3 MiB" in message
+    assert "976.6 KiB" in message
     assert "max_bytes" in message
     with pytest.raises(TransferError, match="over the limit"):
         encode_value("x" * 2000, max_bytes=1000)
@@ -273,7 +277,8 @@ def test_unsupported_types_are_named_with_what_is_supported(value: object, named
     message = str(info.value)
     assert named in message
     if named not in ("int", "numpy.MaskedArray"):
-        assert "Supported:" in message and "pandas DataFrame and Series" in message
+        assert "Supported:" in message
+        assert "pandas DataFrame and Series" in message
 
 
 def test_unsupported_nested_value_says_where_it_is() -> None:
@@ -300,7 +305,7 @@ def test_dataframe_with_mixed_label_types_or_duplicates_is_refused() -> None:
     ["", "1a", "a b", "a-b", "x;import os", "class", "None", "__class__", "globals", "a.b", 3],
 )
 def test_invalid_names_are_refused(name: object) -> None:
-    with pytest.raises(TransferError, match="name|reserved"):
+    with pytest.raises(TransferError, match=r"name|reserved"):
         check_name(name)
 
 
