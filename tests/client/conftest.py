@@ -31,11 +31,6 @@ class FakeTime:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
 
