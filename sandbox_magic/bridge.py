@@ -25,7 +25,12 @@ from sandbox_magic.artifacts_view import artifacts_bundle, safe_link, wants_prev
 from sandbox_magic.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, result_bundle
 from sandbox_magic.render.composite import composite_bundle
-from sandbox_magic.render.failures import describe_failure, remote_error, run_error
+from sandbox_magic.render.failures import (
+    cell_exception,
+    describe_failure,
+    remote_error,
+    run_error,
+)
 from sandbox_magic.render.publish import publish_bundle
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.render.text import human_size
@@ -36,6 +41,7 @@ __all__ = [
     "OutputSink",
     "RemoteValue",
     "artifacts_bundle",
+    "cell_exception",
     "composite_bundle",
     "describe_failure",
     "display_result",

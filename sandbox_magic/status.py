@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from sandbox_magic.api.models import Run
 from sandbox_magic.redact import NO_REDACTION, Redactor
-from sandbox_magic.render.failures import describe_failure
+from sandbox_magic.render.failures import describe_failure, ended_by_the_service
 from sandbox_magic.render.publish import OutputHandle, display_bundle, display_object
 
 __all__ = [
@@ -120,10 +120,10 @@ class RunSummary:
     ) -> RunSummary:
         """The summary of a finished run; a remote exception counts as ``error``."""
         error = run.execution.error
-        if error is not None and run.status in ("succeeded", "failed"):
-            status, detail = "error", f"raised {error.name}"
-        elif run.status in ("failed", "cancelled"):
+        if ended_by_the_service(run) or (run.status == "failed" and error is None):
             status, detail = run.status, describe_failure(run)
+        elif error is not None:
+            status, detail = "error", f"raised {error.name}"
         else:
             status, detail = run.status, None
         return cls(

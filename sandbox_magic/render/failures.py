@@ -6,13 +6,24 @@ import dataclasses
 import re
 from typing import Final
 
-from sandbox_magic.api.errors import RemoteExecutionError, RunCancelledError, RunFailedError
+from sandbox_magic.api.errors import (
+    RemoteExecutionError,
+    RunCancelledError,
+    RunFailedError,
+    SandboxError,
+)
 from sandbox_magic.api.models import ExecutionError, Run
 from sandbox_magic.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_magic.render.text import limit_note, utf8_len
 
-__all__ = ["describe_failure", "remote_error", "run_error"]
+__all__ = [
+    "cell_exception",
+    "describe_failure",
+    "ended_by_the_service",
+    "remote_error",
+    "run_error",
+]
 
 _TIMEOUT: Final = re.compile(r"time[ds]?[ _-]?out|deadline|exec_timeout", re.IGNORECASE)
 
@@ -78,3 +89,33 @@ def run_error(run: Run, *, redactor: Redactor = NO_REDACTION) -> RunFailedError:
     error = RunCancelledError(shown) if run.status == "cancelled" else RunFailedError(shown)
     error.run = run
     return error
+
+
+def ended_by_the_service(run: Run) -> bool:
+    """True when the run was stopped (cancel, timeout, dead kernel), not just raised.
+
+    Such a run often also carries ``execution.error`` (the ``KeyboardInterrupt`` the
+    interrupt caused), which is a symptom: the run's status and reason are the news.
+    """
+    return run.status == "cancelled" or (run.status == "failed" and bool(run.failure_reason))
+
+
+def cell_exception(
+    run: Run,
+    *,
+    redactor: Redactor = NO_REDACTION,
+    max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+) -> SandboxError | None:
+    """The exception that should fail the cell for a finished run; None if it went well.
+
+    Cancelled, or failed with a reason (timeout, dead kernel): `run_error`. Otherwise
+    an exception raised by the code: `remote_error`. Failed without either:
+    `run_error`.
+    """
+    if ended_by_the_service(run):
+        return run_error(run, redactor=redactor)
+    if run.execution.error is not None:
+        return remote_error(run.execution.error, run.id, redactor=redactor, max_bytes=max_bytes)
+    if run.status == "failed":
+        return run_error(run, redactor=redactor)
+    return None

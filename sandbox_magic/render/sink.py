@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sandbox_magic.api.errors import RemoteExecutionError, RunFailedError
+from sandbox_magic.api.errors import RemoteExecutionError, RunFailedError, SandboxError
 from sandbox_magic.api.models import Artifact, ExecutionError, Result, Run
 from sandbox_magic.artifacts_view import artifacts_bundle
 from sandbox_magic.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
 from sandbox_magic.render.composite import as_stream
-from sandbox_magic.render.failures import remote_error, run_error
+from sandbox_magic.render.failures import cell_exception, remote_error, run_error
 from sandbox_magic.render.publish import clear_outputs, publish_bundle
 from sandbox_magic.render.streams import StreamWriter
 from sandbox_magic.render.value import RemoteValue
@@ -134,6 +134,17 @@ class OutputSink:
         """The exception to raise for a failed or cancelled run."""
         self.close()
         return run_error(run, redactor=self.redactor)
+
+    def exception_for(self, run: Run) -> SandboxError | None:
+        """The exception that should fail the cell for a finished run, or None.
+
+        A cancelled run, or one that failed with a reason (a timeout), gives
+        `RunCancelledError`/`RunFailedError` even when the interrupt also left a
+        remote ``KeyboardInterrupt``; otherwise a remote exception gives
+        `RemoteExecutionError`.
+        """
+        self.close()
+        return cell_exception(run, redactor=self.redactor, max_bytes=self.max_output_bytes)
 
     def show_error(self, error: RemoteExecutionError) -> None:
         """Show a remote traceback without failing the cell (``--no-raise``)."""

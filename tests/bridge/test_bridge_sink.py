@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from sandbox_magic.api.errors import RemoteExecutionError, RunCancelledError, RunFailedError
-from sandbox_magic.api.models import Artifact, ExecutionError, Result, Run
+from sandbox_magic.api.models import Artifact, Execution, ExecutionError, Result, Run
 from sandbox_magic.bridge import OutputSink, RemoteValue, display_result, remote_error, run_error
 from sandbox_magic.progress import StreamChunk
 from sandbox_magic.redact import Redactor
@@ -262,3 +262,18 @@ def test_clear_empties_outputs_and_restarts_the_stream_budget(ip: InteractiveShe
     assert [o.data["text/plain"] for o in cap.outputs] == ["new"]
     assert "fresh budget " + "w" * 900 in cap.stdout
     assert "dropped" not in cap.stdout
+
+
+def test_timeout_with_a_remote_keyboardinterrupt_fails_as_a_timeout() -> None:
+    interrupted = Execution(error=ExecutionError("KeyboardInterrupt", "", ("KeyboardInterrupt",)))
+    timed_out = Run(
+        id="r1", status="failed", timeout_secs=1, failure_reason="timeout", execution=interrupted
+    )
+    error = sink().exception_for(timed_out)
+    assert type(error) is RunFailedError
+    assert "timed out after 1 s" in str(error)
+    cancelled = Run(id="r2", status="cancelled", execution=interrupted)
+    assert isinstance(sink().exception_for(cancelled), RunCancelledError)
+    raised = Run(id="r3", status="failed", execution=interrupted)
+    assert isinstance(sink().exception_for(raised), RemoteExecutionError)
+    assert sink().exception_for(Run(id="r4", status="succeeded")) is None

@@ -279,3 +279,17 @@ def test_view_shows_itself_again_after_outputs_are_cleared(
     assert shown.transient["display_id"] != first_id
     assert summary.transient == shown.transient
     assert set(summary.data) == {"text/plain", "text/html"}
+
+
+def test_summary_of_a_timed_out_run_names_the_timeout_not_the_interrupt() -> None:
+    final = run(
+        "failed",
+        timeout_secs=2,
+        failure_reason="timed out after 2 s",
+        execution=Execution(error=ExecutionError("KeyboardInterrupt", "")),
+    )
+    assert (
+        RunSummary.from_run(final, duration=2.1)
+        .text()
+        .startswith("✗ failed in 2.10 s (timed out after 2 s)")
+    )
