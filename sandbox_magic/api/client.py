@@ -97,6 +97,7 @@ def _clean_params(params: Mapping[str, object | None]) -> dict[str, str]:
 
 def _excerpt(text: str) -> str:
     """A short, single-line, tag-free excerpt of a body (an HTML page's title if any)."""
+    text = text[:20_000]
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title is None:
         title = re.search(r"<h1[^>]*>(.*?)</h1>", text, re.IGNORECASE | re.DOTALL)
