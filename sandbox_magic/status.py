@@ -49,6 +49,7 @@ __all__ = [
     "choose_status_view",
     "detect_headless",
     "format_duration",
+    "format_elapsed",
     "has_widget_frontend",
     "make_status_view",
 ]
@@ -85,6 +86,13 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+def format_elapsed(seconds: float) -> str:
+    """Whole seconds for a live display (``7 s``, ``2 min 05 s``): changes once a second."""
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    return format_duration(seconds)
 
 
 def _trim(text: str, limit: int = _LINE_LIMIT) -> str:
@@ -284,7 +292,7 @@ class StatusView(ABC):
 
     def line(self) -> str:
         """The live status as plain text."""
-        parts = [self.state, format_duration(self.elapsed)]
+        parts = [self.state, format_elapsed(self.elapsed)]
         parts += _ids(self.run_id, self.sandbox_id, self.context)
         text = " · ".join(self.redactor.text(p) for p in parts)
         if self.latest_line:
@@ -306,7 +314,7 @@ class StatusView(ABC):
         return (
             '<div class="sandbox-magic-status" style="font-size:0.85em">'
             f'<span style="color:{colour}">●</span> {escape(self.state)} · '
-            f"{format_duration(self.elapsed)}{ids}{latest}</div>"
+            f"{format_elapsed(self.elapsed)}{ids}{latest}</div>"
         )
 
     @abstractmethod
@@ -370,8 +378,11 @@ class HtmlStatusView(_HandleView):
 class WidgetStatusView(_HandleView):
     """A live ipywidgets line, with a Cancel button shown once `on_cancel` is set."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, min_interval: float = 0.25, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.min_interval = min_interval
+        self._drawn_at = float("-inf")
+        self._drawn_state = ""
         self._html: Any = None
         self._button: Any = None
         self._box: Any = None
@@ -414,7 +425,12 @@ class WidgetStatusView(_HandleView):
             )
             self._sync_button()
             self.handle = display_object(self._box)
+            self._drawn_at, self._drawn_state = self._clock(), self.state
             return
+        now = self._clock()
+        if self.state == self._drawn_state and now - self._drawn_at < self.min_interval:
+            return
+        self._drawn_at, self._drawn_state = now, self.state
         value = self.line_html()
         if self._html.value != value:
             self._html.value = value

@@ -87,7 +87,7 @@ def test_widget_is_replaced_in_place_by_a_static_summary(
         assert "running" in widget_html.value
         clock.advance(2.0)
         view.tick()
-        assert "2.60 s" in widget_html.value
+        assert "running · 2 s ·" in widget_html.value
         view.finish(run("succeeded"))
     first, final = cap.outputs
     assert WIDGET in first.data
@@ -120,6 +120,7 @@ def test_status_never_shows_secrets(ip: InteractiveShell, clock: FakeClock) -> N
     view = WidgetStatusView(delay=0.0, clock=clock, redactor=Redactor([SECRET]))
     with capture_output() as cap:
         view.start(run())
+        clock.advance(1.0)
         view.update(run(), f"token={SECRET}")
         assert SECRET not in view._html.value
         assert "[redacted]" in view._html.value
@@ -138,6 +139,7 @@ def test_updates_from_another_thread(ip: InteractiveShell, clock: FakeClock) -> 
     view = WidgetStatusView(delay=0.0, clock=clock)
     with capture_output() as cap:
         view.start(run())
+        clock.advance(1.0)
         worker = threading.Thread(target=lambda: view.update(run(), "from a thread"))
         worker.start()
         worker.join()
@@ -184,7 +186,7 @@ def test_text_view_writes_rate_limited_lines_and_a_summary(
         view.finish(run("succeeded"))
     lines = cap.stderr.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("[sandbox] ● running · 1.00 s · run run_ab12")
+    assert lines[0].startswith("[sandbox] ● running · 1 s · run run_ab12")
     assert lines[0].endswith("· progress")
     [summary] = cap.outputs
     assert summary.data["text/plain"].startswith("✓ succeeded in 13.0 s")
@@ -293,3 +295,17 @@ def test_summary_of_a_timed_out_run_names_the_timeout_not_the_interrupt() -> Non
         .text()
         .startswith("✗ failed in 2.10 s (timed out after 2 s)")
     )
+
+
+def test_widget_redraws_are_throttled(ip: InteractiveShell, clock: FakeClock) -> None:
+    view = WidgetStatusView(delay=0.0, min_interval=0.25, clock=clock)
+    with capture_output():
+        view.start(run())
+        view.update(run(), "first")
+        assert "first" not in view._html.value  # within 0.25 s of the last draw
+        clock.advance(0.3)
+        view.tick()
+        assert "first" in view._html.value
+        view.cancelling()  # a state change is drawn at once
+        assert "cancelling" in view._html.value
+        view.finish(None)
