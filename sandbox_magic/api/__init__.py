@@ -1,6 +1,7 @@
 """The client side of the wire contract: models, errors and the HTTP client."""
 
 from sandbox_magic.api.errors import (
+    ArtifactTooLargeError,
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
@@ -29,6 +30,7 @@ from sandbox_magic.api.models import (
 
 __all__ = [
     "Artifact",
+    "ArtifactTooLargeError",
     "AuthenticationError",
     "Context",
     "Execution",

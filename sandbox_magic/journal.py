@@ -1,0 +1,99 @@
+"""A local journal of recent runs, so they can be listed and re-attached after a restart.
+
+One JSON object per line: run id, sandbox id, context name, server URL (never the
+key), the first line of the code and when it was submitted. Only ids and
+non-secret facts are written; the file is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Journal", "JournalEntry", "default_journal_path"]
+
+
+def default_journal_path() -> Path:
+    """The journal's default place, in Jupyter's data directory."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "sandbox_magic" / "runs.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """What is remembered of one submitted run."""
+
+    run_id: str
+    sandbox_id: str
+    context: str
+    url: str
+    code_head: str
+    submitted_at: str
+    embedded_state_dir: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> JournalEntry | None:
+        """Parse one line's object; None when it is not a journal entry."""
+        if not isinstance(obj, dict):
+            return None
+        try:
+            return cls(
+                run_id=str(obj["run_id"]),
+                sandbox_id=str(obj["sandbox_id"]),
+                context=str(obj.get("context", "")),
+                url=str(obj.get("url", "")),
+                code_head=str(obj.get("code_head", "")),
+                submitted_at=str(obj.get("submitted_at", "")),
+                embedded_state_dir=obj.get("embedded_state_dir") or None,
+            )
+        except KeyError:
+            return None
+
+
+class Journal:
+    """Append-only list of recent runs, trimmed to ``max_entries``."""
+
+    def __init__(self, path: Path | None = None, max_entries: int = 500) -> None:
+        self.path = path if path is not None else default_journal_path()
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def record(self, entry: JournalEntry) -> None:
+        """Append an entry; never fails the cell if the disk refuses."""
+        with self._lock, contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(asdict(entry)) + "\n")
+            self._trim()
+
+    def _trim(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        if len(lines) > 2 * self.max_entries:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines[-self.max_entries :]) + "\n", encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            tmp.replace(self.path)
+
+    def entries(self) -> list[JournalEntry]:
+        """All readable entries, oldest first; unreadable lines are skipped."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return []
+        found: list[JournalEntry] = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                if (entry := JournalEntry.from_json(json.loads(line))) is not None:
+                    found.append(entry)
+        return found[-self.max_entries :]
+
+    def find(self, run_id: str) -> JournalEntry | None:
+        """The newest entry for a run id."""
+        return next((e for e in reversed(self.entries()) if e.run_id == run_id), None)
