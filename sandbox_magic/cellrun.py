@@ -135,7 +135,8 @@ class CellRun:
                 poll.cancel()
                 raise SandboxTimeoutError(
                     f"Cancel of run {run.id} was sent but the server had not confirmed it "
-                    f"after {self.settings.cancel_grace:.0f} s. Check with `%sandbox attach {run.id}`."
+                    f"after {self.settings.cancel_grace:.0f} s. "
+                    f"Check with `%sandbox attach {run.id}`."
                 )
         except KeyboardInterrupt:
             poll.cancel()

@@ -120,7 +120,7 @@ class SandboxController:
                 language=options.language,
                 sandbox=options.sandbox,
                 envs=options.envs or None,
-                timeout=timeout,
+                run_timeout=timeout,
             )
         )
         run = self._wait_for_submit(cell, submit, view)

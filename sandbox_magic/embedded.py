@@ -129,7 +129,8 @@ class EmbeddedServer:
         )
 
     def _wait_until_ready(self) -> str:
-        assert self._process is not None and self._log_path is not None
+        assert self._process is not None
+        assert self._log_path is not None
         deadline = time.monotonic() + self.startup_timeout
         delay = 0.01
         while time.monotonic() < deadline:

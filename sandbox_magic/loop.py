@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
 from collections.abc import Coroutine
@@ -116,10 +117,8 @@ class IOLoopThread:
             await asyncio.gather(*tasks, return_exceptions=True)
             await loop.shutdown_asyncgens()
 
-        try:
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         if not thread.is_alive():

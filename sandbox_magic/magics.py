@@ -103,7 +103,7 @@ class SandboxMagics(Magics):
     @argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE",
               help="Environment variable for this run (repeatable).")  # fmt: skip
     @argument("--secret-env", action="append", default=[], metavar="NAME",
-              help="Send local environment variable NAME and redact its value from output.")  # fmt: skip
+              help="Send local env variable NAME; its value is redacted from output.")  # fmt: skip
     @argument("--sandbox", metavar="ID", help="Run in this existing sandbox.")
     @argument("--language", "-l", metavar="NAME", help="Language of the context (e.g. python).")
     @argument("--out", "-o", metavar="NAME",

@@ -168,7 +168,7 @@ class SandboxSession:
         language: str | None = None,
         sandbox: str | None = None,
         envs: dict[str, str] | None = None,
-        timeout: int | None = None,
+        run_timeout: int | None = None,
     ) -> Run:
         """Submit code as an async run; recreates a context the server has lost."""
         client = await self.client()
@@ -176,7 +176,7 @@ class SandboxSession:
         ctx = await self.ensure_context(sandbox_id, context, language)
         try:
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=timeout
+                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
@@ -186,7 +186,7 @@ class SandboxSession:
                 "one (variables from earlier cells are gone)."
             )
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=timeout
+                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
             )
         self._record(run, context, code)
         return run

@@ -35,7 +35,7 @@ def test_state_persists_in_a_context_and_contexts_are_isolated(shell: Interactiv
     run_cell(shell, "%%sandbox\nsecret_number = 17")
     result, _ = run_cell(shell, "%%sandbox\nsecret_number + 1")
     assert result.result.data["text/plain"] == "18"
-    result, captured = run_cell(shell, "%%sandbox --context other\n'secret_number' in globals()")
+    result, _captured = run_cell(shell, "%%sandbox --context other\n'secret_number' in globals()")
     assert result.result.data["text/plain"] == "False"
 
 
@@ -95,14 +95,16 @@ def test_remote_exception_fails_the_cell_with_the_remote_traceback(
     assert isinstance(result.error_in_exec, RemoteExecutionError)
     assert result.error_in_exec.name == "ZeroDivisionError"
     shown = captured.stdout + captured.stderr
-    assert "ZeroDivisionError" in shown and "f()" in shown
+    assert "ZeroDivisionError" in shown
+    assert "f()" in shown
     assert "sandbox_magic" not in shown  # no local, internal frames
 
 
 def test_no_raise_shows_the_error_but_the_cell_succeeds(shell: InteractiveShell) -> None:
     result, captured = run_cell(shell, "%%sandbox --no-raise\nraise ValueError('shown only')")
     assert result.success
-    assert "ValueError" in captured.stderr and "shown only" in captured.stderr
+    assert "ValueError" in captured.stderr
+    assert "shown only" in captured.stderr
 
 
 def test_timeout_fails_the_cell_and_says_so(shell: InteractiveShell) -> None:
