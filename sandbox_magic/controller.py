@@ -1,7 +1,7 @@
 """What the magics do: one controller per extension load, owning the session.
 
 The controller turns the magics' parsed arguments into work on the I/O loop
-(`sandbox_magic.loop`) and into output in the notebook (`sandbox_magic.sink`,
+(`sandbox_magic.loop`) and into output in the notebook (`sandbox_magic.render`,
 `sandbox_magic.status`). It rebuilds its session when the connection settings
 change, and tears everything down on unload or interpreter exit.
 """
@@ -17,22 +17,29 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from sandbox_magic.api.errors import SandboxError
+from sandbox_magic.api.errors import RemoteExecutionError, SandboxError
 from sandbox_magic.api.models import Run
+from sandbox_magic.artifact_files import SavedArtifact, save_artifacts
+from sandbox_magic.artifacts_view import wants_preview
+from sandbox_magic.background import BackgroundRuns
 from sandbox_magic.cellrun import CellRun, FollowSettings
 from sandbox_magic.journal import Journal
 from sandbox_magic.loop import IOLoopThread
 from sandbox_magic.options import RunOptions
 from sandbox_magic.poller import PollPolicy
 from sandbox_magic.redact import Redactor
+from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session import ConnectionSettings, SandboxSession
 from sandbox_magic.status import StatusView, make_status_view
+from sandbox_magic.transfer import pull, push
 
 if TYPE_CHECKING:
     from sandbox_magic.magics import SandboxMagics
 
 __all__ = ["SandboxController"]
+
+_MAX_PREVIEWS = 8
 
 
 class SandboxController:
@@ -45,6 +52,7 @@ class SandboxController:
         self._settings: ConnectionSettings | None = None
         self._closed = False
         self._embedded_state_dir: Path | None = None
+        self.background = BackgroundRuns(self)
         atexit.register(self.close)
 
     # -- configuration ---------------------------------------------------------
@@ -90,11 +98,13 @@ class SandboxController:
         )
 
     def status_view(self, options: RunOptions) -> StatusView:
+        """The live view for a run; a background run's shows at once (it holds the
+        place where the run's outputs will land)."""
         return make_status_view(
             self.magics.shell,
             mode=self.magics.status_view,
-            quiet=options.quiet or not self.magics.show_status,
-            delay=self.magics.status_delay,
+            quiet=(options.quiet or not self.magics.show_status) and not options.background,
+            delay=0.0 if options.background else self.magics.status_delay,
             redactor=self.redactor(options),
         )
 
@@ -112,6 +122,8 @@ class SandboxController:
         sink = self.sink(options)
         view = self.status_view(options)
         cell = CellRun(self.io, session, sink, view, self.follow_settings())
+        if options.push:
+            self._push(cell, session, options, view)
         timeout = options.timeout if options.timeout is not None else self.magics.default_timeout
         submit = self.io.submit(
             session.submit(
@@ -126,12 +138,90 @@ class SandboxController:
         run = self._wait_for_submit(cell, submit, view)
         for notice in session.take_notices():
             sink.notice(notice)
+        if options.background:
+            self.background.start(run, view, options)
+            return None
         view.start(run, context=options.context)
         final = cell.follow(run)
         view.finish(final)
         if options.out and self.magics.shell is not None:
             self.magics.shell.user_ns[options.out] = final
+        if options.save_artifacts and final.execution.artifacts:
+            self._save_artifacts(cell, session, final, options, view)
+        if options.pull and final.status == "succeeded" and final.execution.error is None:
+            self._pull(cell, session, options, view)
         return self._conclude(final, sink, options)
+
+    # -- data and files ----------------------------------------------------------
+
+    def _transfer_runner(self, session: SandboxSession, options: RunOptions) -> Any:
+        """``run_code(code) -> bundles`` for the transfer module, in the cell's context."""
+        policy = self.follow_settings().poll
+
+        async def run_code(code: str) -> list[dict[str, Any]]:
+            run = await session.run_to_end(
+                code,
+                policy=policy,
+                context=options.context,
+                language=options.language,
+                sandbox=options.sandbox,
+                run_timeout=self.magics.default_timeout,
+            )
+            if run.execution.error is not None:
+                raise remote_error(run.execution.error, run.id)
+            if run.status != "succeeded":
+                raise run_error(run)
+            return [result.mime_bundle() for result in run.execution.results]
+
+        return run_code
+
+    def _push(
+        self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
+    ) -> None:
+        namespace = self.magics.shell.user_ns if self.magics.shell is not None else {}
+        missing = [name for name in options.push if name not in namespace]
+        if missing:
+            raise UsageError(f"--push: no local variable named {', '.join(missing)}.")
+        run_code = self._transfer_runner(session, options)
+        for name in options.push:
+            cell.wait(
+                self.io.submit(
+                    push(run_code, name, namespace[name], max_bytes=self.magics.max_transfer_bytes)
+                ),
+                view.tick,
+            )
+
+    def _pull(
+        self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
+    ) -> None:
+        run_code = self._transfer_runner(session, options)
+        for name in options.pull:
+            value = cell.wait(
+                self.io.submit(pull(run_code, name, max_bytes=self.magics.max_transfer_bytes)),
+                view.tick,
+            )
+            if self.magics.shell is not None:
+                self.magics.shell.user_ns[name] = value
+
+    def _save_artifacts(
+        self,
+        cell: CellRun,
+        session: SandboxSession,
+        run: Run,
+        options: RunOptions,
+        view: StatusView,
+    ) -> None:
+        assert options.save_artifacts is not None
+        folder = Path(options.save_artifacts).expanduser()
+
+        async def download() -> list[SavedArtifact]:
+            client = await session.client()
+            sandbox_id = run.sandbox_id or session.sandbox_id or ""
+            return await save_artifacts(client, sandbox_id, run.execution.artifacts, folder)
+
+        saved = cell.wait(self.io.submit(download()), view.tick)
+        names = ", ".join(item.path.name for item in saved)
+        cell.sink.notice(f"Saved {len(saved)} artifact(s) to {folder} (sha256 verified): {names}")
 
     def _wait_for_submit(self, cell: CellRun, submit: Any, view: StatusView) -> Run:
         try:
@@ -146,19 +236,42 @@ class SandboxController:
         return run
 
     def _conclude(self, run: Run, sink: OutputSink, options: RunOptions) -> Any:
-        sink.artifacts(run.execution.artifacts)
-        error = run.execution.error
-        if error is not None:
-            remote = sink.remote_error(error, run.id)
-            if not options.no_raise:
-                raise remote
-            sink.show_error(remote)
-        elif run.status in ("failed", "cancelled"):
-            failure = sink.run_error(run)
+        """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
+        if run.execution.artifacts:
+            sink.artifacts(
+                run.execution.artifacts,
+                previews=self._previews(run),
+                base_url=self.session().url,
+            )
+        failure = sink.exception_for(run)
+        if failure is not None:
             if not options.no_raise:
                 raise failure
-            sink.notice(str(failure))
+            if isinstance(failure, RemoteExecutionError):
+                sink.show_error(failure)
+            else:
+                sink.notice(str(failure))
         return sink.main_value()
+
+    def _previews(self, run: Run) -> dict[str, bytes]:
+        """Bytes of the small image artifacts, to show them inline."""
+        wanted = [a for a in run.execution.artifacts if wants_preview(a)][:_MAX_PREVIEWS]
+        if not wanted:
+            return {}
+        session = self.session()
+
+        async def fetch() -> dict[str, bytes]:
+            client = await session.client()
+            sandbox_id = run.sandbox_id or session.sandbox_id or ""
+            found: dict[str, bytes] = {}
+            for artifact in wanted:
+                with contextlib.suppress(SandboxError):
+                    found[artifact.id] = await client.download_artifact(
+                        sandbox_id, artifact.id, max_bytes=artifact.size_bytes
+                    )
+            return found
+
+        return self.io.run(fetch(), 60)
 
     # -- %sandbox ----------------------------------------------------------------
 

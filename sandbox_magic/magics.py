@@ -67,6 +67,9 @@ class SandboxMagics(Magics):
     max_output_bytes = Int(
         10 * 1024 * 1024, help="Largest output shown per cell; larger ones are truncated."
     ).tag(config=True)
+    max_transfer_bytes = Int(
+        200 * 1024 * 1024, help="Largest value --push or --pull moves, in bytes."
+    ).tag(config=True)
     embedded = Bool(True, help="Start the local sandbox server when no api_url is configured.").tag(
         config=True
     )

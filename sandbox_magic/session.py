@@ -22,6 +22,7 @@ from sandbox_magic.api.errors import NotFoundError, SandboxError
 from sandbox_magic.api.models import Context, Run
 from sandbox_magic.embedded import EmbeddedServer
 from sandbox_magic.journal import Journal, JournalEntry
+from sandbox_magic.poller import PollPolicy, poll_run, run_deadline
 
 __all__ = ["ConnectionSettings", "SandboxSession", "display_url"]
 
@@ -169,8 +170,13 @@ class SandboxSession:
         sandbox: str | None = None,
         envs: dict[str, str] | None = None,
         run_timeout: int | None = None,
+        record: bool = True,
     ) -> Run:
-        """Submit code as an async run; recreates a context the server has lost."""
+        """Submit code as an async run; recreates a context the server has lost.
+
+        ``record`` adds the run to the local journal (off for internal runs such as
+        data transfers).
+        """
         client = await self.client()
         sandbox_id = await self.ensure_sandbox(sandbox)
         ctx = await self.ensure_context(sandbox_id, context, language)
@@ -188,8 +194,38 @@ class SandboxSession:
             run = await client.create_run(
                 sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
             )
-        self._record(run, context, code)
+        if record:
+            self._record(run, context, code)
         return run
+
+    async def run_to_end(
+        self,
+        code: str,
+        *,
+        policy: PollPolicy,
+        context: str = DEFAULT_CONTEXT,
+        language: str | None = None,
+        sandbox: str | None = None,
+        run_timeout: int | None = None,
+    ) -> Run:
+        """Submit an internal run (not journaled) and poll it until it ends."""
+        run = await self.submit(
+            code,
+            context=context,
+            language=language,
+            sandbox=sandbox,
+            run_timeout=run_timeout,
+            record=False,
+        )
+        client = await self.client()
+        return await poll_run(
+            client,
+            run.sandbox_id or self.sandbox_id or "",
+            run.id,
+            policy=policy,
+            deadline=run_deadline(run),
+            initial=run,
+        )
 
     async def _recover_lost(
         self, client: AsyncSandboxClient, sandbox_id: str, requested: str | None

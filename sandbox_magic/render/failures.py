@@ -91,13 +91,24 @@ def run_error(run: Run, *, redactor: Redactor = NO_REDACTION) -> RunFailedError:
     return error
 
 
+_INTERRUPT_NAMES = frozenset({"KeyboardInterrupt"})
+
+
 def ended_by_the_service(run: Run) -> bool:
     """True when the run was stopped (cancel, timeout, dead kernel), not just raised.
 
     Such a run often also carries ``execution.error`` (the ``KeyboardInterrupt`` the
     interrupt caused), which is a symptom: the run's status and reason are the news.
+    A failed run whose error is a real exception of the code (the local server, and
+    possibly the service, end those ``failed`` with a reason such as "the code raised
+    ZeroDivisionError") was not stopped: its traceback is the news.
     """
-    return run.status == "cancelled" or (run.status == "failed" and bool(run.failure_reason))
+    if run.status == "cancelled":
+        return True
+    if run.status != "failed" or not run.failure_reason:
+        return False
+    error = run.execution.error
+    return error is None or error.name in _INTERRUPT_NAMES
 
 
 def cell_exception(
