@@ -46,6 +46,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a run may take when it does not say (default 300)",
     )
     parser.add_argument(
+        "--interrupt-grace",
+        type=float,
+        default=3.0,
+        help="seconds an interrupted kernel gets before it is restarted (default 3)",
+    )
+    parser.add_argument(
         "--max-body-bytes",
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
@@ -70,14 +76,37 @@ def _serve(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             warm_kernels=args.warm_kernels,
             default_run_timeout=args.run_timeout,
+            interrupt_grace=args.interrupt_grace,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
         )
     )
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--notebook",
+        type=Path,
+        default=None,
+        help="notebook to execute (default: notebooks/quickstart.ipynb of the checkout)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="where to write the executed notebook and its HTML (default: beside it)",
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sandbox_magic.demo import run_demo
+
+    return run_demo(args.notebook, args.output_dir)
+
+
 COMMANDS: dict[str, Command] = {
     "serve": (_serve_arguments, _serve),
+    "demo": (_demo_arguments, _demo),
 }
 
 
@@ -86,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sandbox-magic", description="Tools of the %%sandbox Jupyter extension."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {"serve": "run the local sandbox server (real Jupyter kernels)"}
+    helps = {
+        "serve": "run the local sandbox server (real Jupyter kernels)",
+        "demo": "execute the quickstart notebook headless and render it to HTML",
+    }
     for name, (add_arguments, _run) in COMMANDS.items():
         add_arguments(subparsers.add_parser(name, help=helps.get(name)))
     return parser

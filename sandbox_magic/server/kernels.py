@@ -39,6 +39,7 @@ MessageHook = Callable[[str, dict[str, Any], dict[str, Any]], None]
 
 _READY_TIMEOUT: Final = 60.0
 _ALIVE_CHECK_INTERVAL: Final = 1.0
+_LOST_REPLY_GRACE: Final = 1.0
 
 
 class KernelDiedError(RuntimeError):
@@ -50,6 +51,7 @@ class _Pending:
     hook: MessageHook | None
     reply: asyncio.Future[dict[str, Any]]
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    started: asyncio.Event | None = None
     seen_iopub: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -211,6 +213,8 @@ class Kernel:
                 pending.reply.set_result(content)
             return
         pending.seen_iopub.set()
+        if msg_type == "execute_input" and pending.started is not None:
+            pending.started.set()
         if msg_type == "status":
             if content.get("execution_state") == "idle":
                 pending.idle.set()
@@ -235,8 +239,12 @@ class Kernel:
         hook: MessageHook | None = None,
         silent: bool = False,
         user_expressions: Mapping[str, str] | None = None,
+        started: asyncio.Event | None = None,
     ) -> dict[str, Any]:
         """Run ``code``; feed every IOPub output to ``hook``; return the execute reply.
+
+        ``started`` is set when the kernel begins executing this code (its
+        ``execute_input``): from then on an interrupt reaches the code.
 
         Returns once both the reply and the kernel's ``idle`` status for this request
         have arrived, so every output has been handed to ``hook``. Raises
@@ -251,13 +259,28 @@ class Kernel:
             allow_stdin=False,
             stop_on_error=False,
         )
-        pending = _Pending(hook=hook, reply=loop.create_future())
+        pending = _Pending(hook=hook, reply=loop.create_future(), started=started)
         self._pending[msg_id] = pending
         try:
-            reply: dict[str, Any] = await self._await_alive(pending.reply)
-            if not silent:
-                await self._await_alive(pending.idle.wait())
-            return reply
+            if silent:
+                reply: dict[str, Any] = await self._await_alive(pending.reply)
+                return reply
+            idle = asyncio.ensure_future(pending.idle.wait())
+            try:
+                await self._await_alive(
+                    asyncio.wait({pending.reply, idle}, return_when="FIRST_COMPLETED")
+                )
+                if not pending.reply.done():
+                    # Idle without a reply: an interrupt landed in the kernel's own code
+                    # and the request was dropped. Allow the reply a moment, then give up.
+                    await asyncio.wait({pending.reply}, timeout=_LOST_REPLY_GRACE)
+                    if not pending.reply.done():
+                        return {"status": "aborted", "lost": True}
+                reply = pending.reply.result()
+                await self._await_alive(idle)
+                return reply
+            finally:
+                idle.cancel()
         finally:
             self._pending.pop(msg_id, None)
 

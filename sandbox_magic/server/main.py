@@ -50,6 +50,7 @@ class ServeOptions:
     state_dir: Path | None = None
     warm_kernels: int = 1
     default_run_timeout: int = 300
+    interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
 
@@ -126,6 +127,7 @@ def serve(options: ServeOptions) -> int:
         port=sock.getsockname()[1],
         warm_kernels=options.warm_kernels,
         default_run_timeout=options.default_run_timeout,
+        interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
     )
     uv_config = uvicorn.Config(

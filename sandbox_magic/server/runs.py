@@ -77,6 +77,8 @@ class RunState:
     stop_status: str = "cancelled"
     stop_reason: str = "cancelled by request"
     stop_interrupts: bool = True
+    #: Set once the kernel has begun executing the code (an interrupt now reaches it).
+    executing: asyncio.Event = field(default_factory=asyncio.Event)
     expires_at: str = ""
 
     def __post_init__(self) -> None:
@@ -215,7 +217,9 @@ class ContextRuntime:
 
     async def _run_code(self, run: RunState) -> tuple[tuple[str, str | None], bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""
-        execution = asyncio.create_task(self.kernel.execute(run.code, hook=run.recorder.hook))
+        execution = asyncio.create_task(
+            self.kernel.execute(run.code, hook=run.recorder.hook, started=run.executing)
+        )
         stopper = asyncio.create_task(run.stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -235,8 +239,8 @@ class ContextRuntime:
             stopper.cancel()
             if not execution.done():
                 execution.cancel()
-                with contextlib.suppress(BaseException):
-                    await execution
+            with contextlib.suppress(BaseException):
+                await execution
 
     async def _outcome_of(
         self, run: RunState, execution: asyncio.Task[dict[str, Any]]
@@ -274,9 +278,25 @@ class ContextRuntime:
     async def _stop_execution(self, run: RunState, execution: asyncio.Task[Any]) -> bool:
         """Interrupt, then restart if needed; True when the kernel was restarted."""
         if run.stop_interrupts:
-            await self.kernel.interrupt()
-            done, _ = await asyncio.wait({execution}, timeout=self._grace)
-            if done and not isinstance(execution.exception(), KernelDiedError):
+            # A signal sent before the code starts is lost: wait for the start first.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._grace
+            starting = asyncio.ensure_future(run.executing.wait())
+            await asyncio.wait(
+                {execution, starting}, timeout=self._grace, return_when=asyncio.FIRST_COMPLETED
+            )
+            starting.cancel()
+            # A SIGINT can also land in the kernel's own bookkeeping around the code
+            # (and be swallowed there), so repeat it, backing off, until the grace ends.
+            pause = 0.1
+            while not execution.done():
+                await self.kernel.interrupt()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait({execution}, timeout=min(pause, remaining))
+                pause = min(pause * 2, 1.0)
+            if execution.done() and not isinstance(execution.exception(), KernelDiedError):
                 with contextlib.suppress(Exception):
                     run.recorder.finish_reply(execution.result())
                 return False
