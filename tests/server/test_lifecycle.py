@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 
 def test_state_persists_in_a_context_and_is_isolated_between_contexts(sbx) -> None:
     first, second = sbx.context(), sbx.context()
@@ -27,7 +25,8 @@ def test_running_run_shows_partial_output(sbx, wait_until) -> None:
     current = wait_until(partial, timeout=30, what="partial stdout")
     assert current["execution"]["logs"]["stdout"] == ["early\n"]
     assert current["execution"]["output_order"] == [{"type": "stdout", "index": 0}]
-    assert current["started_at"] is not None and current["completed_at"] is None
+    assert current["started_at"] is not None
+    assert current["completed_at"] is None
     cancelled = sbx.api.post(f"{sbx.base}/code/runs/{run['id']}/cancel")
     assert cancelled.status_code in (200, 202)
     final = sbx.wait(run["id"])
@@ -76,7 +75,8 @@ def test_contexts_run_in_parallel(sbx) -> None:
     a, b = (sbx.wait(run["id"]) for run in runs)
     assert a["status"] == b["status"] == "succeeded"
     # They overlapped: each started before the other completed.
-    assert b["started_at"] < a["completed_at"] and a["started_at"] < b["completed_at"]
+    assert b["started_at"] < a["completed_at"]
+    assert a["started_at"] < b["completed_at"]
 
 
 def test_timeout_interrupts_and_keeps_variables(sbx) -> None:

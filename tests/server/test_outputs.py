@@ -90,7 +90,9 @@ def test_output_order_interleaves_prints_and_displays(sbx) -> None:
             texts.append(execution["results"][ref["index"]]["text"])
         else:
             texts.append(execution["logs"][ref["type"]][ref["index"]].strip())
-    assert texts[0] == "one" and texts[2] == "three" and texts[3] == "four"
+    assert texts[0] == "one"
+    assert texts[2] == "three"
+    assert texts[3] == "four"
     assert texts[4] == "'five'"
 
 
@@ -120,7 +122,8 @@ def test_exception_fails_the_run_with_error_and_traceback(sbx) -> None:
     error = run["execution"]["error"]
     assert error["name"] == "NameError"
     assert "undefined_name" in error["value"]
-    assert isinstance(error["traceback"], list) and len(error["traceback"]) > 1
+    assert isinstance(error["traceback"], list)
+    assert len(error["traceback"]) > 1
     assert any("\x1b[" in line for line in error["traceback"])  # colours kept
     assert run["execution"]["logs"]["stdout"] == ["before\n"]
     assert sbx.run("1 + 1", ctx)["status"] == "succeeded"  # the context goes on
