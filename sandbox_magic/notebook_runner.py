@@ -8,6 +8,7 @@ installed elsewhere), so the notebook sees the sandbox_magic that is installed h
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,33 @@ def execute_notebook(
 ) -> Any:
     """Execute a notebook and return it; cells tagged ``raises-exception`` may fail."""
     notebook = nbformat.read(path, as_version=4)
-    manager = KernelManager(kernel_name="python3", kernel_spec_manager=ThisPythonKernelSpecs())
+    with tempfile.TemporaryDirectory(prefix="sandbox-magic-kernel-") as sockets:
+        # Local sockets in a private folder: nothing listens on the network.
+        manager = KernelManager(
+            kernel_name="python3",
+            kernel_spec_manager=ThisPythonKernelSpecs(),
+            transport="ipc",
+            ip=str(Path(sockets) / "kernel"),
+        )
+        try:
+            _execute(notebook, manager, path, timeout, env, cwd, allow_errors)
+        finally:
+            # nbclient leaves a kernel it was handed running: shut it down (gracefully,
+            # so the extension stops its embedded server and that server its kernels).
+            if manager.has_kernel:
+                manager.shutdown_kernel(now=False)
+    return notebook
+
+
+def _execute(
+    notebook: Any,
+    manager: KernelManager,
+    path: Path,
+    timeout: int,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    allow_errors: bool,
+) -> None:
     client = NotebookClient(
         notebook,
         km=manager,
@@ -68,7 +95,6 @@ def execute_notebook(
     )
     kwargs = {"env": dict(env)} if env is not None else {}
     client.execute(**kwargs)
-    return notebook
 
 
 def _describe_outputs(outputs: list[Any]) -> str:
