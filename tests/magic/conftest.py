@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+import IPython
 from IPython.testing.globalipapp import start_ipython
 
 
 @pytest.fixture(scope="session")
 def ip() -> InteractiveShell:
-    shell = start_ipython()
-    assert shell is not None
+    shell = start_ipython() or IPython.get_ipython()  # None once already started
+    assert isinstance(shell, InteractiveShell)
     return shell
 
 
