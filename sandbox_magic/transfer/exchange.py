@@ -15,14 +15,12 @@ The only channel is running code in the sandbox and reading the run's results:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sandbox_magic.api.errors import RemoteExecutionError
@@ -197,7 +195,7 @@ class PushReceipt:
 
 @dataclass(frozen=True, slots=True)
 class PushPlan:
-    """The snippets that push one value, in order, and how to check their answers."""
+    """How to push one value: the snippets, made one at a time, and checks of the answers."""
 
     name: str
     transfer_id: str
@@ -206,7 +204,38 @@ class PushPlan:
     size: int
     sha256: str
     chunk_bytes: int
-    codes: tuple[str, ...]
+    compress: bool
+    data: bytes = field(repr=False)
+
+    @property
+    def total_chunks(self) -> int:
+        """How many runs the push takes."""
+        return max(1, -(-self.size // self.chunk_bytes))
+
+    def code(self, step: int) -> str:
+        """The snippet of run `step` (0-based); the last one also decodes and binds."""
+        if not 0 <= step < self.total_chunks:
+            raise IndexError(step)
+        piece = self.data[step * self.chunk_bytes : (step + 1) * self.chunk_bytes]
+        text, compression = _portable.pack_chunk(piece, self.compress)
+        if step < self.total_chunks - 1:
+            return remote.push_chunk_code(self.transfer_id, step, text, compression, len(piece))
+        return remote.push_last_chunk_code(
+            self.transfer_id,
+            step,
+            text,
+            compression,
+            len(piece),
+            name=self.name,
+            fmt=self.format,
+            kind=self.kind,
+            size=self.size,
+            sha256=self.sha256,
+        )
+
+    def codes(self) -> Iterator[str]:
+        """All snippets in order, made lazily (each holds up to `chunk_bytes` of payload)."""
+        return (self.code(step) for step in range(self.total_chunks))
 
     def check(self, step: int, bundles: Sequence[Bundle]) -> PushReceipt | None:
         """Check the answer of run `step`; the last step returns the receipt."""
@@ -215,7 +244,7 @@ class PushPlan:
         expected = min(self.size, (step + 1) * self.chunk_bytes)
         if chunk.get("chunk") != step or chunk.get("received") != expected:
             raise TransferError(f"{what}: the sandbox lost track of the chunks.")
-        if step < len(self.codes) - 1:
+        if step < self.total_chunks - 1:
             return None
         done = _one_marker(bundles, self.transfer_id, "push", what)
         if done.get("sha256") != self.sha256 or done.get("size") != self.size:
@@ -227,7 +256,7 @@ class PushPlan:
             format=self.format,
             kind=self.kind,
             size=self.size,
-            chunks=len(self.codes),
+            chunks=self.total_chunks,
             remote_type=remote_type if isinstance(remote_type, str) else None,
             shape=(
                 tuple(shape)
@@ -248,12 +277,14 @@ def plan_push(
     remote_formats: Sequence[str] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    compress: bool = True,
 ) -> PushPlan:
-    """Encode `value` and cut it into the snippets that bind it to `name` in the sandbox.
+    """Encode `value` and plan the snippets that bind it to `name` in the sandbox.
 
     `remote_formats` (from `probe`) restricts the formats to those the sandbox reads;
     without it, the best local format is used and the sandbox reports if it lacks a
-    library. Raises `TransferError` for bad names, unsupported types or sizes.
+    library. With `compress`, each chunk that zlib shrinks by 10 % travels compressed.
+    Raises `TransferError` for bad names, unsupported types or sizes.
     """
     _check_limits(max_bytes, chunk_bytes)
     name = check_name(name)
@@ -261,36 +292,16 @@ def plan_push(
     if remote_formats is not None:
         formats = tuple(f for f in formats if f in remote_formats)
     encoded = encode_value(value, name=name, formats=formats, max_bytes=max_bytes)
-    data = encoded.data
-    transfer_id = _new_transfer_id()
-    pieces = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)] or [b""]
-    codes: list[str] = []
-    for index, piece in enumerate(pieces):
-        text = base64.b64encode(piece).decode("ascii")
-        if index < len(pieces) - 1:
-            codes.append(remote.push_chunk_code(transfer_id, index, text))
-        else:
-            codes.append(
-                remote.push_last_chunk_code(
-                    transfer_id,
-                    index,
-                    text,
-                    name=name,
-                    fmt=encoded.format,
-                    kind=encoded.kind,
-                    size=len(data),
-                    sha256=encoded.sha256,
-                )
-            )
     return PushPlan(
         name=name,
-        transfer_id=transfer_id,
+        transfer_id=_new_transfer_id(),
         format=encoded.format,
         kind=encoded.kind,
-        size=len(data),
+        size=len(encoded.data),
         sha256=encoded.sha256,
         chunk_bytes=chunk_bytes,
-        codes=tuple(codes),
+        compress=compress,
+        data=encoded.data,
     )
 
 
@@ -302,7 +313,7 @@ def encode_for_push(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> list[str]:
     """The code strings to run in order; the last binds `name` and frees the buffer."""
-    return list(plan_push(name, value, max_bytes=max_bytes, chunk_bytes=chunk_bytes).codes)
+    return list(plan_push(name, value, max_bytes=max_bytes, chunk_bytes=chunk_bytes).codes())
 
 
 async def push(
@@ -312,6 +323,7 @@ async def push(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    compress: bool = True,
     remote_capabilities: RemoteCapabilities | None = None,
 ) -> PushReceipt:
     """Bind `value` to `name` in the sandbox.
@@ -327,12 +339,17 @@ async def push(
     elif remote_capabilities is not None:
         formats = remote_capabilities.formats
     plan = plan_push(
-        name, value, remote_formats=formats, max_bytes=max_bytes, chunk_bytes=chunk_bytes
+        name,
+        value,
+        remote_formats=formats,
+        max_bytes=max_bytes,
+        chunk_bytes=chunk_bytes,
+        compress=compress,
     )
     what = f"Cannot push {name!r}"
     try:
-        for step, code in enumerate(plan.codes):
-            receipt = plan.check(step, await _run(run_code, code, what))
+        for step in range(plan.total_chunks):
+            receipt = plan.check(step, await _run(run_code, plan.code(step), what))
             if receipt is not None:
                 return receipt
     except Exception:
@@ -363,6 +380,7 @@ class PullAssembler:
         max_bytes: int = DEFAULT_MAX_BYTES,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         formats: Sequence[str] | None = None,
+        compress: bool = True,
     ) -> None:
         _check_limits(max_bytes, chunk_bytes)
         self.name = check_name(name)
@@ -372,7 +390,7 @@ class PullAssembler:
         self.transfer_id = _new_transfer_id()
         #: The code of the next run, or None when the value is complete.
         self.code: str | None = remote.pull_begin_code(
-            self.transfer_id, self.name, list(self.accept), chunk_bytes, max_bytes
+            self.transfer_id, self.name, list(self.accept), chunk_bytes, max_bytes, compress
         )
         self._buffer = bytearray()
         self._header: dict[str, Any] | None = None
@@ -417,16 +435,14 @@ class PullAssembler:
         if marker.get("chunk") != self._next or marker.get("encoding") != "base64":
             raise self._fail(f"expected chunk {self._next}, got {marker.get('chunk')!r}.")
         text = marker.get("data")
-        try:
-            if not isinstance(text, str):
-                raise ValueError
-            piece = base64.b64decode(text, validate=True)
-        except (ValueError, binascii.Error):
-            raise self._fail(f"chunk {self._next} is not valid base64.") from None
         size = self._header["size"]
         expected = min(self.chunk_bytes, size - self._next * self.chunk_bytes)
-        if len(piece) != expected:
-            raise self._fail(f"chunk {self._next} has {len(piece)} bytes, expected {expected}.")
+        try:
+            if not isinstance(text, str):
+                raise _portable.CodecError("a chunk carries no data")
+            piece = _portable.unpack_chunk(text, marker.get("compression", "none"), expected)
+        except _portable.CodecError as exc:
+            raise self._fail(f"chunk {self._next}: {exc}.") from None
         self._buffer.extend(piece)
         self._next += 1
         if self._next < self.total_chunks:
@@ -485,9 +501,10 @@ async def pull(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    compress: bool = True,
 ) -> object:
     """Fetch the sandbox variable `name`, checked and safely decoded."""
-    assembler = PullAssembler(name, max_bytes=max_bytes, chunk_bytes=chunk_bytes)
+    assembler = PullAssembler(name, max_bytes=max_bytes, chunk_bytes=chunk_bytes, compress=compress)
     what = f"Cannot pull {name!r}"
     code = assembler.code
     try:
@@ -507,7 +524,9 @@ async def _run(run_code: RunCode, code: str, what: str) -> Sequence[Bundle]:
     try:
         return await run_code(code)
     except RemoteExecutionError as exc:
-        raise TransferError(f"{what}: the transfer code failed in the sandbox: {exc}") from exc
+        raise TransferError(
+            f"{what}: the transfer code failed in the sandbox: {exc.name}: {exc.value}"
+        ) from exc
 
 
 async def _discard(run_code: RunCode, code: str) -> None:

@@ -34,7 +34,7 @@ __all__ = [
     "push_last_chunk_code",
 ]
 
-_Literal = str | int | list[str]
+_Literal = str | int | bool | list[str]
 
 
 class _StripTyping(ast.NodeTransformer):
@@ -88,7 +88,7 @@ def library_source() -> str:
 
 
 def _literal(value: _Literal) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | list):
+    if not isinstance(value, str | int | list):
         raise TypeError(f"not a safe literal: {type(value).__name__}")
     if isinstance(value, list) and not all(isinstance(item, str) for item in value):
         raise TypeError("only lists of str are embedded")
@@ -119,10 +119,17 @@ def probe_code(transfer_id: str) -> str:
 
 
 def pull_begin_code(
-    transfer_id: str, name: str, accept: list[str], chunk_bytes: int, max_bytes: int
+    transfer_id: str,
+    name: str,
+    accept: list[str],
+    chunk_bytes: int,
+    max_bytes: int,
+    compress: bool,
 ) -> str:
     """Code that encodes the remote variable `name` and emits its first chunk."""
-    return _snippet(_call("pull_begin", transfer_id, name, accept, chunk_bytes, max_bytes))
+    return _snippet(
+        _call("pull_begin", transfer_id, name, accept, chunk_bytes, max_bytes, compress)
+    )
 
 
 def pull_chunk_code(transfer_id: str, index: int) -> str:
@@ -130,15 +137,19 @@ def pull_chunk_code(transfer_id: str, index: int) -> str:
     return _snippet(_call("pull_chunk", transfer_id, index))
 
 
-def push_chunk_code(transfer_id: str, index: int, payload_b64: str) -> str:
-    """Code that appends one base64 chunk to the remote buffer of a push."""
-    return _snippet(_call("push_chunk", transfer_id, index, payload_b64))
+def push_chunk_code(
+    transfer_id: str, index: int, text: str, compression: str, raw_size: int
+) -> str:
+    """Code that appends one chunk (base64 `text`) to the remote buffer of a push."""
+    return _snippet(_call("push_chunk", transfer_id, index, text, compression, raw_size))
 
 
 def push_last_chunk_code(
     transfer_id: str,
     index: int,
-    payload_b64: str,
+    text: str,
+    compression: str,
+    raw_size: int,
     *,
     name: str,
     fmt: str,
@@ -148,7 +159,7 @@ def push_last_chunk_code(
 ) -> str:
     """Code that appends the last chunk, verifies the payload, decodes it and binds `name`."""
     return _snippet(
-        _call("push_chunk", transfer_id, index, payload_b64),
+        _call("push_chunk", transfer_id, index, text, compression, raw_size),
         _call("push_finish", transfer_id, name, fmt, kind, size, sha256, index + 1),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,8 +26,9 @@ from sandbox_magic.transfer import (
     plan_push,
     pull,
     push,
+    remote,
 )
-from sandbox_magic.transfer._portable import STORE_NAME
+from sandbox_magic.transfer._portable import STORE_NAME, CodecError, unpack_chunk
 
 if TYPE_CHECKING:
     from tests.transfer.conftest import InProcessSandbox
@@ -143,8 +145,33 @@ def test_mutated_chunk_fails_the_sha256_check_and_frees_the_sandbox(
     sandbox.ns["df"] = pd.DataFrame({"a": range(100)})
     sandbox.tamper = lambda run, bundles: _flip_payload_byte(bundles) if run == 1 else bundles
     with pytest.raises(TransferError, match="sha256 does not match"):
-        asyncio.run(pull(sandbox.run_code, "df", chunk_bytes=256))
+        asyncio.run(pull(sandbox.run_code, "df", chunk_bytes=256, compress=False))
     assert STORE_NAME not in sandbox.ns  # a discard run followed the failure
+
+
+def test_mutated_compressed_chunk_is_refused(sandbox: InProcessSandbox) -> None:
+    sandbox.ns["df"] = pd.DataFrame({"a": range(1000)})
+    sandbox.tamper = lambda run, bundles: _flip_payload_byte(bundles)
+    with pytest.raises(TransferError, match=r"corrupt|announced size|sha256 does not match"):
+        asyncio.run(pull(sandbox.run_code, "df", chunk_bytes=1024))
+
+
+def test_compressed_chunk_that_expands_past_its_size_is_refused() -> None:
+    bomb = base64.b64encode(zlib.compress(b"\0" * 10_000_000)).decode()
+    with pytest.raises(CodecError, match="does not have the announced size"):
+        unpack_chunk(bomb, "zlib", 1000)
+    with pytest.raises(CodecError, match="not accepted"):
+        unpack_chunk(bomb, "pickle", 1000)
+
+
+def test_compressible_chunks_travel_compressed(sandbox: InProcessSandbox) -> None:
+    plan = plan_push("zeros", np.zeros(100_000), chunk_bytes=64 * 1024)
+    codes = list(plan.codes())
+    overhead = len(remote.library_source()) + 1000
+    assert sum(len(code) - overhead for code in codes) < plan.size / 10
+    for step, code in enumerate(codes):
+        plan.check(step, sandbox.run(code))
+    np.testing.assert_array_equal(sandbox.ns["zeros"], np.zeros(100_000))
 
 
 def _rewrite(**changes: Any) -> Any:
@@ -208,8 +235,8 @@ def test_push_ack_for_a_different_payload_is_refused(sandbox: InProcessSandbox) 
 
 def test_push_chunk_lost_in_the_sandbox_is_detected(sandbox: InProcessSandbox) -> None:
     plan = plan_push("x", list(range(50)), chunk_bytes=32)
-    sandbox.run(plan.codes[0])
+    sandbox.run(plan.code(0))
     sandbox.ns.pop(STORE_NAME)  # e.g. the kernel restarted between runs
-    bundles = sandbox.run(plan.codes[1])
+    bundles = sandbox.run(plan.code(1))
     with pytest.raises(TransferError, match="out of order"):
         plan.check(1, bundles)
