@@ -8,6 +8,7 @@ chosen folder.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
@@ -55,7 +56,7 @@ async def save_artifacts(
     max_bytes: int | None = None,
 ) -> list[SavedArtifact]:
     """Download each artifact into ``folder``; raise on the first sha256 mismatch."""
-    folder.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     saved: list[SavedArtifact] = []
     for artifact in artifacts:
         data = await client.download_artifact(sandbox_id, artifact.id, max_bytes=max_bytes)
@@ -67,7 +68,7 @@ async def save_artifacts(
                 f"the server announced {expected}. Nothing was saved for it."
             )
         target = folder / safe_file_name(artifact)
-        _write_atomically(target, data)
+        await asyncio.to_thread(_write_atomically, target, data)
         saved.append(SavedArtifact(artifact, target, len(data), digest, bool(expected)))
     return saved
 

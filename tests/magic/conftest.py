@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import IPython
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-import IPython
 from IPython.testing.globalipapp import start_ipython
 
 

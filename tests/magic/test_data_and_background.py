@@ -23,7 +23,11 @@ def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
 
 def test_push_and_pull_round_trip_a_dataframe(shell: InteractiveShell) -> None:
     frame = pd.DataFrame(
-        {"x": np.arange(1000), "label": [f"row {i}" for i in range(1000)], "v": np.linspace(0, 1, 1000)}
+        {
+            "x": np.arange(1000),
+            "label": [f"row {i}" for i in range(1000)],
+            "v": np.linspace(0, 1, 1000),
+        }
     )
     shell.user_ns["frame"] = frame
     result, _ = run_cell(
@@ -37,7 +41,7 @@ def test_push_of_a_missing_or_unsupported_variable_is_refused(shell: Interactive
     result, captured = run_cell(shell, "%%sandbox --push nothing_here\n1")
     assert "no local variable named nothing_here" in str(result.error_in_exec)
     shell.user_ns["handle"] = open  # a function cannot travel
-    result, captured = run_cell(shell, "%%sandbox --push handle\n1")
+    result, _captured = run_cell(shell, "%%sandbox --push handle\n1")
     assert not result.success
     assert "builtin_function_or_method" in str(result.error_in_exec)
 
@@ -61,7 +65,7 @@ def test_save_artifacts_downloads_and_verifies(shell: InteractiveShell, tmp_path
 def test_background_run_returns_at_once_and_lands_its_outputs(shell: InteractiveShell) -> None:
     magics = shell._sandbox_magics  # type: ignore[attr-defined]
     magics.status_view = "html"
-    result, captured = run_cell(
+    result, _captured = run_cell(
         shell,
         "%%sandbox --background\nimport time\nprint('working', flush=True)\ntime.sleep(1.5)\n"
         "print('done')\n'bg value'",
