@@ -25,8 +25,8 @@ from sandbox_magic.api.models import Run
 from sandbox_magic.poller import poll_run, run_deadline
 from sandbox_magic.progress import OutputCursor, StreamChunk, ordered_outputs
 from sandbox_magic.render.composite import composite_bundle
-from sandbox_magic.render.streams import last_line
 from sandbox_magic.render.publish import display_bundle
+from sandbox_magic.render.streams import last_line
 from sandbox_magic.status import RunSummary, StatusView, WidgetStatusView
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ def test_push_and_pull_round_trip_a_dataframe(shell: InteractiveShell) -> None:
 
 
 def test_push_of_a_missing_or_unsupported_variable_is_refused(shell: InteractiveShell) -> None:
-    result, captured = run_cell(shell, "%%sandbox --push nothing_here\n1")
+    result, _ = run_cell(shell, "%%sandbox --push nothing_here\n1")
     assert "no local variable named nothing_here" in str(result.error_in_exec)
     shell.user_ns["handle"] = open  # a function cannot travel
     result, _captured = run_cell(shell, "%%sandbox --push handle\n1")
