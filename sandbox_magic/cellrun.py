@@ -88,11 +88,16 @@ class CellRun:
     def _drain(self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]) -> Run:
         while True:
             try:
-                self._show(updates.get(timeout=_TICK))
-                continue
+                update: Run | None = updates.get(timeout=_TICK)
             except queue.Empty:
-                pass
-            if poll.done():
+                update = None
+            else:
+                self._show(update)
+                if not update.is_terminal:
+                    continue
+            # A terminal snapshot means the poll is returning right now: take its
+            # result at once rather than after another tick.
+            if update is not None or poll.done():
                 while not updates.empty():
                     self._show(updates.get_nowait())
                 final = poll.result()

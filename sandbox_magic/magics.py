@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -18,6 +18,9 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from sandbox_magic.options import RunOptions, parse_run_options
 from sandbox_magic.secret import Secret, SecretStr
+
+if TYPE_CHECKING:
+    from sandbox_magic.controller import SandboxController
 
 __all__ = ["SandboxMagics"]
 
@@ -96,9 +99,17 @@ class SandboxMagics(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        from sandbox_magic.controller import SandboxController
+        self._controller: SandboxController | None = None
 
-        self.controller = SandboxController(self)
+    @property
+    def controller(self) -> SandboxController:
+        """The controller, made on first use: its imports (httpx and the rest) would
+        otherwise add a few hundred milliseconds to ``%load_ext``."""
+        if self._controller is None:
+            from sandbox_magic.controller import SandboxController
+
+            self._controller = SandboxController(self)
+        return self._controller
 
     @magic_arguments()
     @argument("--context", "-c", default="default", help="Named persistent context to run in.")
@@ -162,7 +173,8 @@ class SandboxMagics(Magics):
 
     def close(self) -> None:
         """Stop background runs, close connections, stop the embedded server."""
-        self.controller.close()
+        if self._controller is not None:
+            self._controller.close()
 
 
 def _subcommand_summary() -> str:

@@ -5,6 +5,11 @@ a trivial run costs little more than its server time), grows geometrically to
 ``max_interval`` while nothing changes, and drops back to the minimum whenever the run
 changes (new output or a new status), so streamed output stays snappy.
 
+The default growth (1.7) is set by the poll load it causes: a silent 20 s run costs
+about 26 reads against the 21 of a fixed 1 s poll (about 29 with growth 1.5, because
+the ramp to ``max_interval`` makes more reads than the time it covers). See
+BENCHMARKS.md.
+
 Transient failures of one poll (unreachable server, 5xx, 429) are tolerated until the
 deadline; other errors (not found, bad key, malformed reply) end the wait at once.
 Cancelling the awaiting task simply propagates: sending ``cancel`` to the server is the
@@ -63,7 +68,7 @@ class PollPolicy:
 
     min_interval: float = 0.02
     max_interval: float = 1.0
-    growth: float = 1.5
+    growth: float = 1.7
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.min_interval) and self.min_interval >= 0):

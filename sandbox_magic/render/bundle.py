@@ -3,8 +3,9 @@
 Rules, applied to every representation of the result:
 
 - every key of the kernel's bundle passes through (plotly, vega-lite, ...);
-- base64 binaries (``image/*`` except SVG, ``application/pdf``) are validated and
-  re-encoded canonically; invalid base64 becomes a visible placeholder note;
+- base64 binaries (``image/*`` except SVG, ``application/pdf``) are validated; strict
+  base64 passes as it is, anything looser (whitespace, missing padding) is re-encoded
+  canonically; invalid base64 becomes a visible placeholder note;
 - ``application/javascript`` is removed unless allowed, its code shown as text;
   HTML, SVG and Markdown are made inert the same way (see `html_safety`);
 - remote widgets (``application/vnd.jupyter.widget-view+json``) are replaced by a
@@ -23,6 +24,7 @@ is JSON-serialisable.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 import re
@@ -66,6 +68,14 @@ _WIDGET_TYPES: Final = frozenset(
 _MARKUP_TYPES: Final = frozenset({_HTML, _SVG, "text/markdown"})
 _SCRIPT_URL: Final = re.compile(r"script\s*:", re.IGNORECASE)
 _MAX_DEPTH: Final = 100
+
+
+def _decode_strict(value: str) -> bytes | None:
+    """The bytes of strict base64 text (alphabet only, padded); None for anything else."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def is_binary_mime(mime: str) -> bool:
@@ -158,10 +168,14 @@ class _Builder:
             self.add_json(mime, value)
 
     def add_binary(self, mime: str, value: Any) -> None:
+        strict = False
         if isinstance(value, bytes | bytearray):
             raw: bytes | None = bytes(value)
         elif isinstance(value, str):
-            raw = decode_base64(value)
+            raw = _decode_strict(value)
+            strict = raw is not None
+            if raw is None:
+                raw = decode_base64(value)
         else:
             self.notes.append(f"[{mime}: not base64 text ({type(value).__name__}), dropped]")
             return
@@ -172,7 +186,8 @@ class _Builder:
         if len(raw) > self.max_bytes:
             self.notes.append(limit_note(mime, len(raw), self.max_bytes, "not shown"))
             return
-        encoded = base64.b64encode(raw).decode("ascii")
+        # Strict base64 passes as it is: re-encoding it would cost two more passes.
+        encoded = value if strict else base64.b64encode(raw).decode("ascii")
         self.put(mime, encoded, len(encoded))
 
     def add_javascript(self, value: Any) -> None:

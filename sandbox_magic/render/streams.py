@@ -31,8 +31,22 @@ __all__ = ["STREAM_NAMES", "StreamWriter", "last_line"]
 STREAM_NAMES = ("stdout", "stderr")
 
 
+#: How much of the end of a chunk `last_line` looks at first.
+_TAIL_WINDOW = 16 * 1024
+
+
 def last_line(text: str) -> str | None:
-    """The last non-blank line of ``text``, without ANSI codes; None if all blank."""
+    """The last non-blank line of ``text``, without ANSI codes; None if all blank.
+
+    Only the end of the text is read when the line lies there, so a chunk of many
+    megabytes costs about as much as a short one.
+    """
+    start = len(text) - _TAIL_WINDOW
+    if start > 0:
+        # The first line of the window may be cut; any later one is whole.
+        for line in reversed(strip_ansi(text[start:]).splitlines()[1:]):
+            if line.strip():
+                return line.strip()
     for line in reversed(strip_ansi(text).splitlines()):
         if line.strip():
             return line.strip()
