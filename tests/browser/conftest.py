@@ -78,8 +78,14 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def browser_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context and page; on failure its screenshot lands in test-artifacts."""
+def browser_page(
+    browser: Browser, jupyter_lab: LabServer, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A fresh browser context and page; on failure its screenshot lands in test-artifacts.
+
+    Afterwards the notebook sessions the test opened are shut down, so kernels
+    do not pile up across tests.
+    """
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     page = context.new_page()
     page_errors: list[str] = []
@@ -96,3 +102,4 @@ def browser_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[P
             if page_errors:
                 report.sections.append(("browser page errors", "\n".join(page_errors)))
         context.close()
+        jupyter_lab.shutdown_sessions()

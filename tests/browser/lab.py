@@ -64,11 +64,17 @@ SERVER_START_TIMEOUT_S = 90.0
 SERVER_STOP_TIMEOUT_S = 30.0
 
 # Settings written into the private user-settings directory: never ask about or
-# fetch Jupyter news, never check for updates (each would be a request off-host).
+# fetch Jupyter news and never check for updates (each would be a request
+# off-host); start the default kernel instead of asking for one; attach every
+# cell to the DOM (no windowing) so locators see the whole notebook.
 _LAB_USER_SETTINGS: dict[str, dict[str, Any]] = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
         "checkForUpdates": False,
+    },
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "autoStartDefaultKernel": True,
+        "windowingMode": "none",
     },
 }
 
@@ -107,17 +113,33 @@ class LabServer:
     log_path: Path
     seen_children: set[int] = field(default_factory=set)
 
-    def api(self, path: str) -> Any:
-        """GET ``/api/<path>`` with the token and return the decoded JSON."""
+    def api(self, path: str, method: str = "GET") -> Any:
+        """Call ``/api/<path>`` with the token; return the decoded JSON body, if any."""
         request = urllib.request.Request(
             f"{self.url}/api/{path.lstrip('/')}",
+            method=method,
             headers={"Authorization": f"token {self.token}"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
 
-    def notebook_url(self, relative_path: str) -> str:
-        return f"{self.url}/lab/tree/{quote(relative_path)}?token={self.token}"
+    def notebook_url(self, relative_path: str, workspace: str) -> str:
+        """URL opening ``relative_path`` in a named workspace.
+
+        Lab stores each workspace's layout on the server and restores it on the
+        next visit; a fresh workspace per page keeps tabs of earlier tests out.
+        """
+        return (
+            f"{self.url}/lab/workspaces/{quote(workspace)}/tree/{quote(relative_path)}"
+            f"?token={self.token}"
+        )
+
+    def shutdown_sessions(self) -> None:
+        """Shut down every notebook session (and so its kernel) through the REST API."""
+        self.record_children()
+        for session in self.api("sessions"):
+            self.api(f"sessions/{session['id']}", method="DELETE")
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -256,31 +278,38 @@ class NotebookPage:
         self.page = page
         self.server = server
         self.relative_path = relative_path
+        self.workspace = f"test-{secrets.token_hex(4)}"
+        self._panel_id: str | None = None
 
     # --- opening -------------------------------------------------------------
 
     def open(self, timeout_ms: float = 90_000) -> None:
         """Open the notebook and wait until its kernel is started and idle."""
-        self.page.goto(self.server.notebook_url(self.relative_path), timeout=timeout_ms)
+        url = self.server.notebook_url(self.relative_path, self.workspace)
+        self.page.goto(url, timeout=timeout_ms)
+        name = Path(self.relative_path).name
+        tab = self.page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(
+            has=self.page.locator(
+                ".lm-TabBar-tabLabel", has_text=re.compile(rf"^{re.escape(name)}$")
+            )
+        )
+        expect(tab).to_have_count(1, timeout=timeout_ms)
+        self._panel_id = tab.get_attribute("data-id")
+        assert self._panel_id, f"the tab of {name} names no panel"
         expect(self.notebook.locator(".jp-Cell").first).to_be_visible(timeout=timeout_ms)
-        self._accept_kernel_dialog_if_any()
         self.wait_for_kernel_idle(timeout_ms)
         self.server.record_children()
 
     @property
     def panel(self) -> Locator:
-        """The notebook panel of this notebook (the current tab)."""
-        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
+        """The notebook panel of this notebook (found through its tab)."""
+        if self._panel_id is None:
+            raise RuntimeError("open() the notebook first")
+        return self.page.locator(f"[id='{self._panel_id}']")
 
     @property
     def notebook(self) -> Locator:
         return self.panel.locator(".jp-Notebook")
-
-    def _accept_kernel_dialog_if_any(self) -> None:
-        # A notebook without kernelspec metadata makes Lab ask which kernel to use.
-        dialog = self.page.locator(".jp-Dialog")
-        if dialog.count() and dialog.get_by_text("Select Kernel").count():
-            dialog.locator(".jp-mod-accept").click()
 
     def wait_for_kernel_idle(self, timeout_ms: float = 90_000) -> None:
         """Wait until the notebook's kernel is started, connected and idle.

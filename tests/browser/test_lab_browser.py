@@ -2,9 +2,9 @@
 
 What the page must show for a ``%%sandbox`` run (the contract with ``status.py``):
 
-* while the run goes, a live ipywidgets view carrying the CSS class
-  ``sandbox-magic-status`` (``widget.add_class("sandbox-magic-status")``) in the
-  cell's output area;
+* while the run goes, a live ipywidgets view in the cell's output area that
+  carries the CSS class ``sandbox-magic-status``, on the view itself
+  (``widget.add_class``) or on an element of its HTML;
 * once it ends, that output replaced in place (same display id) by static HTML
   containing an element with class ``sandbox-magic-summary``, and no status
   widget left;
@@ -28,7 +28,12 @@ from .lab import REPO_ROOT, LabServer, NotebookPage
 
 pytestmark = pytest.mark.browser
 
-STATUS_SELECTOR = ".jp-OutputArea-output .jupyter-widgets.sandbox-magic-status"
+# The class may sit on the widget view itself (``add_class``) or on HTML inside it;
+# either way it must be inside an ipywidgets view, not the headless HTML fallback.
+STATUS_SELECTOR = (
+    ".jp-OutputArea-output .jupyter-widgets.sandbox-magic-status,"
+    " .jp-OutputArea-output .jupyter-widgets .sandbox-magic-status"
+)
 SUMMARY_SELECTOR = ".jp-OutputArea-output .sandbox-magic-summary"
 PNG_SELECTOR = ".jp-OutputArea-output img[src^='data:image/png']"
 
@@ -106,7 +111,7 @@ def test_standin_status_widget_then_summary_then_plot(
     notebook.open()
 
     notebook.run_cell(0)
-    status = notebook.cell(0).locator(STATUS_SELECTOR)
+    status = notebook.cell(0).locator(STATUS_SELECTOR).first
     expect(status).to_be_visible(timeout=RUN_TIMEOUT_MS)
     expect(status).to_contain_text("sandbox")
     # The view is live: its text changes while the cell is still running.
@@ -116,7 +121,7 @@ def test_standin_status_widget_then_summary_then_plot(
     summary = notebook.cell(0).locator(SUMMARY_SELECTOR)
     expect(summary).to_be_visible(timeout=RUN_TIMEOUT_MS)
     expect(summary).to_contain_text("succeeded")
-    expect(status).to_have_count(0)
+    expect(notebook.cell(0).locator(STATUS_SELECTOR)).to_have_count(0)
     # Replaced in place: one output, the summary, not the summary appended after the widget.
     expect(notebook.outputs(0)).to_have_count(1)
     notebook.wait_for_cell_done(0)
@@ -161,10 +166,15 @@ def test_quickstart_sandbox_cells_in_lab(browser_page: Page, jupyter_lab: LabSer
             expect(status.or_(finished).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
             if status.count():
                 status_seen_in.append(index)
+                if len(status_seen_in) == 1:
+                    # For reviewers: what the live line looks like mid-run.
+                    notebook.screenshot("quickstart-lab-running")
         notebook.wait_for_cell_done(index, RUN_TIMEOUT_MS)
         errors = error_texts(notebook.outputs(index))
         assert not errors, f"cell {index} failed in the browser:\n" + "\n".join(errors)
         if is_sandbox:
+            # One summary per run; it may trail the execute reply by a moment.
+            expect(cell.locator(SUMMARY_SELECTOR)).to_have_count(1, timeout=10_000)
             expect(cell.locator(SUMMARY_SELECTOR)).to_be_visible()
             expect(cell.locator(STATUS_SELECTOR)).to_have_count(0)
         if cell.locator(PNG_SELECTOR).count():
