@@ -16,8 +16,8 @@ that contract using plain ipywidgets and matplotlib.
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 from pathlib import Path
 
