@@ -65,6 +65,7 @@ class SandboxController:
             template=m.template or None,
             embedded=m.embedded,
             embedded_state_dir=self._embedded_state_dir,
+            request_timeout=m.request_timeout,
         )
 
     @property

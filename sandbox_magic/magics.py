@@ -54,6 +54,11 @@ class SandboxMagics(Magics):
     poll_max_interval = Float(1.0, help="Longest interval between polls of a run, in seconds.").tag(
         config=True
     )
+    request_timeout = Float(
+        30.0,
+        help="Seconds to wait for each answer from the server; a request that gets "
+        "none in time is retried (retries of one request stop after 30 s).",
+    ).tag(config=True)
     show_status = Bool(True, help="Show the live status view and summary line.").tag(config=True)
     status_delay = Float(
         0.5, help="Seconds a run must take before the live status view appears."

@@ -5,8 +5,9 @@ Every public method returns a typed record from `sandbox_magic.api.models` or ra
 only inside a private `httpx.Auth` object and never appears in a repr, an error message
 or a log line.
 
-Retries (see `sandbox_magic.api.retry`): connection failures, timeouts, 502/503/504 and
-429 are retried for requests that are safe to repeat, which is all of them except
+Retries (see `sandbox_magic.api.retry`): connection failures, timeouts, 502/503/504,
+429 and replies cut short into invalid JSON are retried for requests that are safe to
+repeat, which is all of them except
 ``restart`` and ``interrupt`` (those are repeated only when the request surely never
 reached the server). Creating POSTs carry one ``Idempotency-Key`` per logical call, sent
 unchanged on every retry, so a retried submit never creates a second run.
@@ -426,10 +427,18 @@ class AsyncSandboxClient:
         params: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        response = await self._request(
-            method, path, json=json, params=params, idempotency_key=idempotency_key
-        )
-        return self._decode(response)
+        # Decoding is part of each attempt: a body cut short or garbled on the way is
+        # asked for again, like a dropped connection (every JSON call is safe to repeat:
+        # creating calls carry their Idempotency-Key).
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+
+        async def once(attempt: int) -> Any:
+            response = await self._send_once(
+                method, path, json=json, params=params, headers=headers
+            )
+            return self._decode(response)
+
+        return await self._with_retries(once, idempotent=True)
 
     async def _delete(self, path: str) -> None:
         async def once(attempt: int) -> None:
@@ -487,7 +496,7 @@ class AsyncSandboxClient:
             if exc.status_code in _RETRY_STATUSES:
                 return idempotent or exc.status_code in _NOT_PROCESSED_STATUSES
             return exc.retryable is True and idempotent
-        return False
+        return isinstance(exc, _GarbledReply) and idempotent
 
     async def _send_once(
         self,
@@ -646,11 +655,19 @@ class AsyncSandboxClient:
             return None
         try:
             return response.json()
-        except ValueError:
-            excerpt = _excerpt(_safe_text(response))
-            raise SandboxProtocolError(
+        except (ValueError, RecursionError):  # RecursionError: JSON nested absurdly deep
+            text = _safe_text(response)
+            if text.lstrip()[:1] in ("{", "["):
+                # Broken JSON: an excerpt would only repeat its start, which can hold
+                # remote output (and secrets printed by the code) in an error message.
+                shown = f"{len(response.content)} bytes, cut short or garbled"
+            else:
+                shown = _excerpt(text)
+            if self._auth is not None:
+                shown = self._auth.redact(shown)
+            raise _GarbledReply(
                 f"The sandbox server at {self._url} sent a reply that is not valid JSON "
-                f"(HTTP {response.status_code}" + (f": {excerpt!r}" if excerpt else "") + ")."
+                f"(HTTP {response.status_code}" + (f": {shown!r}" if shown else "") + ")."
             ) from None
 
     def _parse(self, parse: Callable[[Any, str], _T], data: Any, path: str) -> _T:
@@ -668,6 +685,10 @@ class AsyncSandboxClient:
         items = [self._parse(parse, item, path) for path, item in _items(data, what)]
         cursor = data.get("next_cursor") if isinstance(data, Mapping) else None
         return Page(tuple(items), cursor if isinstance(cursor, str) and cursor else None)
+
+
+class _GarbledReply(SandboxProtocolError):
+    """A reply body that is not JSON at all: likely damaged on the way, worth a retry."""
 
 
 def _items(data: Any, what: str = "items") -> list[tuple[str, Any]]:
