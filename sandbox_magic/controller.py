@@ -112,7 +112,11 @@ class SandboxController:
     def follow_settings(self) -> FollowSettings:
         m = self.magics
         return FollowSettings(
-            poll=PollPolicy(min_interval=m.poll_min_interval, max_interval=m.poll_max_interval)
+            poll=PollPolicy(
+                min_interval=m.poll_min_interval,
+                max_interval=m.poll_max_interval,
+                max_outage=m.poll_max_outage,
+            )
         )
 
     # -- %%sandbox -------------------------------------------------------------

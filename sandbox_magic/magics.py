@@ -54,6 +54,11 @@ class SandboxMagics(Magics):
     poll_max_interval = Float(1.0, help="Longest interval between polls of a run, in seconds.").tag(
         config=True
     )
+    poll_max_outage = Float(
+        60.0,
+        help="Seconds the polls of a run may keep failing (server unreachable or in "
+        "error) before the cell stops waiting; the run can be re-attached later.",
+    ).tag(config=True)
     request_timeout = Float(
         30.0,
         help="Seconds to wait for each answer from the server; a request that gets "

@@ -11,7 +11,9 @@ the ramp to ``max_interval`` makes more reads than the time it covers). See
 BENCHMARKS.md.
 
 Transient failures of one poll (unreachable server, 5xx, 429) are tolerated until the
-deadline; other errors (not found, bad key, malformed reply) end the wait at once.
+deadline, or until polls have failed without a break for ``PollPolicy.max_outage``
+seconds (a server that is gone ends the wait in bounded time, naming the run to
+re-attach); other errors (not found, bad key, malformed reply) end the wait at once.
 Cancelling the awaiting task simply propagates: sending ``cancel`` to the server is the
 caller's decision.
 """
@@ -64,13 +66,20 @@ class RunSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Polling intervals, in seconds."""
+    """Polling intervals, in seconds.
+
+    ``max_outage`` bounds how long polls may keep failing in a row (server unreachable
+    or answering 5xx) before the wait ends, even when the run's deadline is far off.
+    """
 
     min_interval: float = 0.02
     max_interval: float = 1.0
     growth: float = 1.7
+    max_outage: float = 60.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_outage) and self.max_outage > 0):
+            raise ValueError("PollPolicy.max_outage must be a finite number > 0")
         if not (math.isfinite(self.min_interval) and self.min_interval >= 0):
             raise ValueError("PollPolicy.min_interval must be a finite number >= 0")
         if not (math.isfinite(self.max_interval) and self.max_interval >= self.min_interval):
@@ -156,6 +165,7 @@ async def poll_run(
     interval = policy.min_interval
     wait_first = initial is not None
     looked_last = False
+    outage_since: float | None = None  # when the current run of failed polls began
 
     while True:
         if wait_first:
@@ -179,14 +189,19 @@ async def poll_run(
         except _TRANSIENT as exc:
             last_error = exc
             interval = policy.next_interval(interval)
-            if isinstance(exc, RateLimitedError) and exc.retry_after:
-                interval = max(interval, min(exc.retry_after, _MAX_RATE_LIMIT_PAUSE))
+            if isinstance(exc, RateLimitedError):
+                if exc.retry_after:
+                    interval = max(interval, min(exc.retry_after, _MAX_RATE_LIMIT_PAUSE))
+                continue  # a server that rate-limits is there: not an outage
+            outage_since = now if outage_since is None else outage_since
+            if clock() - outage_since >= policy.max_outage:
+                raise _lost(run_id, clock() - outage_since, exc) from exc
             continue
         except TimeoutError:
             # Our own deadline cut a slow poll (e.g. one the client kept retrying).
             raise _timed_out(run_id, last, started, clock(), last_error) from None
 
-        last_error = None
+        last_error = outage_since = None
         key = progress_key(run)
         if key != last_key:
             last, last_key = run, key
@@ -198,6 +213,18 @@ async def poll_run(
             interval = policy.next_interval(interval)
         if run.is_terminal:
             return run
+
+
+def _lost(run_id: str, seconds: float, error: SandboxError) -> SandboxError:
+    """The error that ends a wait after every poll failed for ``seconds``."""
+    after = (
+        f"no answer about run {run_id} for {seconds:.0f} s, so the cell stopped waiting. "
+        f"The run may still be going there: once the server is back, "
+        f"`%sandbox attach {run_id}` shows it"
+    )
+    if isinstance(error, SandboxConnectionError):
+        return SandboxConnectionError(error.url, f"{error.detail}; {after}")
+    return SandboxTimeoutError(f"The sandbox server failed every poll ({error}): {after}.")
 
 
 def _timed_out(

@@ -16,6 +16,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from sandbox_magic.api.errors import SandboxConnectionError, SandboxError
+from sandbox_magic.api.models import Run
+from sandbox_magic.poller import PollPolicy, poll_run
 
 CELLS = 100
 #: Each cell counts itself and naps a little, so that it is polled a few times.
@@ -190,7 +192,7 @@ def test_server_killed_mid_cell_fails_it_in_bounded_time_and_the_run_reads_faile
 ) -> None:
     state = tmp_path / "state"
     server = server_factory(state)
-    magics = point_shell(server.url, server.token)
+    magics = point_shell(server.url, server.token, poll_max_outage=10.0)
     result, _ = run_cell(ip, "%%sandbox --out r\n'first'")
     assert result.success, result.error_in_exec
     finished_id = ip.user_ns["r"].id
@@ -225,7 +227,7 @@ def test_server_killed_mid_cell_fails_it_in_bounded_time_and_the_run_reads_faile
     assert server.url in str(error)
     assert in_flight in str(error)  # names the run, so the user can re-attach
     assert "Traceback (most recent call last)" not in captured.stdout + captured.stderr
-    assert failed_after < 90
+    assert failed_after < 30  # the outage limit (10 s) plus the last poll's retries
     server.process.wait(10)
 
     restarted = server_factory(state, server.token)
@@ -234,8 +236,46 @@ def test_server_killed_mid_cell_fails_it_in_bounded_time_and_the_run_reads_faile
     assert result.success, result.error_in_exec
     assert result.result.data["text/plain"] == "'first'"
     result, captured = run_cell(ip, f"%sandbox attach {in_flight}")
-    shown = captured.stdout + captured.stderr + str(result.error_in_exec)
-    assert "started" in shown
-    assert "failed" in shown
-    assert "the server stopped before the run finished" in shown
+    assert result.success, result.error_in_exec  # attach shows a failure, never raises
+    shown = "\n".join(o.data["text/plain"] for o in captured.outputs)
+    assert f"Remote run {in_flight} ended failed: the server stopped before" in shown
     record_figures("server_killed_mid_cell", {"seconds_to_fail": round(failed_after, 2)})
+
+
+class _GoneServer:
+    """A run source whose server is unreachable for good, on a virtual clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.polls = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def get_run(self, sandbox_id: str, run_id: str) -> Any:
+        self.polls += 1
+        self.now += 3.0  # each poll spends its own retries
+        raise SandboxConnectionError("http://sandbox.test", "connection refused")
+
+
+@pytest.mark.anyio
+async def test_polls_failing_for_the_outage_limit_end_the_wait_naming_the_run() -> None:
+    gone = _GoneServer()
+    with pytest.raises(SandboxConnectionError) as info:
+        await poll_run(
+            gone,
+            "sb_1",
+            "run_1",
+            policy=PollPolicy(max_outage=20.0),
+            deadline=gone.now + 3600,  # the run's own deadline is an hour away
+            initial=Run(id="run_1", status="running"),
+            sleep=gone.sleep,
+            clock=gone.clock,
+        )
+    assert 20.0 <= gone.now < 30.0
+    message = str(info.value)
+    assert "Cannot reach the sandbox server at http://sandbox.test" in message
+    assert "%sandbox attach run_1" in message
