@@ -328,24 +328,24 @@ async def push(
 ) -> PushReceipt:
     """Bind `value` to `name` in the sandbox.
 
-    DataFrames and Series first probe the sandbox (one extra run) unless
-    `remote_capabilities` is given, so that Arrow is used only where it can be read.
+    Unless `remote_capabilities` is given, the sandbox is first probed (one small run)
+    for DataFrames and Series, so that Arrow is used only where it can be read, and
+    for payloads of several chunks, which the probe's run makes cheaper to submit.
     """
     kind = classify(value, check_name(name))
-    formats: Sequence[str] | None = None
-    if kind in (_portable.KIND_DATAFRAME, _portable.KIND_SERIES):
-        caps = remote_capabilities or await probe(run_code)
-        formats = caps.formats
-    elif remote_capabilities is not None:
-        formats = remote_capabilities.formats
+    caps = remote_capabilities
+    if caps is None and kind in (_portable.KIND_DATAFRAME, _portable.KIND_SERIES):
+        caps = await probe(run_code)
     plan = plan_push(
         name,
         value,
-        remote_formats=formats,
+        remote_formats=caps.formats if caps is not None else None,
         max_bytes=max_bytes,
         chunk_bytes=chunk_bytes,
         compress=compress,
     )
+    if caps is None and plan.total_chunks > 1:
+        await probe(run_code)
     what = f"Cannot push {name!r}"
     try:
         for step in range(plan.total_chunks):

@@ -41,7 +41,7 @@ def markers(bundles: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_push_then_pull_json_in_several_chunks(sandbox: InProcessSandbox) -> None:
     value = {"name": "ünï", "values": [1, 2.5, None, True], "nested": {"k": "v" * 50}}
     receipt = asyncio.run(push(sandbox.run_code, "cfg", value, chunk_bytes=16))
-    assert receipt.chunks == len(sandbox.runs) > 3
+    assert len(sandbox.runs) == receipt.chunks + 1 > 4  # a probe first
     assert receipt.format == "json"
     assert sandbox.ns["cfg"] == value
     assert STORE_NAME not in sandbox.ns
