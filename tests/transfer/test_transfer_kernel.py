@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sandbox_magic.api.errors import RemoteExecutionError
 from sandbox_magic.transfer import TransferError, probe, pull, push
 
 if TYPE_CHECKING:
@@ -148,3 +150,20 @@ def test_notebook_without_pyarrow_asks_for_the_fallback(
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     back = asyncio.run(pull(kernel.run_code, "plain"))
     pd.testing.assert_frame_equal(back, pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))  # type: ignore[arg-type]
+
+
+def test_user_cells_keep_their_tracebacks_and_snippets_do_not_pile_up(
+    kernel: KernelSandbox,
+) -> None:
+    kernel.execute("def explode():\n    raise ValueError('boom from user code')")
+    for _ in range(3):
+        asyncio.run(push(kernel.run_code, "blob", "q" * 50_000, chunk_bytes=20_000))
+    with pytest.raises(RemoteExecutionError) as info:
+        kernel.execute("explode()")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(info.value.traceback))
+    assert "raise ValueError('boom from user code')" in plain
+    cached = kernel.eval(
+        "sum(1 for e in __import__('linecache').cache.values() "
+        "if e[2] and e[2][0].startswith('def __sandbox_magic_transfer__'))"
+    )
+    assert cached <= 1
