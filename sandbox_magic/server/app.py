@@ -192,7 +192,10 @@ def _limit(request: Request) -> int:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
+    pool = _service(request).pool
+    return JSONResponse(
+        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+    )
 
 
 async def create_sandbox(request: Request) -> Response:

@@ -316,6 +316,11 @@ class KernelPool:
         self._closed = False
 
     @property
+    def ready_count(self) -> int:
+        """Warm kernels ready right now."""
+        return len(self._ready)
+
+    @property
     def python(self) -> KernelChoice:
         return KernelChoice(PYTHON_SPEC_NAME, "python")
 

@@ -47,6 +47,7 @@ __all__ = ["TERMINAL", "ContextRuntime", "RunState"]
 log = logging.getLogger(__name__)
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+_INLINE_SNAPSHOT_FILES: Final = 200
 _RESTART_NOTE: Final = (
     "; the kernel did not stop when interrupted and was restarted, "
     "so the context's variables are lost"
@@ -150,6 +151,7 @@ class ContextRuntime:
         self._wake = asyncio.Event()
         self._kernel_lock = asyncio.Lock()
         self.current: RunState | None = None
+        self._snapshot_size = 0
         self._worker = asyncio.create_task(self._work(), name=f"context-{context_id}")
         self._closed = False
 
@@ -202,7 +204,7 @@ class ContextRuntime:
             pass
         run.status, run.started_at = "running", now_iso()
         self._store.put_run(run.to_json())
-        before = await asyncio.to_thread(artifact_files.snapshot, self.cwd)
+        before = await self._snapshot()
         previous_env = await self._apply_envs(run)
         restarted = False
         outcome: tuple[str, str | None]
@@ -341,9 +343,18 @@ class ContextRuntime:
 
     # -- the end of a run ------------------------------------------------------------
 
+    async def _snapshot(self) -> artifact_files.Snapshot:
+        """Walk the cwd: inline while it is small (microseconds), else in a thread."""
+        if self._snapshot_size < _INLINE_SNAPSHOT_FILES:
+            found = artifact_files.snapshot(self.cwd)
+        else:
+            found = await asyncio.to_thread(artifact_files.snapshot, self.cwd)
+        self._snapshot_size = len(found)
+        return found
+
     async def _collect_artifacts(self, run: RunState, before: artifact_files.Snapshot) -> None:
         try:
-            after = await asyncio.to_thread(artifact_files.snapshot, self.cwd)
+            after = await self._snapshot()
             names = artifact_files.changed_files(before, after)
             if not names:
                 return

@@ -256,3 +256,21 @@ def test_artifact_ids_cannot_reach_outside(api, sbx) -> None:
         response = api.get(f"{sbx.base}/code/artifacts/{bad}/download")
         assert response.status_code == 404, bad
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_execute_cancels_the_run_when_the_client_goes_away(sbx, wait_until) -> None:
+    ctx = sbx.context()
+    code = "import time\nprint('go', flush=True)\ntime.sleep(60)"
+    with sbx.api.stream(
+        "POST", f"{sbx.base}/code/execute", json={"code": code, "context_id": ctx}
+    ) as response:
+        run_id = response.headers["x-run-id"]
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break  # first event seen; now hang up
+    final = wait_until(
+        lambda: (run := sbx.get(run_id))["status"] in ("cancelled", "failed") and run,
+        what="the abandoned run to stop",
+    )
+    assert final["status"] == "cancelled"
+    assert final["execution"]["logs"]["stdout"] == ["go\n"]
