@@ -23,6 +23,7 @@ request headers are never part of an error, and URLs are shown without credentia
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -212,3 +213,30 @@ class RemoteExecutionError(SandboxError):
         if self.traceback:
             return list(self.traceback)
         return [f"{self.name}: {self.value}"]
+
+    @classmethod
+    def named(
+        cls, name: str, value: str, traceback: Sequence[str], *, run_id: str | None = None
+    ) -> RemoteExecutionError:
+        """The error as an instance of a subclass called like the remote exception.
+
+        A kernel reports a failed cell as ``type(exc).__name__`` and ``str(exc)`` (the
+        ``ename``/``evalue`` that nbclient, papermill and the saved notebook keep), so
+        the cell then fails as ``ZeroDivisionError: division by zero``, like a local
+        one. It is still a `RemoteExecutionError`.
+        """
+        return _named_remote_error(name)(name, value, traceback, run_id=run_id)
+
+
+class _NamedRemoteError(RemoteExecutionError):
+    """Base of the per-name subclasses; its message is the remote value alone."""
+
+    def __str__(self) -> str:
+        return self.value or self.name
+
+
+@functools.lru_cache(maxsize=256)
+def _named_remote_error(name: str) -> type[RemoteExecutionError]:
+    if not name.isidentifier():
+        return RemoteExecutionError
+    return type(name, (_NamedRemoteError,), {"__module__": "sandbox", "__qualname__": name})

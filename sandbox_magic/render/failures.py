@@ -61,7 +61,7 @@ def remote_error(
 ) -> RemoteExecutionError:
     """The exception to raise for code that raised remotely (traceback colours kept)."""
     traceback = [redactor.text(str(line)) for line in error.traceback]
-    return RemoteExecutionError(
+    return RemoteExecutionError.named(
         redactor.text(error.name),
         redactor.text(error.value),
         _bounded_traceback(traceback, max_bytes),
