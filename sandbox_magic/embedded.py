@@ -107,6 +107,10 @@ class EmbeddedServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 preexec_fn=_die_with_parent,
+                # Its own process group: the kernel's interrupt (SIGINT to the kernel's
+                # group) and ipykernel's shutdown sweep of that group must not reach
+                # it. It is stopped by `stop` (at exit too) or by PDEATHSIG.
+                start_new_session=True,
             )
         self.url = self._wait_until_ready()
         return self.url

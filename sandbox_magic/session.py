@@ -282,7 +282,12 @@ class SandboxSession:
                 await client.aclose()
         server, self.embedded = self.embedded, None
         if server is not None:
-            await asyncio.to_thread(server.stop)
+            try:
+                await asyncio.to_thread(server.stop)
+            except RuntimeError:
+                # At interpreter exit (atexit) no new threads may start: stop it here,
+                # or the server would outlive the kernel where no PDEATHSIG exists.
+                server.stop()
         self._contexts.clear()
         self.sandbox_id = None
 
