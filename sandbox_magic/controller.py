@@ -231,7 +231,11 @@ class SandboxController:
     def _wait_for_submit(self, cell: CellRun, submit: Any, view: StatusView) -> Run:
         try:
             run: Run = cell.wait(submit, view.tick)
+        except Exception:
+            view.finish(None)  # no run: take the live "submitting" line away
+            raise
         except KeyboardInterrupt:
+            view.finish(None)
             # The submit may still land: wait briefly for it, then cancel that run.
             with contextlib.suppress(Exception):
                 created: Run = submit.result(10)
