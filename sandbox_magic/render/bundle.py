@@ -225,7 +225,9 @@ class _Builder:
             return text
         head = truncate_utf8(text, self.max_bytes)
         if mime == _HTML:
-            head = head[: head.rfind(">") + 1]  # never cut inside a tag
+            opened = head.rfind("<")
+            if opened > head.rfind(">"):
+                head = head[:opened]  # never cut inside a tag (but keep the text before it)
         self.notes.append(limit_note(mime, size - utf8_len(head), self.max_bytes))
         return head
 
