@@ -145,6 +145,8 @@ def test_quickstart_sandbox_cells_in_lab(browser_page: Page, jupyter_lab: LabSer
 
     notebook = NotebookPage(browser_page, jupyter_lab, "quickstart.ipynb")
     notebook.open()
+    # Lab renders a notebook's cells progressively: wait until all of them are there.
+    expect(notebook.notebook.locator(".jp-Cell")).to_have_count(len(source_cells), timeout=60_000)
     code_indices = notebook.code_cell_indices()
     assert code_indices, "quickstart has no code cells"
 
