@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 _RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
 _ARTIFACT_KINDS = frozenset({"file", "image", "html", "document"})
 _MAX_TIMEOUT = 7 * 24 * 3600
+_STREAM_EVENTS = frozenset({"stdout", "stderr", "result", "error", "artifact"})
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -301,12 +302,29 @@ async def create_run(request: Request) -> Response:
         return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
-    return JSONResponse(service.get_run(sandbox_id, run_id), status_code=202)
+    live = service.live_run(sandbox_id, run_id)
+    version = str(live.version) if live is not None else "0"
+    return JSONResponse(
+        service.get_run(sandbox_id, run_id), status_code=202, headers={"X-Run-Version": version}
+    )
 
 
 async def get_run(request: Request) -> Response:
+    """The run; with ``?wait_ms=N`` (ours) a long poll: answer at the run's next change.
+
+    ``after_version`` (the ``X-Run-Version`` of the previous answer) makes the wait
+    return at once if something changed in between, so no change is ever missed.
+    """
     params = request.path_params
-    return JSONResponse(_service(request).get_run(params["sandbox_id"], params["run_id"]))
+    service = _service(request)
+    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=30_000)
+    after = query_int(request.query_params, "after_version", default=None, minimum=0, maximum=2**62)
+    live = service.live_run(params["sandbox_id"], params["run_id"])
+    if live is not None and wait_ms:
+        await live.wait_for_change(after=after, within=wait_ms / 1000)
+    run = service.get_run(params["sandbox_id"], params["run_id"])
+    version = str(live.version) if live is not None else "0"
+    return JSONResponse(run, headers={"X-Run-Version": version})
 
 
 async def list_runs(request: Request) -> Response:
@@ -355,7 +373,8 @@ async def execute(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         try:
             while (event := await events.get())["type"] != "end":
-                yield _sse(event)
+                if event["type"] in _STREAM_EVENTS:
+                    yield _sse(event)
             for event in _closing_events(run):
                 yield _sse(event)
         finally:

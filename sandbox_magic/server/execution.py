@@ -160,6 +160,7 @@ class ExecutionRecorder:
         else:
             self._clear_on_next_output = False
             self.order.clear()
+        self._emit({"type": "clear_output", "wait": wait})
 
     def _error(self, content: dict[str, Any]) -> None:
         traceback = content.get("traceback") or []

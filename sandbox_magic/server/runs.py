@@ -82,9 +82,27 @@ class RunState:
     executing: asyncio.Event = field(default_factory=asyncio.Event)
     expires_at: str = ""
 
+    #: Grows on every visible change (status, output); see `wait_for_change`.
+    version: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
     def __post_init__(self) -> None:
         if not self.expires_at:
             self.expires_at = iso(now() + self.retention)
+        self.recorder.listen(lambda _event: self.touch())
+
+    def touch(self) -> None:
+        """Record a change and wake long-polling readers."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for_change(self, *, after: int | None, within: float) -> None:
+        """Return once ``version`` exceeds ``after`` (default: now), or at the timeout."""
+        if self.terminal or (after is not None and self.version > after):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), within)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,6 +222,7 @@ class ContextRuntime:
             pass
         run.status, run.started_at = "running", now_iso()
         self._store.put_run(run.to_json())
+        run.touch()
         before = await self._snapshot()
         previous_env = await self._apply_envs(run)
         restarted = False

@@ -338,6 +338,11 @@ class SandboxService:
         context.submit(run)
         return run
 
+    def live_run(self, sandbox_id: str, run_id: str) -> RunState | None:
+        """The in-memory run while it is queued or running (None otherwise)."""
+        live = self.runs.get(run_id)
+        return live if live is not None and live.sandbox_id == sandbox_id else None
+
     def get_run(self, sandbox_id: str, run_id: str) -> dict[str, Any]:
         live = self.runs.get(run_id)
         if live is not None and live.sandbox_id == sandbox_id:

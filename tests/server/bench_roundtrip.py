@@ -31,11 +31,12 @@ def start(warm: int) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("server did not start")
 
 
-def run_once(client: httpx.Client, base: str, context: str, code: str = "1") -> float:
+def run_once(client: httpx.Client, base: str, context: str, *, long_poll: bool = False) -> float:
     started = time.perf_counter()
-    run = client.post(f"{base}/code/runs", json={"code": code, "context_id": context}).json()
+    run = client.post(f"{base}/code/runs", json={"code": "1", "context_id": context}).json()
+    params = {"wait_ms": 10000} if long_poll else {}
     while run["status"] not in ("succeeded", "failed", "cancelled"):
-        run = client.get(f"{base}/code/runs/{run['id']}").json()
+        run = client.get(f"{base}/code/runs/{run['id']}", params=params).json()
     return time.perf_counter() - started
 
 
@@ -70,6 +71,8 @@ def main() -> None:
                     run_once(c, base, context)
                     rtts = [run_once(c, base, context) for _ in range(30)]
                     report("trivial run round trip (POST + tight GET polling)", rtts)
+                    waits = [run_once(c, base, context, long_poll=True) for _ in range(30)]
+                    report("trivial run round trip (POST + long-poll GET ?wait_ms)", waits)
                     sse = []
                     for _ in range(30):
                         t = time.perf_counter()

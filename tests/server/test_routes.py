@@ -274,3 +274,26 @@ def test_execute_cancels_the_run_when_the_client_goes_away(sbx, wait_until) -> N
     )
     assert final["status"] == "cancelled"
     assert final["execution"]["logs"]["stdout"] == ["go\n"]
+
+
+def test_long_poll_answers_at_the_next_change(sbx) -> None:
+    ctx = sbx.context()
+    run = sbx.submit("import time\ntime.sleep(0.5)\nprint('x', flush=True)\ntime.sleep(0.5)", ctx)
+    path = f"{sbx.base}/code/runs/{run['id']}"
+    seen, version, answers = [], None, 0
+    while True:
+        params = {"wait_ms": 5000} | ({"after_version": version} if version else {})
+        response = sbx.api.get(path, params=params)
+        answers += 1
+        body = response.json()
+        version = response.headers["x-run-version"]
+        seen.append((body["status"], len(body["execution"]["logs"]["stdout"])))
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            break
+    assert body["status"] == "succeeded"
+    assert ("running", 1) in seen  # the print woke the poll mid-run
+    assert answers < 15  # woken by changes, not spinning
+    _fast = sbx.api.get(path, params={"wait_ms": 30000})  # a finished run answers at once
+    assert _fast.json()["status"] == "succeeded"
+    bad = sbx.api.get(path, params={"wait_ms": 999999})
+    assert bad.status_code == 400
