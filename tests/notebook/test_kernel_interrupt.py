@@ -70,7 +70,8 @@ def test_headless_kernel_shows_live_html_status_then_replaces_it_in_place(
     live = [
         m
         for m in reply.messages
-        if m["msg_type"] == "display_data" and "running" in m["content"]["data"]["text/plain"]
+        if m["msg_type"] == "display_data"
+        and "sandbox-magic-status" in m["content"]["data"].get("text/html", "")
     ]
     assert live, f"no live status line was shown: {kinds}"
     display_id = live[0]["content"]["transient"]["display_id"]
@@ -80,6 +81,8 @@ def test_headless_kernel_shows_live_html_status_then_replaces_it_in_place(
         if m["msg_type"] == "update_display_data"
         and m["content"]["transient"]["display_id"] == display_id
     ]
+    states = [u["data"]["text/plain"] for u in [live[0]["content"], *updates[:-1]]]
+    assert any("running" in state for state in states), states
     final = updates[-1]["data"]
     assert set(final) == {"text/plain", "text/html"}
     run_id = kernel.execute("print(slow.id)").stream().strip()
