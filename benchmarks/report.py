@@ -351,10 +351,22 @@ figure below comes from it.
 """
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    from benchmarks.notes import NOTES
+def _missed(report: dict[str, Any]) -> list[str]:
+    from benchmarks.notes import MISSED
 
-    lines = [_HOW, *_machine(report), *_targets(report)]
+    missed = [row for row in report["targets"] if row["met"] is False]
+    if not missed:
+        return []
+    lines = ["## Missed targets in this run", ""]
+    for row in missed:
+        lines += [f"- **{row['label']}**: {MISSED.get(row['key'], '')}".rstrip(": "), ""]
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    from benchmarks.notes import CHANGES, READING
+
+    lines = [_HOW, *_machine(report), *_targets(report), *_missed(report)]
     if report.get("errors"):
         lines += ["**Cases that failed in this run:** " + ", ".join(report["errors"]), ""]
     lines += [
@@ -364,6 +376,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_local_server(report),
         *_extension(report),
         *_transfer(report),
-        NOTES,
+        CHANGES,
+        READING,
     ]
     return "\n".join(lines).rstrip() + "\n"
