@@ -104,7 +104,9 @@ def serve(options: ServeOptions) -> int:
     )
     state_dir = (options.state_dir or default_state_dir()).expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token, generated = ensure_token(state_dir, options.token or os.environ.get(TOKEN_ENV))
+    # Taken out of the environment: kernels inherit it, and the code they run has no
+    # business holding the key to the server that runs it.
+    token, generated = ensure_token(state_dir, options.token or os.environ.pop(TOKEN_ENV, None))
     if generated:
         print(
             f"sandbox-magic server token: {token}\n"

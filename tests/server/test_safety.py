@@ -187,3 +187,13 @@ def test_binding_beyond_loopback_warns_loudly(tmp_path) -> None:
     assert "WARNING" in stderr
     assert "not an isolation boundary" in stderr
     assert "t" * 20 not in stdout + stderr
+
+
+def test_kernels_do_not_inherit_the_token(sbx, live_server) -> None:
+    run = sbx.run(
+        "import os\nprint(any(v == os.environ.get('SANDBOX_MAGIC_TOKEN', '?') for v in [''])"
+        ", 'SANDBOX_MAGIC_TOKEN' in os.environ)",
+        sbx.context(),
+    )
+    assert run["execution"]["logs"]["stdout"] == ["False False\n"]
+    assert live_server.token not in str(run)
