@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import subprocess
+import sys
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -240,3 +242,37 @@ def test_push_chunk_lost_in_the_sandbox_is_detected(sandbox: InProcessSandbox) -
     bundles = sandbox.run(plan.code(1))
     with pytest.raises(TransferError, match="out of order"):
         plan.check(1, bundles)
+
+
+def test_unrelated_outputs_next_to_the_marker_are_ignored(sandbox: InProcessSandbox) -> None:
+    sandbox.ns["v"] = [1]
+
+    def add_noise(run: int, bundles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        noise = [{"text/plain": "hello"}, {MIME_TYPE: "not json"}, {MIME_TYPE: [1, 2]}]
+        return noise + bundles
+
+    sandbox.tamper = add_noise
+    assert asyncio.run(pull(sandbox.run_code, "v")) == [1]
+
+
+def test_package_works_without_numpy_pandas_or_pyarrow() -> None:
+    script = """
+import sys
+for name in ("numpy", "pandas", "pyarrow"):
+    sys.modules[name] = None
+import sandbox_magic.transfer as t
+assert t.local_formats() == ("json",), t.local_formats()
+encoded = t.encode_value({"a": [1, 2.5]})
+assert t.decode_value(encoded.format, encoded.kind, encoded.data) == {"a": [1, 2.5]}
+try:
+    t.decode_value("npy", "ndarray", b"\\x93NUMPY")
+except t.TransferError as exc:
+    assert "numpy is not installed" in str(exc), exc
+else:
+    raise AssertionError("decoded npy without numpy")
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
