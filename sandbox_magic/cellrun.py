@@ -84,26 +84,32 @@ class CellRun:
             return self._drain(poll, updates)
         except KeyboardInterrupt:
             return self._cancel(run, poll, updates)
+        except SandboxError as exc:
+            self.view.finish(None)  # take the live line away: nothing follows it now
+            raise SandboxError(
+                f"Lost track of run {run.id}: {exc} "
+                f"`%sandbox attach {run.id}` follows it again once the server answers."
+            ) from None
 
     def _drain(self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]) -> Run:
         while True:
             try:
-                update: Run | None = updates.get(timeout=_TICK)
+                update = updates.get(timeout=_TICK)
             except queue.Empty:
-                update = None
+                if not poll.done():
+                    self.view.tick()
+                    continue
             else:
                 self._show(update)
-                if not update.is_terminal:
+                # A terminal snapshot is the poll's last: take its result at once
+                # rather than after another tick.
+                if not update.is_terminal and not poll.done():
                     continue
-            # A terminal snapshot means the poll is returning right now: take its
-            # result at once rather than after another tick.
-            if update is not None or poll.done():
-                while not updates.empty():
-                    self._show(updates.get_nowait())
-                final = poll.result()
-                self._show(final)
-                return final
-            self.view.tick()
+            while not updates.empty():
+                self._show(updates.get_nowait())
+            final = poll.result()
+            self._show(final)
+            return final
 
     def render(self, run: Run) -> None:
         """Render every output of a run not shown yet (all of them for a new cursor)."""

@@ -92,7 +92,10 @@ class SandboxMagics(Magics):
         "from every output (like --secret-env).",
     ).tag(config=True)
     keep_sandbox = Bool(
-        False, help="Keep the sandbox this session created when the kernel exits."
+        True,
+        help="Keep the sandbox this session created when the kernel exits, so its runs "
+        "can be re-attached from a new kernel (it still ends at its own timeout; "
+        "`%sandbox stop` deletes it at once). False deletes it at exit.",
     ).tag(config=True)
     journal_path = Unicode(
         None, allow_none=True, help="File listing recent runs (default: Jupyter's data dir)."
