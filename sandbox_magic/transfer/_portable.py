@@ -856,9 +856,10 @@ def _speed_up_kernel(token: str) -> None:
 def _scrub_history(ns: dict[str, Any], token: str) -> None:
     """Drop transfer code (with its payload) from IPython's input history, best effort."""
     placeholder = "# sandbox_magic transfer (code removed from history)"
+    prefix = "def " + token
 
     def scrub(text: object) -> bool:
-        return isinstance(text, str) and token in text
+        return isinstance(text, str) and text.startswith(prefix)
 
     try:
         ipython = sys.modules["IPython"].get_ipython()
@@ -889,7 +890,7 @@ def _scrub_history(ns: dict[str, Any], token: str) -> None:
     if isinstance(cache, dict):
         for filename, entry in list(cache.items()):
             lines = entry[2] if isinstance(entry, tuple) and len(entry) > 2 else None
-            if lines and isinstance(lines[0], str) and lines[0].startswith("def " + token):
+            if lines and scrub(lines[0]):
                 cache.pop(filename, None)
 
 
