@@ -150,7 +150,8 @@ class SandboxController:
         final = cell.follow(run)
         view.finish(final)
         if options.out and self.magics.shell is not None:
-            self.magics.shell.user_ns[options.out] = final
+            # Redacted like every output: displaying the record must not show secrets.
+            self.magics.shell.user_ns[options.out] = self.redactor(options).record(final)
         if options.save_artifacts and final.execution.artifacts:
             self._save_artifacts(cell, session, final, options, view)
         if options.pull and final.status == "succeeded" and final.execution.error is None:

@@ -14,9 +14,10 @@ Its ``repr`` names how many secrets it holds, never the values.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = ["MIN_SECRET_LENGTH", "NO_REDACTION", "REDACTED", "Redactor"]
 
@@ -25,6 +26,8 @@ REDACTED: Final = "[redacted]"
 
 #: Secrets shorter than this are not redacted (too likely to match ordinary text).
 MIN_SECRET_LENGTH: Final = 4
+
+_R = TypeVar("_R")
 
 
 class Redactor:
@@ -74,6 +77,35 @@ class Redactor:
             }
         if isinstance(value, list | tuple):
             return [self._walk(item) for item in value]
+        return value
+
+    def record(self, value: _R) -> _R:
+        """A copy of a frozen dataclass record (such as a `Run`) with every string redacted.
+
+        Nested records, tuples, lists and dicts are copied the same way; the type of
+        each is kept, so a redacted `Run` is still a `Run`.
+        """
+        if self._pattern is None:
+            return value
+        redacted: _R = self._copy(value)
+        return redacted
+
+    def _copy(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {
+                f.name: self._copy(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if f.init
+            }
+            return dataclasses.replace(value, **changes)
+        if isinstance(value, tuple):
+            return tuple(self._copy(item) for item in value)
+        if isinstance(value, list):
+            return [self._copy(item) for item in value]
+        if isinstance(value, Mapping):
+            return {self._copy(k): self._copy(v) for k, v in value.items()}
         return value
 
     def split_unsafe_tail(self, text: str) -> tuple[str, str]:
