@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from sandbox_magic.api.models import MIME_BY_FIELD, Result, decode_base64
 from sandbox_magic.redact import NO_REDACTION, Redactor
-from sandbox_magic.render.html_safety import sanitize_markup
+from sandbox_magic.render.html_safety import sanitize_markdown, sanitize_markup
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
 
 __all__ = [
@@ -218,7 +218,9 @@ class _Builder:
         if mime == _PLAIN and _PLAIN in self.data:
             return  # already holds blocked JavaScript, which says more than a repr
         text = self.redactor.text(text)
-        if not self.allow_javascript and mime in _MARKUP_TYPES:
+        if not self.allow_javascript and mime == "text/markdown":
+            text = sanitize_markdown(text)
+        elif not self.allow_javascript and mime in _MARKUP_TYPES:
             text = sanitize_markup(text)
         if not self.allow_javascript and mime == "text/latex" and _SCRIPT_URL.search(text):
             self.notes.append("[text/latex with a script link not rendered]")

@@ -19,12 +19,14 @@ the frontend inserts trusted output) undoes for inline SVG.
 
 from __future__ import annotations
 
+import html
 import re
+import urllib.parse
 from html import escape
 from html.parser import HTMLParser
 from typing import Final
 
-__all__ = ["looks_active", "sanitize_markup"]
+__all__ = ["looks_active", "sanitize_markdown", "sanitize_markup"]
 
 _ACTIVE: Final = re.compile(
     r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|portal|meta|base|link|form"
@@ -92,6 +94,30 @@ def sanitize_markup(markup: str) -> str:
     parser.feed(markup)
     parser.close()
     return "".join(parser.out)
+
+
+#: Where Markdown puts a link's destination: ``[text](dest)``, ``![alt](dest)``,
+#: ``[label]: dest`` and ``<dest>`` (autolinks).
+_MARKDOWN_LINK: Final = re.compile(
+    r"(\]\(\s*<?|^[ ]{0,3}\[[^\]\n]+\]:[ \t]*<?|<)([^\s)>]+)", re.MULTILINE
+)
+
+
+def sanitize_markdown(text: str) -> str:
+    """Markdown with its inline HTML sanitised and script links pointed nowhere.
+
+    A Markdown renderer turns ``[x](javascript:...)`` into a live link, entities and
+    percent-escapes decoded; such destinations become ``#blocked``.
+    """
+    text = sanitize_markup(text)
+
+    def neutral(match: re.Match[str]) -> str:
+        target = html.unescape(urllib.parse.unquote(match.group(2)))
+        if _attribute_is_safe("href", target):
+            return match.group(0)
+        return match.group(1) + "#blocked"
+
+    return _MARKDOWN_LINK.sub(neutral, text)
 
 
 def _attribute_is_safe(name: str, value: str | None) -> bool:
