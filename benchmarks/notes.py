@@ -29,7 +29,7 @@ The first runs of these benchmarks missed four targets; each was profiled and fi
   re-encoded and turned into text again. Strict base64 is now checked without being
   decoded (its alphabet and padding) and passed on as it is; only looser text
   (whitespace, missing padding) is decoded and re-encoded. The PNG case fell to
-  ~80 ms on the same loaded machine, its peak memory from 16 MB to 4 MB. The status
+  ~20 ms (~80 ms under the heaviest load seen), its peak memory from 16 MB to 4 MB. The status
   line's "last line" of a stream chunk split the whole chunk into lines; it now
   reads only the tail (50 MB of stdout: ~430 ms to ~30 ms).
 """
@@ -54,6 +54,11 @@ READING = """\
   budget of the 1.3x target leaves no room for denser reads.
 - The bridge figures are the rendering in this process with outputs captured; in a
   notebook the kernel then serialises the outputs and sends them to the frontend.
+- A new context from a warm kernel is close to its limit: creating it is one kernel
+  round trip (moving the kernel to the context's directory), and the first cell a
+  fresh kernel executes takes ~100 ms where later ones take ~15 ms. A throwaway
+  execution while the server warms a kernel would move that cost off the user's
+  first cell.
 - Memory per context: USS is what one more context really costs; RSS also counts
   libraries shared with other kernels.
 """
