@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import getpass
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ class SandboxController:
         self._settings: ConnectionSettings | None = None
         self._closed = False
         self._embedded_state_dir: Path | None = None
+        self._session_lock = threading.RLock()
         self.background = BackgroundRuns(self)
         atexit.register(self.close)
 
@@ -75,14 +77,25 @@ class SandboxController:
 
     def session(self) -> SandboxSession:
         """The live session, rebuilt when the URL, key or template changed."""
-        if self._closed:
-            raise SandboxError("The sandbox_magic extension was unloaded; load it again.")
-        settings = self._current_settings()
-        if self._session is None or settings != self._settings:
-            self._close_session()
-            self._session = SandboxSession(settings, self.journal)
-            self._settings = settings
-        return self._session
+        with self._session_lock:
+            if self._closed:
+                raise SandboxError("The sandbox_magic extension was unloaded; load it again.")
+            settings = self._current_settings()
+            if self._session is None or settings != self._settings:
+                self._close_session()
+                self._session = SandboxSession(settings, self.journal)
+                self._settings = settings
+            return self._session
+
+    def prestart(self) -> None:
+        """Begin connecting (starting the embedded server) without waiting for it.
+
+        A failure here is not reported: the first cell connects again and says what
+        went wrong.
+        """
+        with contextlib.suppress(Exception):
+            future = self.io.submit(self.session().client())
+            future.add_done_callback(lambda f: f.exception())
 
     def redactor(self, options: RunOptions | None = None) -> Redactor:
         """Hides the API key and the run's secret environment values in any output."""

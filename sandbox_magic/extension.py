@@ -20,6 +20,21 @@ def load(shell: Any) -> None:
     if magics not in shell.configurables:
         shell.configurables.append(magics)
     setattr(shell, _ATTRIBUTE, magics)
+    _prestart_after_this_cell(shell, magics)
+
+
+def _prestart_after_this_cell(shell: Any, magics: SandboxMagics) -> None:
+    """Once the current cell ends, let the magics start the embedded server early."""
+    events = getattr(shell, "events", None)
+    if events is None:
+        return
+
+    def after_cell(*_: Any) -> None:
+        events.unregister("post_run_cell", after_cell)
+        if getattr(shell, _ATTRIBUTE, None) is magics:
+            magics.prestart()
+
+    events.register("post_run_cell", after_cell)
 
 
 def unload(shell: Any) -> None:

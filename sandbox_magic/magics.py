@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -86,6 +87,11 @@ class SandboxMagics(Magics):
     embedded = Bool(True, help="Start the local sandbox server when no api_url is configured.").tag(
         config=True
     )
+    prestart_embedded = Bool(
+        True,
+        help="Start the embedded server in the background right after the cell that "
+        "loaded the extension, so the first %%sandbox cell waits less.",
+    ).tag(config=True)
     secret_env = List(
         Unicode(),
         help="Names of local environment variables sent to every run and redacted "
@@ -113,16 +119,31 @@ class SandboxMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._controller: SandboxController | None = None
+        self._controller_lock = threading.Lock()
 
     @property
     def controller(self) -> SandboxController:
         """The controller, made on first use: its imports (httpx and the rest) would
         otherwise add a few hundred milliseconds to ``%load_ext``."""
-        if self._controller is None:
-            from sandbox_magic.controller import SandboxController
+        with self._controller_lock:
+            if self._controller is None:
+                from sandbox_magic.controller import SandboxController
 
-            self._controller = SandboxController(self)
-        return self._controller
+                self._controller = SandboxController(self)
+            return self._controller
+
+    def prestart(self) -> None:
+        """Start the embedded server in the background, if it is what the next cell uses.
+
+        Called once the cell that loaded the extension has finished: by then any
+        ``%config`` of a URL in that cell has taken effect. The first ``%%sandbox`` cell
+        then finds the server starting or ready instead of waiting for all of it.
+        """
+        if self.api_url or not self.embedded or not self.prestart_embedded:
+            return
+        threading.Thread(
+            target=lambda: self.controller.prestart(), name="sandbox-magic-prestart", daemon=True
+        ).start()
 
     @magic_arguments()
     @argument("--context", "-c", default="default", help="Named persistent context to run in.")
