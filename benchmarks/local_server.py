@@ -69,16 +69,24 @@ def _new_context_latency(server: LocalServer, repeats: int, *, warm: bool) -> di
     }
 
 
+#: Seconds between the ``%load_ext`` cell and the first ``%%sandbox`` cell in the
+#: "after a pause" variant: a person reading the next cell.
+FRESH_NOTEBOOK_PAUSE = 3.0
+
 _FRESH_NOTEBOOK = textwrap.dedent(
     """
-    import json, time
+    import json, os, time
+    pause = float(os.environ.get("SBM_PAUSE_AFTER_LOAD", "0"))
     started = time.perf_counter()
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
     shell = InteractiveShell.instance()
     ready = time.perf_counter()
-    shell.run_line_magic("load_ext", "sandbox_magic")
+    shell.run_cell("%load_ext sandbox_magic")  # as a notebook cell: its end starts the server
     loaded = time.perf_counter()
+    if pause:
+        time.sleep(pause)  # a person reading before the next cell
+        loaded = time.perf_counter()
     with capture_output() as captured:
         result = shell.run_cell("%%sandbox\\n1+1")
     done = time.perf_counter()
@@ -96,14 +104,19 @@ _FRESH_NOTEBOOK = textwrap.dedent(
 )
 
 
-def _fresh_notebook_once() -> dict[str, Any]:
-    """One fresh process: IPython, %load_ext, the first %%sandbox cell (embedded server)."""
+def _fresh_notebook_once(pause: float = 0.0) -> dict[str, Any]:
+    """One fresh process: IPython, %load_ext, the first %%sandbox cell (embedded server).
+
+    ``pause`` seconds pass between the two cells, as when a person reads in between;
+    the embedded server starts during them.
+    """
     with tempfile.TemporaryDirectory(prefix="sbm-bench-nb-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NULLSPACE_")}
         env.update(
             JUPYTER_DATA_DIR=str(Path(home) / "jupyter-data"),
             IPYTHONDIR=str(Path(home) / "ipython"),
             SANDBOX_MAGIC_HEADLESS="1",
+            SBM_PAUSE_AFTER_LOAD=str(pause),
         )
         start = time.perf_counter()
         completed = subprocess.run(
@@ -125,8 +138,8 @@ def _fresh_notebook_once() -> dict[str, Any]:
     return facts
 
 
-def _fresh_notebook(repeats: int) -> dict[str, Any]:
-    samples = [_fresh_notebook_once() for _ in range(repeats)]
+def _fresh_notebook(repeats: int, pause: float = 0.0) -> dict[str, Any]:
+    samples = [_fresh_notebook_once(pause) for _ in range(repeats)]
     keys = ("load_ext_and_first_cell", "first_cell", "load_ext", "ipython_start", "process")
     return {f"{key}_ms": summarize(ms(sample[key] for sample in samples)) for key in keys}
 
@@ -213,6 +226,9 @@ def run_local_server(server: LocalServer, workdir: Path, settings: Settings) -> 
     finally:
         cold_server.stop()
     results["fresh_notebook"] = _fresh_notebook(settings.fresh_notebook_repeats)
+    results["fresh_notebook_after_pause"] = _fresh_notebook(
+        settings.fresh_notebook_repeats, pause=FRESH_NOTEBOOK_PAUSE
+    )
     results["throughput"] = {
         f"{n}_contexts": asyncio.run(
             _throughput(server.url, server.token, n, settings.throughput_seconds)

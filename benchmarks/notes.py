@@ -94,9 +94,12 @@ MISSED: dict[str, str] = {
     "fresh_notebook": (
         "The long pole is serial: the server process starts (~1 s: uvicorn, "
         "starlette, jupyter_client), then the first kernel (~1.5-2.5 s on this "
-        "machine). Left: the server could start warming its kernel before it imports "
-        "its web stack, or the extension could start the embedded server in the "
-        "background at `%load_ext` when no URL is configured."
+        "machine). This figure runs the two cells back to back. Since this run's "
+        "findings the extension starts the embedded server as soon as the "
+        "`%load_ext` cell ends (unless that cell configured a URL), so a person who "
+        "takes a few seconds before the next cell finds it ready: see the row '3 s "
+        "after the `%load_ext` cell' in section 4. Left: the server could start "
+        "warming its kernel before it imports its web stack."
     ),
     "load_ext": (
         "`%load_ext` imports only the magics, options and secret modules; what is "

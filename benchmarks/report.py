@@ -270,6 +270,9 @@ def _local_server(report: dict[str, Any]) -> list[str]:
         _stat_row("… the first cell alone (ms)", fresh.get("first_cell_ms")),
         _stat_row("… the whole process, Python and IPython start included (ms)",
                   fresh.get("process_ms")),
+        _stat_row("first `%%sandbox` cell 3 s after the `%load_ext` cell (server "
+                  "started meanwhile) (ms)",
+                  s.get("fresh_notebook_after_pause", {}).get("first_cell_ms")),
         "",
     ]  # fmt: skip
     throughput = s.get("throughput", {})
