@@ -168,13 +168,18 @@ async def _round(url: str, token: str, runs: int, contexts: int) -> Counter[str]
 
 
 def _settle(pid: int, kernels: int, timeout: float = 60.0) -> Measure:
-    """Measure once the server is back to ``kernels`` children (or at the deadline)."""
+    """Measure once the server is back to ``kernels`` children and its open files hold
+    still for half a second (a kernel being started or shut down is settled first);
+    at the deadline, measure anyway."""
     deadline = time.monotonic() + timeout
+    previous: Measure | None = None
     while True:
         measure = Measure.of(pid)
-        if measure.kernels <= kernels or time.monotonic() > deadline:
+        settled = previous is not None and measure.fds == previous.fds
+        if (measure.kernels <= kernels and settled) or time.monotonic() > deadline:
             return measure
-        time.sleep(0.1)
+        previous = measure if measure.kernels <= kernels else None
+        time.sleep(0.5)
 
 
 def run_soak(

@@ -41,6 +41,7 @@ def point_shell(ip: InteractiveShell, tmp_path: Path) -> Iterator[Callable[..., 
         magics.api_key = token
         magics.journal_path = str(tmp_path / "journal.jsonl")
         magics.status_delay = 0.2
+        magics.keep_sandbox = False  # tests clean up the sandboxes (and kernels) they make
         for name, value in traits.items():
             setattr(magics, name, value)
         return magics

@@ -154,7 +154,7 @@ def test_runs_of_the_embedded_server_attach_after_a_restart(
 def test_a_run_ended_by_closing_its_session_says_so_on_attach(
     ip: InteractiveShell, point_shell: Callable[..., Any], live_server: Any
 ) -> None:
-    point_shell(live_server.url, live_server.token)
+    point_shell(live_server.url, live_server.token, keep_sandbox=False)
     _run_cell(ip, "%%sandbox --background\nimport time\ntime.sleep(30)")
     running_id = next(iter(ip._sandbox_magics.controller.background.runs))  # type: ignore[attr-defined]
     _reload(ip, point_shell, live_server.url, live_server.token)  # deletes its sandbox
