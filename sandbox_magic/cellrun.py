@@ -86,10 +86,12 @@ class CellRun:
             return self._cancel(run, poll, updates)
         except SandboxError as exc:
             self.view.finish(None)  # take the live line away: nothing follows it now
+            if run.id in str(exc):
+                raise  # the poller's message already names the run and how to re-attach
             raise SandboxError(
                 f"Lost track of run {run.id}: {exc} "
                 f"`%sandbox attach {run.id}` follows it again once the server answers."
-            ) from None
+            ) from exc
 
     def _drain(self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]) -> Run:
         while True:

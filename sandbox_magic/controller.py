@@ -32,7 +32,7 @@ from sandbox_magic.redact import Redactor
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session import ConnectionSettings, SandboxSession
-from sandbox_magic.status import StatusView, make_status_view
+from sandbox_magic.status import RunSummary, StatusView, make_status_view
 from sandbox_magic.transfer import pull, push
 
 if TYPE_CHECKING:
@@ -320,13 +320,15 @@ class SandboxController:
         sink = self.sink(options)
         view = self.status_view(options)
         cell = CellRun(self.io, session, sink, view, self.follow_settings())
+        name = session.context_name(sandbox_id, run.context_id or "") or run.context_id
         if run.is_terminal:
             cell.render(run)
+            # The server's own timing: the view's clock only saw this re-rendering.
+            view.finish(RunSummary.from_run(run, context=name))
         else:
-            name = session.context_name(sandbox_id, run.context_id or "") or run.context_id
             view.start(run, context=name or "")
             run = cell.follow(run)
-        view.finish(run)
+            view.finish(run)
         return self._conclude(run, sink, options)
 
     def connect(self, url: str) -> None:

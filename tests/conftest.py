@@ -9,6 +9,8 @@ Interface (kept stable for every test package):
 - ``server_factory`` (function): ``server_factory(state_dir=None, token=None,
   *extra_args)`` starts another server (for restart or crash tests); every server it
   started is stopped at teardown.
+- ``ip`` (session): the process-wide IPython test shell (`InteractiveShell`), shared
+  by every package that drives magics or display code in-process.
 - ``asgi_server`` (session, anyio): the app in-process, lifespan entered. Attributes:
   ``app``, ``token``, ``state_dir``; ``client()`` gives an ``httpx.AsyncClient`` over
   ``httpx.ASGITransport``. Tests using it are ``@pytest.mark.anyio``.
@@ -33,10 +35,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import IPython
 import psutil
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
 
 READY = "sandbox-magic server ready at "
+
+
+@pytest.fixture(scope="session")
+def ip() -> InteractiveShell:
+    """The process-wide test shell; ``start_ipython()`` gives None once it is started."""
+    shell = start_ipython() or IPython.get_ipython()
+    assert isinstance(shell, InteractiveShell)
+    return shell
+
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -81,6 +96,13 @@ class LiveServer:
             with contextlib.suppress(psutil.Error):
                 process.kill()
         assert not leftovers, f"processes left behind by the server: {leftovers}"
+
+
+def _is_server_kernel(process: psutil.Process) -> bool:
+    try:
+        return any("/sbm-" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _is_running(process: psutil.Process) -> bool:
@@ -204,6 +226,10 @@ async def asgi_server(
     before = {p.pid for p in me.children(recursive=True)}
     async with app.router.lifespan_context(app):
         yield AsgiServer(app=app, token=token, state_dir=state_dir)
-    started = [p for p in me.children(recursive=True) if p.pid not in before]
+    # Only the app's kernels: their connection files live in its private "sbm-" runtime
+    # directory. Other packages' tests start kernels of their own in this process.
+    started = [
+        p for p in me.children(recursive=True) if p.pid not in before and _is_server_kernel(p)
+    ]
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not [p for p in alive if _is_running(p)], f"kernels left behind: {alive}"

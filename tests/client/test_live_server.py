@@ -70,7 +70,10 @@ async def test_run_streams_output_and_ends_succeeded(
     client: AsyncSandboxClient, sandbox: tuple[str, str]
 ) -> None:
     sandbox_id, context_id = sandbox
-    code = "import sys, time\nprint('one')\ntime.sleep(0.3)\nprint('two', file=sys.stderr)\n6 * 7"
+    code = (
+        "import sys, time\nprint('one', flush=True)\ntime.sleep(1.0)\n"
+        "print('two', file=sys.stderr)\n6 * 7"
+    )
     final, updates = await run_to_end(client, sandbox_id, context_id, code)
     assert final.status == "succeeded"
     assert "".join(final.execution.logs.stdout) == "one\n"

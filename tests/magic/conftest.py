@@ -5,17 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import IPython
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
-
-
-@pytest.fixture(scope="session")
-def ip() -> InteractiveShell:
-    shell = start_ipython() or IPython.get_ipython()  # None once already started
-    assert isinstance(shell, InteractiveShell)
-    return shell
 
 
 @pytest.fixture
@@ -27,6 +18,7 @@ def shell(ip: InteractiveShell, live_server: Any, tmp_path: Any) -> Iterator[Int
     magics.api_key = live_server.token
     magics.journal_path = str(tmp_path / "journal.jsonl")
     magics.status_delay = 0.2
+    magics.keep_sandbox = False  # unloading deletes the sandbox and its kernels
     yield ip
     ip.run_line_magic("unload_ext", "sandbox_magic")
     for name in ("r", "run", "_"):

@@ -14,16 +14,8 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import start_ipython
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
-
-
-@pytest.fixture(scope="session")
-def ip() -> InteractiveShell:
-    shell = start_ipython()
-    assert shell is not None
-    return shell
 
 
 @pytest.fixture

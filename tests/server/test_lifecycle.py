@@ -86,7 +86,11 @@ def test_timeout_interrupts_and_keeps_variables(sbx) -> None:
     assert run["status"] == "failed"
     assert run["failure_reason"] == "timed out after 1 s"
     assert run["timeout_secs"] == 1
-    assert run["execution"]["error"]["name"] == "KeyboardInterrupt"
+    # The interrupt shows as KeyboardInterrupt when it lands inside the code; on a busy
+    # machine it can land before the code starts, and the kernel then aborts the request
+    # without an error. Either way the run failed for its timeout and kept the context.
+    error = run["execution"].get("error")
+    assert error is None or error["name"] == "KeyboardInterrupt"
     assert sbx.run("kept", ctx)["execution"]["results"][0]["text"] == "7"
 
 
