@@ -308,10 +308,22 @@ class SandboxController:
         return handler(self, args)
 
     def use_embedded_state(self, state_dir: str) -> None:
-        """Start the embedded server on an earlier state directory (to re-attach runs)."""
+        """Use the embedded server of an earlier state directory (to re-attach runs).
+
+        A server already starting (the prestart after ``%load_ext``) usually took that
+        very directory: wait for it, and switch only if it took another one.
+        """
         path = Path(state_dir)
-        if path.is_dir() and not self.magics.api_url:
-            self._embedded_state_dir = path
+        if not path.is_dir() or self.magics.api_url:
+            return
+        session = self._session
+        if session is not None and session.settings.api_url is None:
+            with contextlib.suppress(Exception):
+                self.io.run(session.client(), 120)
+            current = session.embedded.state_dir if session.embedded is not None else None
+            if current is not None and current.resolve() == path.resolve():
+                return
+        self._embedded_state_dir = path
 
     def attach(self, sandbox_id: str, run: Run) -> Any:
         """Render a run again; follow it first while it is still going."""

@@ -88,7 +88,7 @@ class EmbeddedServer:
         """Start the server (a no-op when running) and return its URL."""
         if self.running and self.url is not None:
             return self.url
-        self.state_dir = state_dir if state_dir is not None else self._claim_slot()
+        self.state_dir = self._claim(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._token = secrets.token_urlsafe(32)
         self._log_path = self.state_dir / "server.log"
@@ -115,22 +115,37 @@ class EmbeddedServer:
         self.url = self._wait_until_ready()
         return self.url
 
-    def _claim_slot(self) -> Path:
+    def _claim(self, requested: Path | None) -> Path:
+        """Lock a state directory for this server: the one requested, or a free slot.
+
+        One server per directory: two would share its log (whose ready line names the
+        URL) and its database.
+        """
+        if requested is not None:
+            if self._lock(requested):
+                return requested
+            raise EmbeddedServerError(
+                f"Another embedded server (in another notebook kernel) is using {requested}; "
+                "stop that kernel first, or use the URL of the server it started."
+            )
         self.state_root.mkdir(parents=True, exist_ok=True)
         for slot in range(_MAX_SLOTS):
-            path = self.state_root / f"slot-{slot}"
-            path.mkdir(exist_ok=True)
-            lock = (path / ".lock").open("a")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.close()
-                continue
-            self._lock_file = lock
-            return path
+            if self._lock(self.state_root / f"slot-{slot}"):
+                return self.state_root / f"slot-{slot}"
         raise EmbeddedServerError(
             f"All {_MAX_SLOTS} embedded server slots under {self.state_root} are in use."
         )
+
+    def _lock(self, path: Path) -> bool:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = (path / ".lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            return False
+        self._lock_file = lock
+        return True
 
     def _wait_until_ready(self) -> str:
         assert self._process is not None

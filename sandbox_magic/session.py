@@ -113,8 +113,12 @@ class SandboxSession:
                 "local server back on with `%config SandboxMagics.embedded = True`."
             )
         server = EmbeddedServer()
-        url = await asyncio.to_thread(server.start, settings.embedded_state_dir)
-        self.embedded = server
+        self.embedded = server  # known before it starts, so close() can stop it
+        try:
+            url = await asyncio.to_thread(server.start, settings.embedded_state_dir)
+        except BaseException:
+            self.embedded = None
+            raise
         self._url = url
         self.notices.append(
             f"Started the embedded local sandbox server at {url} "

@@ -98,9 +98,9 @@ class LiveServer:
         assert not leftovers, f"processes left behind by the server: {leftovers}"
 
 
-def _is_server_kernel(process: psutil.Process) -> bool:
+def _uses_runtime_dir(process: psutil.Process, runtime_dir: str) -> bool:
     try:
-        return any("/sbm-" in part for part in process.cmdline())
+        return any(part.startswith(runtime_dir) for part in process.cmdline())
     except psutil.Error:
         return False
 
@@ -225,11 +225,14 @@ async def asgi_server(
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     async with app.router.lifespan_context(app):
+        runtime_dir = str(app.state.service.pool.runtime_dir)
         yield AsgiServer(app=app, token=token, state_dir=state_dir)
-    # Only the app's kernels: their connection files live in its private "sbm-" runtime
-    # directory. Other packages' tests start kernels of their own in this process.
+    # Only this app's kernels: their connection files live in its private runtime
+    # directory. Other tests start kernels (and servers with kernels) of their own.
     started = [
-        p for p in me.children(recursive=True) if p.pid not in before and _is_server_kernel(p)
+        p
+        for p in me.children(recursive=True)
+        if p.pid not in before and _uses_runtime_dir(p, runtime_dir)
     ]
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not [p for p in alive if _is_running(p)], f"kernels left behind: {alive}"
