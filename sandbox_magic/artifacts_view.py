@@ -22,12 +22,15 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from sandbox_magic.api.models import Artifact
 from sandbox_magic.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
+from sandbox_magic.render.html_safety import sanitize_markup
 from sandbox_magic.render.text import human_size
+from sandbox_magic.render.value import RemoteValue
 
 __all__ = [
     "AUTH_NOTE",
     "PREVIEW_LIMIT",
     "artifact_mime",
+    "artifact_preview",
     "artifacts_bundle",
     "safe_link",
     "wants_preview",
@@ -162,3 +165,36 @@ def artifacts_bundle(
         f'<table style="margin:2px 0">{html_rows}</table>{note}</div>'
     )
     return {"text/plain": "\n".join(lines), "text/html": html}
+
+
+_TEXT_TYPES: Final = frozenset(
+    {"application/json", "application/xml", "application/javascript", "application/x-yaml"}
+)
+
+
+def artifact_preview(
+    artifact: Artifact,
+    data: bytes,
+    *,
+    allow_javascript: bool = False,
+    redactor: Redactor = NO_REDACTION,
+) -> RemoteValue:
+    """An artifact's bytes as something to show inline (``%sandbox preview``).
+
+    Images show as images, HTML and SVG as markup (sanitised unless JavaScript is
+    allowed), PDF as ``application/pdf`` (JupyterLab renders it), text as text; any
+    other type as a one-line description.
+    """
+    mime = artifact_mime(artifact) or "application/octet-stream"
+    label = f"{artifact.name or artifact.id} ({human_size(len(data))}, {mime})"
+    bundle: dict[str, str] = {"text/plain": redactor.text(label)}
+    if (mime in _PREVIEW_TYPES and mime != "image/svg+xml") or mime == "application/pdf":
+        bundle[mime] = base64.b64encode(data).decode("ascii")
+    elif mime in ("text/html", "image/svg+xml"):
+        markup = redactor.text(data.decode("utf-8", errors="replace"))
+        bundle[mime] = markup if allow_javascript else sanitize_markup(markup)
+    elif mime.startswith("text/") or mime in _TEXT_TYPES:
+        bundle["text/plain"] = redactor.text(data.decode("utf-8", errors="replace"))
+    else:
+        bundle["text/plain"] += " has no inline preview; `--save-artifacts DIR` downloads it."
+    return RemoteValue(bundle)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from sandbox_magic.api.errors import NotFoundError, SandboxError
-from sandbox_magic.api.models import Run, parse_timestamp
+from sandbox_magic.api.models import Artifact, Run, parse_timestamp
+from sandbox_magic.artifacts_view import artifact_preview
 from sandbox_magic.render.text import human_size
 from sandbox_magic.table import Table
 
@@ -23,12 +24,16 @@ __all__ = [
     "cmd_connect",
     "cmd_contexts",
     "cmd_interrupt",
+    "cmd_preview",
     "cmd_restart",
     "cmd_runs",
     "cmd_status",
     "cmd_stop",
     "cmd_wait",
 ]
+
+
+_PAGE_SIZE = 100
 
 
 def _sandbox_or_fail(ctl: SandboxController) -> str:
@@ -136,21 +141,32 @@ def cmd_runs(ctl: SandboxController, args: argparse.Namespace) -> Table:
         )
     client = ctl.io.run(session.client(), 30)
     context_id = _context_id(ctl, args.context)[1] if args.context else None
-    page = ctl.io.run(
-        client.list_runs(
-            session.sandbox_id, status=args.status, context_id=context_id, limit=args.limit
-        ),
-        60,
-    )
+    runs: list[Run] = []
+    cursor: str | None = None
+    while len(runs) < args.limit:  # page through the server's history
+        page = ctl.io.run(
+            client.list_runs(
+                session.sandbox_id,
+                status=args.status,
+                context_id=context_id,
+                limit=min(args.limit - len(runs), _PAGE_SIZE),
+                cursor=cursor,
+            ),
+            60,
+        )
+        runs.extend(page.items)
+        cursor = page.next_cursor
+        if not cursor or not page.items:
+            break
     rows = []
-    for run in page.items:
+    for run in runs[: args.limit]:
         name = session.context_name(session.sandbox_id, run.context_id or "") or run.context_id
         entry = journal.get(run.id)
         rows.append(
             [run.id, run.status, _duration(run), name or "", entry.code_head if entry else ""]
         )
     footnote = "`%sandbox attach RUN_ID` shows a run again."
-    if page.next_cursor:
+    if cursor:
         footnote = f"More runs exist; raise --limit to see them. {footnote}"
     return Table(
         ["run", "status", "duration", "context", "code"],
@@ -239,6 +255,41 @@ def cmd_artifacts(ctl: SandboxController, args: argparse.Namespace) -> Table:
         rows,
         caption=f"artifacts of {args.run_id or sandbox_id}",
     )
+
+
+def cmd_preview(ctl: SandboxController, args: argparse.Namespace) -> Any:
+    """Show one artifact inline: an image, HTML (sanitised), a PDF or text."""
+    session = ctl.session()
+    sandbox_id = _sandbox_or_fail(ctl)
+    client = ctl.io.run(session.client(), 30)
+    artifact = _find_artifact(ctl, sandbox_id, args.artifact)
+    limit = ctl.magics.max_output_bytes
+    if artifact.size_bytes is not None and artifact.size_bytes > limit:
+        raise UsageError(
+            f"{artifact.name or artifact.id} is {human_size(artifact.size_bytes)}, over the "
+            f"preview limit of {human_size(limit)} (SandboxMagics.max_output_bytes); "
+            "download it with --save-artifacts instead."
+        )
+    data = ctl.io.run(client.download_artifact(sandbox_id, artifact.id, max_bytes=limit), 120)
+    return artifact_preview(
+        artifact, data, allow_javascript=ctl.magics.allow_javascript, redactor=ctl.redactor()
+    )
+
+
+def _find_artifact(ctl: SandboxController, sandbox_id: str, wanted: str) -> Artifact:
+    """An artifact of the sandbox by id or by name (the newest of that name)."""
+    client = ctl.io.run(ctl.session().client(), 30)
+    cursor: str | None = None
+    while True:
+        page = ctl.io.run(client.list_artifacts(sandbox_id, cursor=cursor), 60)
+        for artifact in page.items:
+            if wanted in (artifact.id, artifact.name):
+                return artifact
+        cursor = page.next_cursor
+        if not cursor:
+            raise UsageError(
+                f"No artifact {wanted!r} in sandbox {sandbox_id}; `%sandbox artifacts` lists them."
+            )
 
 
 def cmd_stop(ctl: SandboxController, args: argparse.Namespace) -> None:

@@ -193,6 +193,7 @@ class SandboxMagics(Magics):
           %sandbox attach RUN_ID          render a run again, or follow a running one
           %sandbox wait [RUN_ID ...]      wait for background runs to end
           %sandbox artifacts [--run RUN_ID]   artifacts with name, kind, size and sha256
+          %sandbox preview ARTIFACT       show an artifact inline (image, HTML, PDF, text)
           %sandbox stop                   delete the sandbox this session created
         """
         words = shlex.split(line)
@@ -242,6 +243,7 @@ _LINE_PARSERS: dict[str, MagicArgumentParser] = {
     "attach": _line_parser("attach", (("run_id",), {})),
     "wait": _line_parser("wait", (("run_ids",), {"nargs": "*"}), (("--timeout",), {"type": float})),
     "artifacts": _line_parser("artifacts", (("--run",), {"dest": "run_id"}), (("--context",), {})),
+    "preview": _line_parser("preview", (("artifact",), {"metavar": "ARTIFACT"})),
     "stop": _line_parser("stop"),
 }
 

@@ -98,3 +98,34 @@ def test_background_cannot_pull(shell: InteractiveShell) -> None:
 def test_wait_for_an_unknown_run_is_a_usage_error(shell: InteractiveShell, unknown: str) -> None:
     result, _ = run_cell(shell, f"%sandbox wait {unknown}")
     assert "Not a background run" in str(result.error_in_exec)
+
+
+def test_cancel_button_of_a_background_run_cancels_it(shell: InteractiveShell) -> None:
+    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics.status_view = "widget"
+    result, _ = run_cell(shell, "%%sandbox --background\nimport time\ntime.sleep(60)")
+    assert result.success
+    [entry] = magics.controller.background.runs.values()
+    assert entry.view.on_cancel is not None  # the button is shown
+    entry.view._clicked(None)  # what a click does
+    run_cell(shell, "%sandbox wait --timeout 60")
+    assert entry.future.result().status == "cancelled"
+
+
+def test_concurrent_background_runs_all_land(shell: InteractiveShell) -> None:
+    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics.status_view = "html"
+    for name in ("a", "b", "c"):
+        source = f"%%sandbox --background --context {name}\nimport time\ntime.sleep(1)\n'{name}'"
+        run_cell(shell, source)
+    background = magics.controller.background
+    assert len(background.runs) == 3
+    run_cell(shell, "%sandbox wait --timeout 120")
+    finals = background.results()
+    assert sorted(run.status for run in finals.values()) == ["succeeded"] * 3
+    values = {
+        run.execution.main_result.text for run in finals.values() if run.execution.main_result
+    }
+    assert values == {"'a'", "'b'", "'c'"}
+    bundles = [entry.final_bundle for entry in background.runs.values()]
+    assert all(bundle is not None and "succeeded" in bundle["text/plain"] for bundle in bundles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,40 @@ async def test_save_artifacts_writes_verified_files(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_artifact_names_cannot_leave_the_folder(name: str, expected: str) -> None:
     assert safe_file_name(_artifact(b"x", name=name)) == expected
+
+
+def test_preview_shows_html_sanitised_pdf_and_images_on_request(shell: InteractiveShell) -> None:
+    source = (
+        "%%sandbox\nfrom pathlib import Path\n"
+        "Path('page.html').write_text('<h1>Report</h1><script>alert(1)</script>')\n"
+        "Path('doc.pdf').write_bytes(b'%PDF-1.4 tiny')\n"
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.savefig('fig.png')\n"
+        "Path('notes.txt').write_text('plain words')"
+    )
+    assert run_cell(shell, source)[0].success
+    html = shell.run_line_magic("sandbox", "preview page.html").data
+    assert "<h1>Report</h1>" in html["text/html"]
+    assert "<script" not in html["text/html"]
+    pdf = shell.run_line_magic("sandbox", "preview doc.pdf").data
+    assert base64.b64decode(pdf["application/pdf"]) == b"%PDF-1.4 tiny"
+    png = shell.run_line_magic("sandbox", "preview fig.png").data
+    assert base64.b64decode(png["image/png"]).startswith(b"\x89PNG")
+    assert shell.run_line_magic("sandbox", "preview notes.txt").data["text/plain"] == "plain words"
+    result, _ = run_cell(shell, "%sandbox preview missing.bin")
+    assert "No artifact 'missing.bin'" in str(result.error_in_exec)
+
+
+def test_runs_pages_through_more_runs_than_one_page(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox_magic import commands
+
+    monkeypatch.setattr(commands, "_PAGE_SIZE", 2)  # force several pages
+    ids = []
+    for i in range(5):
+        run_cell(shell, f"%%sandbox --quiet --out r\n{i}")
+        ids.append(shell.user_ns["r"].id)
+    listing = repr(shell.run_line_magic("sandbox", "runs --limit 5"))
+    assert all(run_id in listing for run_id in ids)
+    assert "More runs exist" not in listing
+    assert "More runs exist" in repr(shell.run_line_magic("sandbox", "runs --limit 3"))
