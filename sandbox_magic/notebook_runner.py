@@ -42,10 +42,12 @@ class CellSummary:
     first_line: str
     outputs: str
     failed: bool
+    expected_failure: bool = False
 
     def __str__(self) -> str:
-        mark = "✗" if self.failed else "✓"
-        return f"{mark} [{self.index}] {self.first_line[:60]:<60} {self.outputs}"
+        mark = "✗" if self.failed and not self.expected_failure else "✓"
+        note = " (an error, as the cell intends)" if self.failed and self.expected_failure else ""
+        return f"{mark} [{self.index}] {self.first_line[:60]:<60} {self.outputs}{note}"
 
 
 def execute_notebook(
@@ -124,5 +126,8 @@ def summarize_cells(notebook: Any) -> list[CellSummary]:
         if first.startswith("%%sandbox") and len(lines) > 1:
             first = f"{first.split()[0]} {lines[1].strip()}"
         failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
-        summaries.append(CellSummary(index, first, _describe_outputs(cell.outputs), failed))
+        expected = "raises-exception" in cell.get("metadata", {}).get("tags", [])
+        summaries.append(
+            CellSummary(index, first, _describe_outputs(cell.outputs), failed, expected)
+        )
     return summaries
