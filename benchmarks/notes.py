@@ -54,11 +54,12 @@ READING = """\
   budget of the 1.3x target leaves no room for denser reads.
 - The bridge figures are the rendering in this process with outputs captured; in a
   notebook the kernel then serialises the outputs and sends them to the frontend.
-- A new context from a warm kernel is close to its limit: creating it is one kernel
-  round trip (moving the kernel to the context's directory), and the first cell a
-  fresh kernel executes takes ~100 ms where later ones take ~15 ms. A throwaway
-  execution while the server warms a kernel would move that cost off the user's
-  first cell.
+- A new context from a warm kernel costs one kernel round trip (moving the kernel to
+  the context's directory) plus the first cell a fresh kernel executes, which is
+  slower than later ones; on a busy machine that sum came near the 150 ms target
+  (146 ms in an earlier run with load average 7), on a quiet one it is a third of it.
+  A throwaway execution while the server warms a kernel would take the first-cell
+  cost off the user's cell.
 - Memory per context: USS is what one more context really costs; RSS also counts
   libraries shared with other kernels.
 """

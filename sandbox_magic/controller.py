@@ -141,7 +141,11 @@ class SandboxController:
         view = self.status_view(options)
         cell = CellRun(self.io, session, sink, view, self.follow_settings())
         if options.push:
-            self._push(cell, session, options, view)
+            try:
+                self._push(cell, session, options, view)
+            except BaseException:
+                view.finish(None)  # nothing was submitted: take the live line away
+                raise
         timeout = options.timeout if options.timeout is not None else self.magics.default_timeout
         submit = self.io.submit(
             session.submit(
