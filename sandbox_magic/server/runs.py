@@ -308,15 +308,19 @@ class ContextRuntime:
             )
             starting.cancel()
             # A SIGINT can also land in the kernel's own bookkeeping around the code
-            # (and be swallowed there), so repeat it, backing off, until the grace ends.
-            pause = 0.1
+            # (and be swallowed there), so repeat it, backing off, until the grace ends;
+            # but not once the kernel has reported an error (the interrupt landed), and
+            # not too soon: a second SIGINT while IPython formats the first one's
+            # traceback makes it print "Unexpected exception formatting exception".
+            pause = 1.0
             while not execution.done():
-                await self.kernel.interrupt()
+                if run.recorder.error is None:
+                    await self.kernel.interrupt()
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 await asyncio.wait({execution}, timeout=min(pause, remaining))
-                pause = min(pause * 2, 1.0)
+                pause = min(pause * 2, 2.0)
             if execution.done() and not isinstance(execution.exception(), KernelDiedError):
                 with contextlib.suppress(Exception):
                     run.recorder.finish_reply(execution.result())
