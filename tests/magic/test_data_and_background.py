@@ -49,7 +49,7 @@ def test_push_of_a_missing_or_unsupported_variable_is_refused(shell: Interactive
 def test_save_artifacts_downloads_and_verifies(shell: InteractiveShell, tmp_path: Path) -> None:
     target = tmp_path / "downloads"
     source = (
-        f"%%sandbox --save-artifacts {target}\n"
+        f"%%sandbox --save-artifacts {target} --out r\n"
         "from pathlib import Path\nPath('report.txt').write_text('hello artifacts')\n"
     )
     result, captured = run_cell(shell, source)
@@ -59,7 +59,8 @@ def test_save_artifacts_downloads_and_verifies(shell: InteractiveShell, tmp_path
     assert any("sha256 verified" in o.data.get("text/plain", "") for o in captured.outputs)
     listing = "".join(o.data.get("text/plain", "") for o in captured.outputs)
     assert "report.txt" in listing
-    assert hashlib.sha256(saved.read_bytes()).hexdigest()
+    [announced] = shell.user_ns["r"].execution.artifacts
+    assert announced.sha256 == hashlib.sha256(b"hello artifacts").hexdigest()
 
 
 def test_background_run_returns_at_once_and_lands_its_outputs(shell: InteractiveShell) -> None:
