@@ -166,7 +166,7 @@ def _render(shell: Any, run: Any, max_output_bytes: int | None) -> tuple[int, in
             if max_output_bytes is None
             else OutputSink(max_output_bytes=max_output_bytes)
         )
-        for output in OutputCursor().advance(run.execution, final=True):
+        for output in OutputCursor().advance(run.execution):
             sink.emit(output)
         sink.main_value()
     return len(captured.outputs), len(captured.stdout)

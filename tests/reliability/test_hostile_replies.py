@@ -155,7 +155,7 @@ def render_like_a_cell(payload: Any) -> tuple[str, Any]:
     sink = OutputSink(max_output_bytes=LIMIT, redactor=Redactor([SECRET]))
     cursor = OutputCursor()
     with capture_output() as captured:
-        for output in cursor.advance(run.execution, final=run.is_terminal):
+        for output in cursor.advance(run.execution):
             sink.emit(output)
         ordered_outputs(run.execution)
         if run.execution.artifacts:

@@ -6,6 +6,7 @@ from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of
 
 HOSTILE = (
     "%%sandbox\nfrom IPython.display import HTML, SVG, Markdown, Javascript, display\n"
@@ -43,7 +44,7 @@ def test_remote_scripts_and_handlers_are_inert_by_default(shell: InteractiveShel
 
 
 def test_allow_javascript_lets_the_remote_markup_through(shell: InteractiveShell) -> None:
-    shell._sandbox_magics.allow_javascript = True  # type: ignore[attr-defined]
+    magics_of(shell).allow_javascript = True
     bundles = _markup(shell)
     rich = _rich(bundles)
     assert "<script>alert(1)</script>" in rich
