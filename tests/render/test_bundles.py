@@ -11,9 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_magic.bridge import result_bundle
 from sandbox_magic.client._models import Result
-from sandbox_magic.render.bundle import JAVASCRIPT_NOTE, WIDGET_NOTE
+from sandbox_magic.render.bundle import JAVASCRIPT_NOTE, WIDGET_NOTE, result_bundle
 from sandbox_magic.render.redact import Redactor
 
 LIMIT = 10 * 1024 * 1024
