@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from sandbox_magic.client._cursor import OutputCursor, StreamChunk, ordered_outputs
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy
+from sandbox_magic.client import OutputCursor, PollPolicy, Run, StreamChunk, ordered_outputs
 from sandbox_magic.notebook.hints import with_hint
 from sandbox_magic.notebook.status import RunSummary, StatusView
 from sandbox_magic.render.composite import composite_bundle

@@ -16,10 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sandbox_magic.client._cursor import OutputCursor
-from sandbox_magic.client._errors import SandboxError, SandboxTimeoutError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy
+from sandbox_magic.client import OutputCursor, PollPolicy, Run, SandboxError, SandboxTimeoutError
 from sandbox_magic.notebook.status import RunSummary, StatusView
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.loop import IOLoopThread

@@ -23,7 +23,7 @@ from sandbox_magic.render.table import Table
 from sandbox_magic.render.text import human_size
 
 if TYPE_CHECKING:
-    from sandbox_magic.client._models import Artifact, Run
+    from sandbox_magic.client import Artifact, Run
     from sandbox_magic.notebook.controller import SandboxController
     from sandbox_magic.notebook.settings import NotebookSettings
     from sandbox_magic.session.blocking import BlockingSession
@@ -203,7 +203,7 @@ def _interrupt(cmd: CommandContext, args: argparse.Namespace) -> None:
 
 
 def _duration(run: Run) -> str:
-    from sandbox_magic.client._models import parse_timestamp
+    from sandbox_magic.client import parse_timestamp
 
     seconds = run.duration_seconds
     if seconds is None:

@@ -18,9 +18,13 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from sandbox_magic.client._download import SavedArtifact, save_artifacts
-from sandbox_magic.client._errors import RemoteExecutionError, SandboxError
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import (
+    RemoteExecutionError,
+    Run,
+    SandboxError,
+    SavedArtifact,
+    save_artifacts,
+)
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions

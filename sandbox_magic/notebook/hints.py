@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from sandbox_magic.client._errors import (
+from sandbox_magic.client import (
     AuthenticationError,
     RemoteExecutionError,
     RunFailedError,

@@ -138,7 +138,7 @@ class SandboxMagics(Magics):
 
     def settings(self) -> NotebookSettings:
         """The current configuration as one immutable snapshot."""
-        from sandbox_magic.client._poller import PollPolicy
+        from sandbox_magic.client import PollPolicy
         from sandbox_magic.notebook.settings import NotebookSettings
         from sandbox_magic.session.sandbox_session import ConnectionSettings
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox_magic.client._poller import PollPolicy
+from sandbox_magic.client import PollPolicy
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_magic.render.redact import Redactor
 from sandbox_magic.session.sandbox_session import ConnectionSettings

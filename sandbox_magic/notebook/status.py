@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, ClassVar, Final
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 from sandbox_magic.render.failures import describe_failure, ended_by_the_service
 from sandbox_magic.render.publish import OutputHandle, display_bundle, display_object
 from sandbox_magic.render.redact import NO_REDACTION, Redactor

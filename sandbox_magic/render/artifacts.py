@@ -19,7 +19,7 @@ from html import escape
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from sandbox_magic.client._models import Artifact
+from sandbox_magic.client import Artifact
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_magic.render.html_safety import sanitize_markup
 from sandbox_magic.render.redact import NO_REDACTION, Redactor

@@ -6,13 +6,14 @@ import dataclasses
 import re
 from typing import Final
 
-from sandbox_magic.client._errors import (
+from sandbox_magic.client import (
+    ExecutionError,
     RemoteExecutionError,
+    Run,
     RunCancelledError,
     RunFailedError,
     SandboxError,
 )
-from sandbox_magic.client._models import ExecutionError, Run
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import limit_note, utf8_len

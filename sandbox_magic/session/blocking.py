@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import NotFoundError
-from sandbox_magic.client._models import Artifact, Context, Page, Run
+from sandbox_magic.client import Artifact, AsyncSandboxClient, Context, NotFoundError, Page, Run
 from sandbox_magic.session.loop import IOLoopThread
 from sandbox_magic.session.sandbox_session import SandboxSession
 

@@ -18,10 +18,16 @@ from typing import Any
 
 import httpx
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import NotFoundError, SandboxError
-from sandbox_magic.client._models import Context, Run
-from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    Context,
+    NotFoundError,
+    PollPolicy,
+    Run,
+    SandboxError,
+    poll_run,
+    run_deadline,
+)
 from sandbox_magic.session.embedded import EmbeddedServer
 from sandbox_magic.session.journal import Journal, JournalEntry
 
@@ -163,11 +169,6 @@ class SandboxSession:
     def known_contexts(self) -> list[tuple[str, str, Context]]:
         """(sandbox id, name, context) for every context this session created."""
         return [(sb, key.name, ctx) for (sb, key), ctx in self._contexts.items()]
-
-    def forget_context(self, sandbox_id: str, name: str) -> None:
-        """Drop a context from the cache (it was deleted or lost on the server)."""
-        for key in [k for k in self._contexts if k[0] == sandbox_id and k[1].name == name]:
-            del self._contexts[key]
 
     async def submit(
         self,

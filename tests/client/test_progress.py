@@ -7,8 +7,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_magic.client._cursor import Output, OutputCursor, StreamChunk, ordered_outputs
-from sandbox_magic.client._models import Execution, Logs, OutputRef, Result
+from sandbox_magic.client import (
+    Execution,
+    Logs,
+    Output,
+    OutputCursor,
+    OutputRef,
+    Result,
+    StreamChunk,
+    ordered_outputs,
+)
 
 
 def execution(

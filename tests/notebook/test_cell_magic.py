@@ -10,8 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from testkit import magics_of
 
-from sandbox_magic.client._errors import RemoteExecutionError, RunFailedError
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import RemoteExecutionError, Run, RunFailedError
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from testkit import magics_of
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:

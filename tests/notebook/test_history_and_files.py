@@ -12,9 +12,13 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._download import ArtifactIntegrityError, safe_file_name, save_artifacts
-from sandbox_magic.client._models import Artifact
+from sandbox_magic.client import (
+    Artifact,
+    ArtifactIntegrityError,
+    AsyncSandboxClient,
+    safe_file_name,
+    save_artifacts,
+)
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:

@@ -9,7 +9,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._models import Execution, ExecutionError, Run
+from sandbox_magic.client import Execution, ExecutionError, Run
 from sandbox_magic.notebook.status import (
     HtmlStatusView,
     NullStatusView,

@@ -16,9 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from testkit import session_of
 
-from sandbox_magic.client._errors import SandboxConnectionError, SandboxError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run
+from sandbox_magic.client import PollPolicy, Run, SandboxConnectionError, SandboxError, poll_run
 from sandbox_magic.notebook.hints import with_hint
 
 CELLS = 100

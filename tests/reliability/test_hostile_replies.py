@@ -23,11 +23,16 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import sandbox_magic.notebook.cellrun
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._cursor import OutputCursor, ordered_outputs
-from sandbox_magic.client._errors import SandboxError, SandboxProtocolError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import progress_key, run_deadline
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    OutputCursor,
+    Run,
+    SandboxError,
+    SandboxProtocolError,
+    ordered_outputs,
+    progress_key,
+    run_deadline,
+)
 from sandbox_magic.notebook.status import RunSummary
 from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.sink import OutputSink

@@ -15,7 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from testkit import session_of
 
-from sandbox_magic.client._errors import RunCancelledError
+from sandbox_magic.client import RunCancelledError
 
 ROUNDS = 20
 LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\nprint('not reached')"

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.bundle import JAVASCRIPT_NOTE, WIDGET_NOTE, result_bundle
 from sandbox_magic.render.redact import Redactor
 

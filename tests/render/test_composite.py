@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from sandbox_magic.client._cursor import StreamChunk
-from sandbox_magic.client._models import ExecutionError, Result
+from sandbox_magic.client import ExecutionError, Result, StreamChunk
 from sandbox_magic.render.composite import composite_bundle
 from sandbox_magic.render.redact import Redactor
 

@@ -8,9 +8,17 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._cursor import StreamChunk
-from sandbox_magic.client._errors import RemoteExecutionError, RunCancelledError, RunFailedError
-from sandbox_magic.client._models import Artifact, Execution, ExecutionError, Result, Run
+from sandbox_magic.client import (
+    Artifact,
+    Execution,
+    ExecutionError,
+    RemoteExecutionError,
+    Result,
+    Run,
+    RunCancelledError,
+    RunFailedError,
+    StreamChunk,
+)
 from sandbox_magic.render.failures import ended_by_the_service, remote_error, run_error
 from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.sink import OutputSink
