@@ -15,10 +15,12 @@ from sandbox_magic.client._client import (
 )
 from sandbox_magic.client._cursor import Output, OutputCursor, StreamChunk, ordered_outputs
 from sandbox_magic.client._download import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
     ArtifactIntegrityError,
     SavedArtifact,
     safe_file_name,
     save_artifacts,
+    unique_file_names,
 )
 from sandbox_magic.client._errors import (
     ArtifactTooLargeError,
@@ -64,6 +66,7 @@ from sandbox_magic.client._retry import Clock, RetryPolicy, Sleep, parse_retry_a
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DEADLINE_SLACK",
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_READ_TIMEOUT",
     "Artifact",
     "ArtifactIntegrityError",
@@ -111,6 +114,7 @@ __all__ = [
     "run_deadline",
     "safe_file_name",
     "save_artifacts",
+    "unique_file_names",
 ]
 
 # Objects show the package as their home, as httpx does.

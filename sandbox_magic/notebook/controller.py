@@ -39,7 +39,7 @@ from sandbox_magic.session.loop import IOLoopThread
 from sandbox_magic.session.sandbox_session import SandboxSession
 from sandbox_magic.transfer import pull, push
 
-__all__ = ["SandboxController"]
+__all__ = ["SandboxController", "describe_verification"]
 
 _MAX_PREVIEWS = 8
 
@@ -183,7 +183,7 @@ class SandboxController:
                 # Redacted like every output: displaying the record must not show secrets.
                 self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
             if options.save_artifacts and final.execution.artifacts:
-                self._save_artifacts(cell, final, options.save_artifacts)
+                self._save_artifacts(cell, final, options.save_artifacts, settings)
             if options.pull and final.status == "succeeded" and final.execution.error is None:
                 self._pull(cell, options, settings)
             return self._conclude(cell, final, options)
@@ -228,18 +228,28 @@ class SandboxController:
             if self.shell is not None:
                 self.shell.user_ns[name] = value
 
-    def _save_artifacts(self, cell: CellRun, run: Run, folder_name: str) -> None:
+    def _save_artifacts(
+        self, cell: CellRun, run: Run, folder_name: str, settings: NotebookSettings
+    ) -> None:
         folder = Path(folder_name).expanduser()
         session = cell.session
 
         async def download() -> list[SavedArtifact]:
             client = await session.client()
             sandbox_id = run.sandbox_id or session.sandbox_id or ""
-            return await save_artifacts(client, sandbox_id, run.execution.artifacts, folder)
+            return await save_artifacts(
+                client,
+                sandbox_id,
+                run.execution.artifacts,
+                folder,
+                max_bytes=settings.max_download_bytes,
+            )
 
         saved = cell.wait(download())
         names = ", ".join(item.path.name for item in saved)
-        cell.sink.notice(f"Saved {len(saved)} artifact(s) to {folder} (sha256 verified): {names}")
+        cell.sink.notice(
+            f"Saved {len(saved)} artifact(s) to {folder} ({describe_verification(saved)}): {names}"
+        )
 
     def _conclude(self, cell: CellRun, run: Run, options: RunOptions) -> Any:
         """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
@@ -317,3 +327,13 @@ class SandboxController:
         self.io.stop()
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
+
+
+def describe_verification(saved: list[SavedArtifact]) -> str:
+    """What the sha256 check covered: all, none or some of the files."""
+    checked = sum(item.verified for item in saved)
+    if checked == len(saved):
+        return "sha256 verified"
+    if checked == 0:
+        return "no sha256 from the server to verify"
+    return f"sha256 verified for {checked} of {len(saved)}; the server gave none for the rest"

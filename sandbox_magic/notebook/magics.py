@@ -83,6 +83,9 @@ class SandboxMagics(Magics):
     max_transfer_bytes = Int(
         200 * 1024 * 1024, help="Largest value --push or --pull moves, in bytes."
     ).tag(config=True)
+    max_download_bytes = Int(
+        1 << 30, help="Largest artifact --save-artifacts writes, in bytes (streamed to disk)."
+    ).tag(config=True)
     embedded = Bool(True, help="Start the local sandbox server when no api_url is configured.").tag(
         config=True
     )
@@ -162,6 +165,7 @@ class SandboxMagics(Magics):
             allow_javascript=self.allow_javascript,
             max_output_bytes=self.max_output_bytes,
             max_transfer_bytes=self.max_transfer_bytes,
+            max_download_bytes=self.max_download_bytes,
             keep_sandbox=self.keep_sandbox,
             journal_path=self.journal_path or None,
         )

@@ -29,6 +29,7 @@ class NotebookSettings:
     allow_javascript: bool = False
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     max_transfer_bytes: int = 200 * 1024 * 1024
+    max_download_bytes: int = 1 << 30
     keep_sandbox: bool = True
     journal_path: str | None = None
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-import sandbox_magic.notebook.cellrun
+import sandbox_magic.session.sandbox_session
 from sandbox_magic.client import (
     AsyncSandboxClient,
     OutputCursor,
@@ -320,7 +320,9 @@ def test_unknown_status_keeps_polling_until_the_deadline_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        sandbox_magic.notebook.cellrun, "run_deadline", functools.partial(run_deadline, slack=2.0)
+        sandbox_magic.session.sandbox_session,
+        "run_deadline",
+        functools.partial(run_deadline, slack=2.0),
     )
 
     def hibernate(run: Any) -> Any:
