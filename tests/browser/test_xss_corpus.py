@@ -103,7 +103,7 @@ def test_no_vector_runs_script_after_the_pipeline(
 
 
 def _raw_runs(catcher: ScriptCatcher, markups: list[str]) -> int:
-    return sum(catcher.render([markup]).ran for markup in markups)
+    return sum(findings.ran for findings in catcher.render_each(markups))
 
 
 def test_control_without_the_sanitiser_the_harness_catches_the_vectors(

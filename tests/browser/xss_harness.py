@@ -45,9 +45,7 @@ document.addEventListener('securitypolicyviolation', (event) => {
 
 # JupyterLab's trusted path: innerHTML, then re-create every script so that it runs.
 _RENDER_SCRIPT = """
-const payloads = JSON.parse(document.getElementById('payloads').textContent);
-const hosts = document.getElementById('hosts');
-payloads.forEach((markup, index) => {
+window.__renderInto = (hosts, markup, index) => {
   const host = document.createElement('div');
   host.className = 'jp-RenderedHTMLCommon jp-RenderedHTML';
   host.dataset.vector = String(index);
@@ -61,7 +59,29 @@ payloads.forEach((markup, index) => {
       old.parentNode.replaceChild(fresh, old);
     }
   } catch (error) {}
-});
+  return host;
+};
+const payloads = JSON.parse(document.getElementById('payloads').textContent);
+const hosts = document.getElementById('hosts');
+payloads.forEach((markup, index) => window.__renderInto(hosts, markup, index));
+"""
+
+# Render one markup into the loaded page; resolve once its images, frames and
+# scripts have loaded or failed (bounded by a deadline).
+_RENDER_IN_PLACE = """
+async (markup) => {
+  const hosts = document.getElementById('hosts');
+  hosts.replaceChildren();
+  const host = window.__renderInto(hosts, markup, 0);
+  const loading = Array.from(host.querySelectorAll('img, iframe, script[src]'))
+    .filter((element) => !(element.tagName === 'IMG' && element.complete))
+    .map((element) => new Promise((done) => {
+      element.addEventListener('load', done, {once: true});
+      element.addEventListener('error', done, {once: true});
+    }));
+  await Promise.race([Promise.all(loading), new Promise((done) => setTimeout(done, 2000))]);
+  return true;
+}
 """
 
 # After load: fire every inline handler and list every armed script URL.
@@ -175,6 +195,32 @@ class ScriptCatcher:
             f"<script type='application/json' id='payloads'>{data}</script>"
             f"<script nonce='{self.nonce}'>{_RENDER_SCRIPT}</script></body></html>"
         )
+
+    def render_each(self, markups: list[str]) -> list[Findings]:
+        """Render each markup alone, one after the other in the same page (faster than
+        `render` per markup; the page is reloaded whenever a markup broke it)."""
+        results: list[Findings] = []
+        loaded = False
+        for markup in markups:
+            self._findings = findings = Findings()
+            try:
+                if not loaded:
+                    self._html = self._page_html([])
+                    self.page.goto(HARNESS_URL, wait_until="load", timeout=30_000)
+                    loaded = True
+                self.page.evaluate(_RENDER_IN_PLACE, markup)
+                findings.armed.extend(self.page.evaluate(_PROVOKE))
+                self.page.evaluate(_SETTLE)
+                loaded = self.page.url == HARNESS_URL and bool(
+                    self.page.evaluate("() => !!document.getElementById('hosts')")
+                )
+            except Exception as error:  # the markup navigated or broke the page
+                loaded = False
+                if not findings.ran:
+                    findings.armed.append(f"page lost: {type(error).__name__}")
+            results.append(findings)
+        self._findings = Findings()
+        return results
 
     def render(self, markups: list[str]) -> Findings:
         """Render ``markups`` (each in its own output area) and report what ran."""
