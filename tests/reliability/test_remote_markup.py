@@ -58,7 +58,8 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import SVG, Audio, Markdown, display
+import sympy
+from IPython.display import SVG, Audio, Latex, Markdown, display
 
 frame = pd.DataFrame({"city": ["Oslo", "Lima"], "temp": [-3.5, 24.1]})
 display(frame)
@@ -78,6 +79,8 @@ with wave.open(buffer, "wb") as sound:
     sound.setnchannels(1); sound.setsampwidth(2); sound.setframerate(8000)
     sound.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 5))) for i in range(800)))
 display(Audio(buffer.getvalue(), rate=8000))
+display(sympy.Integral(sympy.Symbol("x") ** 2, sympy.Symbol("x")))
+display(Latex(r"$\alpha < \beta$ and \href{https://example.org}{a link}"))
 display(Markdown("> quoted\n\n```\n<script src=app.js></script>\n```\n\n| a |\n|---|\n| 1 |"))
 """
 
@@ -101,3 +104,8 @@ def test_ordinary_outputs_keep_their_content_through_the_real_server(
     markdown = next(h for h in html if "<blockquote>" in h)
     assert "&lt;script src=app.js&gt;&lt;/script&gt;" in markdown  # the fence keeps its code
     assert "<td>1</td>" in markdown
+    latex = [b["text/latex"] for b in bundles if "text/latex" in b]
+    assert latex == [
+        "$\\displaystyle \\int x^{2}\\, dx$",
+        "$\\alpha < \\beta$ and \\href{https://example.org}{a link}",
+    ]
