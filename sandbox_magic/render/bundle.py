@@ -33,8 +33,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Final
 
-from sandbox_magic.api.models import MIME_BY_FIELD, Result, decode_base64
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import MIME_BY_FIELD, Result, decode_base64
 from sandbox_magic.render.markdown_html import markdown_to_html
 from sandbox_magic.render.markup_sanitiser import (
     CleanMarkup,
@@ -42,6 +41,7 @@ from sandbox_magic.render.markup_sanitiser import (
     clean_svg,
     unsanitisable_note,
 )
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
 
 __all__ = [

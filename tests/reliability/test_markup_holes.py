@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox_magic.api.models import Result
+from sandbox_magic.client._models import Result
 from sandbox_magic.render import markup_sanitiser
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.markup_policy import url_is_safe
