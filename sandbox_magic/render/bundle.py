@@ -77,6 +77,9 @@ _MARKDOWN: Final = "text/markdown"
 _DEFAULT_REPR: Final = re.compile(r"<[\w.]+ object(?: at 0x[0-9a-fA-F]+)?>")
 _SCRIPT_URL: Final = re.compile(r"script\s*:", re.IGNORECASE)
 _MAX_DEPTH: Final = 100
+#: Tries at cutting HTML so that, closed again, it fits the limit; bytes of slack each.
+_MAX_CUTS: Final = 6
+_CUT_MARGIN: Final = 64
 
 
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -281,13 +284,33 @@ class _Builder:
         size = utf8_len(text)
         if size <= self.max_bytes:
             return text
-        head = truncate_utf8(text, self.max_bytes)
-        if mime == _HTML:
-            opened = head.rfind("<")
-            if opened > head.rfind(">"):
-                head = head[:opened]  # never cut inside a tag (but keep the text before it)
+        head = self.html_head(text) if mime == _HTML else truncate_utf8(text, self.max_bytes)
         self.notes.append(limit_note(mime, size - utf8_len(head), self.max_bytes))
         return head
+
+    def html_head(self, html: str) -> str:
+        """The head of ``html`` within the limit, never cut inside a tag.
+
+        Unless JavaScript is allowed the head is sanitised again, which closes what
+        the cut left open (an ``<svg>``, a ``<style>``): HTML shown after this one,
+        as in a composite output, must not be parsed inside it. Closing adds end
+        tags, so the cut moves back until the closed head fits.
+        """
+        limit = self.max_bytes
+        head = ""
+        for _ in range(_MAX_CUTS):
+            head = truncate_utf8(html, limit)
+            opened = head.rfind("<")
+            if opened > head.rfind(">"):
+                head = head[:opened]
+            if self.allow_javascript:
+                return head
+            head = clean_html(head).markup
+            excess = utf8_len(head) - self.max_bytes
+            if excess <= 0:
+                return head
+            limit = max(0, limit - excess - _CUT_MARGIN)
+        return escape(truncate_utf8(html, self.max_bytes // 6))  # escaping grows text <= 6x
 
     def add_json(self, mime: str, value: Any) -> None:
         safe = json_safe(value, self.redactor)

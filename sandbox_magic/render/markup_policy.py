@@ -10,8 +10,8 @@ matplotlib and other SVG, audio and video players); nothing here can run script:
 - no event handler attribute, no ``srcdoc``, ``action``/``formaction``, no
   ``name`` (DOM clobbering of ``document``), no ``data-*`` (JupyterLab acts on some,
   e.g. ``data-commandlinker-command`` runs a command when clicked);
-- URLs only as ``http``, ``https``, ``mailto``, relative, or ``data:`` media on
-  media elements, judged after the browser's own clean-up of the URL;
+- URLs only as ``http``, ``https``, ``mailto``, relative (links only), or ``data:``
+  media on media elements, judged after the browser's own clean-up of the URL;
 - SVG ``use`` only points inside the same document.
 
 ``<style>`` elements and ``style`` attributes stay: Styler tables and matplotlib
@@ -133,7 +133,12 @@ def _browser_url(value: str) -> str:
 
 def url_is_safe(tag: str, attribute: str, value: str) -> bool:
     """True when ``value`` in ``attribute`` of ``tag`` cannot run script when loaded
-    or followed."""
+    or followed.
+
+    URLs the browser loads by itself (``src``, ``poster``, an SVG image's ``href``)
+    must be absolute: a relative one would be fetched from the user's own Jupyter
+    server, with the user's cookies, and no remote output has a reason to.
+    """
     if attribute == "xlink":  # the xmlns:xlink declaration, not a link
         return value == "http://www.w3.org/1999/xlink"
     url = _browser_url(value)
@@ -141,8 +146,9 @@ def url_is_safe(tag: str, attribute: str, value: str) -> bool:
         return url.startswith("#")  # external or data: references can carry script
     scheme = _SCHEME.match(url)
     if scheme is None:
-        # Relative (a ``/`` or ``#`` or ``?`` or no ``:`` before them) or empty.
-        return ":" not in url.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        loads = attribute in ("src", "poster") or tag in ("image", "feImage")
+        # Relative: no ":" before the first "/", "?" or "#" (else it is no URL at all).
+        return not loads and ":" not in re.split(r"[/?#]", url, maxsplit=1)[0]
     name = scheme.group(1).lower()
     if name in _SAFE_SCHEMES:
         return True

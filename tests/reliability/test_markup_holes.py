@@ -97,3 +97,42 @@ def test_allow_javascript_still_passes_everything_through() -> None:
     payload = "<b <script>alert(1)//</script>0</script></b>"
     for mime in ("text/html", "image/svg+xml", "text/markdown"):
         assert bundle(mime, payload, allow_javascript=True)[mime] == payload
+
+
+def test_cut_html_is_closed_so_that_what_follows_is_not_parsed_inside_it() -> None:
+    # Cut inside an <svg>, HTML that follows would be parsed as SVG, where a <style>
+    # holds markup: an <img onerror> kept as CSS text in one output would come alive.
+    svg = "<svg><rect></rect>" + "<g></g>" * 200 + "</svg>"
+    html = bundle("text/html", svg, max_bytes=600)["text/html"]
+    head, note = html.split('<p class="sandbox-magic-note"')
+    assert head.startswith("<svg>")
+    assert head.endswith("</svg>")  # closed after the cut, still within the limit
+    assert len(head.encode()) <= 600
+    assert "text/html truncated" in note
+    follower = bundle("text/html", "<style><img src=x onerror=alert(1)></style>")["text/html"]
+    assert "onerror" in follower  # harmless CSS text in HTML, only dangerous inside SVG
+    assert "<style>" not in head
+
+
+@pytest.mark.parametrize(
+    ("tag", "attribute", "url", "safe"),
+    [
+        ("a", "href", "notes.ipynb#part", True),
+        ("a", "href", "#top", True),
+        ("a", "href", "HTTPS://example.org", True),
+        ("a", "href", " \x01java\tscript:alert(1)", False),
+        ("a", "href", "vbscript:msgbox", False),
+        ("a", "href", "data:text/html,<script>alert(1)</script>", False),
+        ("img", "src", "data:image/png;base64,AAAA", True),
+        ("img", "src", "data:image/svg+xml,<svg/>", True),  # an image runs no script
+        ("img", "src", "/logout", False),  # would hit the user's own Jupyter server
+        ("img", "src", "//example.org/x.png", False),
+        ("source", "src", "data:audio/wav;base64,UklG", True),
+        ("image", "href", "pic.png", False),
+        ("use", "href", "#glyph", True),
+        ("use", "href", "data:image/svg+xml,<svg id='x'/>#x", False),
+        ("svg", "xlink", "http://www.w3.org/1999/xlink", True),
+    ],
+)
+def test_url_policy(tag: str, attribute: str, url: str, safe: bool) -> None:
+    assert url_is_safe(tag, attribute, url) is safe
