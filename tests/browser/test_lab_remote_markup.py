@@ -28,6 +28,7 @@ from IPython.display import HTML, Markdown, display
 display(Markdown({VECTOR!r}))
 display(Markdown("[link](javascript\\\\:alert(2)) <img src=x onerror=alert(2)>"))
 display(HTML('<a href="javas&#10;cript:alert(3)">x</a><img src=x onerror=alert(3)>'))
+display(Markdown("> quoted, with math $x^2 + y_1$"))
 """
 CONTROL_CELL = f"""\
 from IPython.display import Markdown, display
@@ -73,6 +74,12 @@ def test_markdown_vector_runs_nothing_in_jupyterlab(
     expect(outputs.filter(has_text="<b 0")).to_have_count(1, timeout=10_000)
     expect(outputs.locator("script")).to_have_count(0)
     expect(outputs.locator("a[href^='javascript' i], [onerror]")).to_have_count(0)
+    # Markdown published as HTML still looks like Markdown: quotes, and math typeset.
+    quoted = outputs.locator("blockquote", has_text="quoted, with math")
+    expect(quoted).to_have_count(1)
+    expect(quoted.locator("mjx-container")).to_have_count(1, timeout=30_000)
+    notebook.collapse_left_sidebar()
+    notebook.screenshot("lab-remote-markup", notebook.cell(1))  # for reviewers
 
     # The control's script runs: the same check would have seen the sandbox's.
     with browser_page.expect_event("dialog", timeout=30_000):
