@@ -10,8 +10,9 @@ the same HTML5 algorithm a browser runs, and serialises only what
 Parsing the way the browser will is what keeps parser-differential tricks out;
 the allow-list keeps out whatever a deny-list would forget.
 
-Never raises: markup that cannot be sanitised comes back as escaped text with a
-note saying so.
+Never raises: markup that cannot be sanitised, or that nests so deeply that
+parsing it would take minutes (see `markup_depth`), comes back as escaped text
+with a note saying so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Final
 
 import nh3
 
+from sandbox_magic.render.markup_depth import MAX_NESTING, nesting_depth
 from sandbox_magic.render.markup_policy import (
     ALLOWED_ATTRIBUTES,
     ALLOWED_TAGS,
@@ -70,6 +72,9 @@ _XML_SAFE_ENTITIES: Final = (("&nbsp;", "&#160;"),)
 def _clean(markup: str, mime: str) -> CleanMarkup:
     if "<" not in markup:
         return CleanMarkup(markup)  # no element at all: text stays text
+    if nesting_depth(markup) > MAX_NESTING:
+        note = f"[{mime} nests elements more than {MAX_NESTING} deep; shown as text]"
+        return CleanMarkup(f"<pre>{escape(markup)}</pre>", note=note)
     try:
         return CleanMarkup(_cleaner().clean(markup))
     except (KeyboardInterrupt, SystemExit):

@@ -7,6 +7,7 @@ Each goes through the real bundle pipeline. The browser corpus test
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from sandbox_magic.client._models import Result
 from sandbox_magic.render import markup_sanitiser
 from sandbox_magic.render.bundle import result_bundle
+from sandbox_magic.render.markup_depth import nesting_depth
 from sandbox_magic.render.markup_policy import url_is_safe
 
 
@@ -136,3 +138,24 @@ def test_cut_html_is_closed_so_that_what_follows_is_not_parsed_inside_it() -> No
 )
 def test_url_policy(tag: str, attribute: str, url: str, safe: bool) -> None:
     assert url_is_safe(tag, attribute, url) is safe
+
+
+@pytest.mark.parametrize(
+    "markup",
+    ["<div>" * 100_000 + "x", "<svg>" + "<g>" * 5_000, "<blockquote/>" * 1_000, "<b>" * 1_000],
+)
+def test_deep_nesting_is_shown_as_text_instead_of_parsed_for_minutes(markup: str) -> None:
+    # 100,000 nested <div> keep an HTML5 tree builder busy for minutes (quadratic).
+    started = time.monotonic()
+    data = bundle("text/html", markup)
+    assert time.monotonic() - started < 30  # parsing it would take minutes
+    assert data["text/html"].startswith("<pre>&lt;")
+    assert "nests elements more than 256 deep; shown as text" in data["text/plain"]
+
+
+def test_nesting_depth_counts_what_a_parser_keeps_open() -> None:
+    assert nesting_depth("<div><span>a</span><p>b<p>c</div><br><img>") == 2
+    assert nesting_depth("<svg><g><path/><path/></g></svg>") == 2
+    assert nesting_depth("<div/><div/>") == 2  # HTML elements do not self-close
+    assert nesting_depth("<script>" + "<div>" * 500 + "</script><b>") == 1
+    assert nesting_depth("<ul>" + "<li>x" * 1000 + "</ul>") == 1
