@@ -134,8 +134,8 @@ def test_secret_in_streams_is_redacted_even_across_chunks(ip: InteractiveShell) 
 def test_secret_in_html_output_is_redacted(ip: InteractiveShell) -> None:
     out = sink(redactor=Redactor([SECRET]))
     with capture_output() as cap:
-        out.emit(Result(html=f"<td>{SECRET}</td>", text=SECRET))
-    assert cap.outputs[0].data == {"text/html": "<td>[redacted]</td>", "text/plain": "[redacted]"}
+        out.emit(Result(html=f"<b>{SECRET}</b>", text=SECRET))
+    assert cap.outputs[0].data == {"text/html": "<b>[redacted]</b>", "text/plain": "[redacted]"}
 
 
 def test_remote_error_keeps_colours_and_fails_the_cell(ip: InteractiveShell) -> None:
