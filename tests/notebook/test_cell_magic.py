@@ -68,7 +68,11 @@ def test_every_rich_type_keeps_its_whole_bundle(shell: InteractiveShell) -> None
     result, captured = run_cell(shell, source)
     assert result.success, result.error_in_exec
     found = bundles(captured)
-    assert any(b.get("text/markdown") == "**bold**" for b in found)
+    # Markdown arrives rendered to sanitised HTML, its source as the text form.
+    assert any(
+        b.get("text/html") == "<p><strong>bold</strong></p>\n" and b["text/plain"] == "**bold**"
+        for b in found
+    )
     assert any("\\alpha" in b.get("text/latex", "") for b in found)
     assert any("<svg" in b.get("image/svg+xml", "") for b in found)
     assert any(b.get("application/json") == {"a": [1, 2]} for b in found)
