@@ -20,6 +20,7 @@ from sandbox_magic.api.models import Run
 from sandbox_magic.loop import IOLoopThread
 from sandbox_magic.poller import PollPolicy, poll_run, run_deadline
 from sandbox_magic.progress import OutputCursor
+from sandbox_magic.render.display_ids import DisplayChanges
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session import SandboxSession
 from sandbox_magic.status import StatusView
@@ -55,6 +56,7 @@ class CellRun:
         self.view = view
         self.settings = settings
         self.cursor = OutputCursor()
+        self.displays = DisplayChanges()
 
     def wait(self, future: concurrent.futures.Future[_T], on_tick: Callable[[], None]) -> _T:
         """Wait for a future from the cell's thread, ticking the view meanwhile."""
@@ -123,8 +125,12 @@ class CellRun:
         if self.cursor.cleared:
             self.sink.clear()
             self.view.outputs_cleared()
+        if outputs:
+            self.view.reserve()  # the status line sits above the cell's first output
         for output in outputs:
             latest = self.sink.emit(output) or latest
+        for changed in self.displays.changed(run.execution.results, self.cursor.counts[2]):
+            self.sink.update_result(changed)
         self.view.update(run, latest)
 
     def _cancel(

@@ -29,6 +29,8 @@ from sandbox_magic.loop import IOLoopThread
 from sandbox_magic.options import RunOptions
 from sandbox_magic.poller import PollPolicy
 from sandbox_magic.redact import Redactor
+from sandbox_magic.render.cell_numbers import CellNumbers
+from sandbox_magic.render.display_ids import DisplayIds
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session import ConnectionSettings, SandboxSession
@@ -55,6 +57,8 @@ class SandboxController:
         self._embedded_state_dir: Path | None = None
         self._session_lock = threading.RLock()
         self.background = BackgroundRuns(self)
+        self.display_ids = DisplayIds()
+        self.cell_numbers = CellNumbers()
         atexit.register(self.close)
 
     # -- configuration ---------------------------------------------------------
@@ -109,6 +113,7 @@ class SandboxController:
             allow_javascript=self.magics.allow_javascript,
             max_output_bytes=self.magics.max_output_bytes,
             redactor=self.redactor(options),
+            display_ids=self.display_ids,
         )
 
     def status_view(self, options: RunOptions) -> StatusView:
@@ -120,6 +125,7 @@ class SandboxController:
             quiet=(options.quiet or not self.magics.show_status) and not options.background,
             delay=0.0 if options.background else self.magics.status_delay,
             redactor=self.redactor(options),
+            summary=self.magics.summary,
         )
 
     def follow_settings(self) -> FollowSettings:
@@ -159,21 +165,39 @@ class SandboxController:
         )
         run = self._wait_for_submit(cell, submit, view)
         for notice in session.take_notices():
-            sink.notice(notice)
+            if not view.note(notice):
+                sink.notice(notice)
         if options.background:
             self.background.start(run, view, options)
             return None
         view.start(run, context=options.context)
         final = cell.follow(run)
         view.finish(final)
+        self._number_cells(final, sink)
         if options.out and self.magics.shell is not None:
             # Redacted like every output: displaying the record must not show secrets.
             self.magics.shell.user_ns[options.out] = self.redactor(options).record(final)
         if options.save_artifacts and final.execution.artifacts:
             self._save_artifacts(cell, session, final, options, view)
         if options.pull and final.status == "succeeded" and final.execution.error is None:
-            self._pull(cell, session, options, view)
+            try:
+                self._pull(cell, session, options, view)
+            except BaseException:
+                # Show what the cell produced (and its Out[n]) before the pull's error.
+                value = self._conclude(final, sink, options)
+                if value is not None and self.magics.shell is not None:
+                    self.magics.shell.displayhook(value)
+                raise
         return self._conclude(final, sink, options)
+
+    def _number_cells(self, run: Run, sink: OutputSink) -> None:
+        """Let the run's tracebacks name local cells (``Cell In[n]`` as in the prompt)."""
+        shell = self.magics.shell
+        key = f"{run.sandbox_id}/{run.context_id}"
+        # The prompt's number (IPython 9 counts the cell before running it, 8 after).
+        local = getattr(getattr(shell, "displayhook", None), "prompt_count", None)
+        self.cell_numbers.record(key, run.execution.execution_count, local)
+        sink.cell_numbers = self.cell_numbers.of(key)
 
     # -- data and files ----------------------------------------------------------
 

@@ -75,6 +75,13 @@ class SandboxMagics(Magics):
         help="How to show live status: 'widget' (ipywidgets), 'html' (an output updated "
         "in place), 'text' (terminal lines), or 'auto' to pick from the frontend.",
     ).tag(config=True)
+    summary = Enum(
+        ["full", "compact", "none"],
+        default_value="full",
+        help="What a finished run leaves at the top of its cell: 'full' (outcome, run "
+        "time, run, sandbox and context ids), 'compact' (e.g. '✓ 0.03 s', the ids in "
+        "a tooltip) or 'none'.",
+    ).tag(config=True)
     allow_javascript = Bool(
         False, help="Execute JavaScript outputs from the sandbox (off: shown as text)."
     ).tag(config=True)

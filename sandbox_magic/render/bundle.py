@@ -33,7 +33,8 @@ from typing import Any, Final
 
 from sandbox_magic.api.models import MIME_BY_FIELD, Result, decode_base64
 from sandbox_magic.redact import NO_REDACTION, Redactor
-from sandbox_magic.render.html_safety import sanitize_markdown, sanitize_markup
+from sandbox_magic.render.carried import VALUE_MIME
+from sandbox_magic.render.html_safety import sanitize_markdown, sanitize_with_report
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "json_safe",
     "note_html",
     "result_bundle",
+    "scripts_note",
 ]
 
 #: Default limit for one representation, one bundle, and each stream of a cell.
@@ -52,6 +54,17 @@ DEFAULT_MAX_OUTPUT_BYTES: Final = 10 * 1024 * 1024
 JAVASCRIPT_NOTE: Final = (
     "[JavaScript output not executed; enable with %config SandboxMagics.allow_javascript = True]"
 )
+
+
+def scripts_note(mime: str, removed: list[str]) -> str:
+    """The note on remote markup whose scripts were removed (charts may need them)."""
+    return (
+        f"[{mime} from the sandbox: {', '.join(removed)} removed, so parts of it (charts, "
+        "maps, widgets) may not work; run them with "
+        "%config SandboxMagics.allow_javascript = True]"
+    )
+
+
 WIDGET_NOTE: Final = (
     "[interactive widget not shown: it lives in the remote kernel, "
     "which no local frontend can talk to]"
@@ -163,6 +176,8 @@ class _Builder:
         self.sizes[mime] = size
 
     def add(self, mime: str, value: Any) -> None:
+        if mime == VALUE_MIME:
+            return  # the value itself, for ``Out[n]``: not a representation to show
         self.seen.append(mime)
         if mime in _WIDGET_TYPES:
             if mime.endswith("view+json"):
@@ -221,7 +236,9 @@ class _Builder:
         if not self.allow_javascript and mime == "text/markdown":
             text = sanitize_markdown(text)
         elif not self.allow_javascript and mime in _MARKUP_TYPES:
-            text = sanitize_markup(text)
+            text, removed = sanitize_with_report(text)
+            if removed:
+                self.notes.append(scripts_note(mime, removed))
         if not self.allow_javascript and mime == "text/latex" and _SCRIPT_URL.search(text):
             self.notes.append("[text/latex with a script link not rendered]")
             if _PLAIN in self.data:

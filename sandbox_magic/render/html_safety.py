@@ -11,7 +11,9 @@ How: a cheap gate (`looks_active`) lets ordinary markup (pandas tables,
 matplotlib SVG) through byte for byte. Markup that might be active is rebuilt by a
 streaming parser that drops script-capable elements with their content, event
 handler attributes, ``srcdoc``, and attributes whose value holds a
-``javascript:``/``vbscript:`` URL or a non-image ``data:`` URL. Text stays text,
+``javascript:``/``vbscript:`` URL or a ``data:`` URL other than an image (or, on
+``<audio>``, ``<video>`` and ``<source>``, sound or video). `sanitize_with_report`
+also says what it removed, so the output can carry a visible note. Text stays text,
 ``<style>`` stays (CSS cannot run script in current browsers).
 Rebuilt markup has lower-cased tag and attribute names, which HTML parsing (how
 the frontend inserts trusted output) undoes for inline SVG.
@@ -26,7 +28,7 @@ from html import escape
 from html.parser import HTMLParser
 from typing import Final
 
-__all__ = ["looks_active", "sanitize_markdown", "sanitize_markup"]
+__all__ = ["looks_active", "sanitize_markdown", "sanitize_markup", "sanitize_with_report"]
 
 _ACTIVE: Final = re.compile(
     r"<\s*/?\s*(?:script|iframe|frame|object|embed|applet|portal|meta|base|link|form"
@@ -78,6 +80,14 @@ _VOID: Final = frozenset(
     {"area", "br", "col", "embed", "hr", "img", "input", "source", "track", "wbr", "image"}
 )
 _SAFE_DATA_URL: Final = re.compile(r"data:image/(?:png|jpe?g|gif|webp|bmp);", re.IGNORECASE)
+#: Sound and video that ``<audio>``/``<video>``/``<source>`` may play from a data URL
+#: (IPython's ``Audio`` and ``Video`` embed their media this way).
+_SAFE_MEDIA_URL: Final = re.compile(
+    r"data:(?:audio/(?:wav|x-wav|wave|mpeg|mp3|mp4|ogg|webm|flac|aac|x-m4a)"
+    r"|video/(?:mp4|webm|ogg));",
+    re.IGNORECASE,
+)
+_MEDIA_TAGS: Final = frozenset({"audio", "video", "source"})
 _INVISIBLE: Final = re.compile(r"[\x00-\x20\x7f]+")
 
 
@@ -88,12 +98,21 @@ def looks_active(markup: str) -> bool:
 
 def sanitize_markup(markup: str) -> str:
     """``markup`` unchanged when inert, else rebuilt without anything that runs script."""
+    return sanitize_with_report(markup)[0]
+
+
+def sanitize_with_report(markup: str) -> tuple[str, list[str]]:
+    """`sanitize_markup`, and what it removed that could run script, in words.
+
+    The list names removed elements (``2 <script> elements``) and event handlers; it is
+    empty when nothing active was found.
+    """
     if not looks_active(markup):
-        return markup
+        return markup, []
     parser = _Sanitizer()
     parser.feed(markup)
     parser.close()
-    return "".join(parser.out)
+    return "".join(parser.out), parser.report()
 
 
 #: Where Markdown puts a link's destination: ``[text](dest)``, ``![alt](dest)``,
@@ -120,7 +139,7 @@ def sanitize_markdown(text: str) -> str:
     return _MARKDOWN_LINK.sub(neutral, text)
 
 
-def _attribute_is_safe(name: str, value: str | None) -> bool:
+def _attribute_is_safe(name: str, value: str | None, tag: str = "") -> bool:
     if name.startswith("on") or name in ("srcdoc", "formaction", "action"):
         return False
     if value is None:
@@ -129,6 +148,10 @@ def _attribute_is_safe(name: str, value: str | None) -> bool:
     if "script:" in compact or "expression(" in compact:
         return False
     if "data:" in compact:
+        if tag in _MEDIA_TAGS and name == "src" and _SAFE_MEDIA_URL.match(compact):
+            return True
+        if tag == "video" and name == "poster":
+            return _SAFE_DATA_URL.match(compact) is not None
         return name in ("src", "href", "xlink:href") and _SAFE_DATA_URL.match(compact) is not None
     return True
 
@@ -139,12 +162,29 @@ class _Sanitizer(HTMLParser):
         self.out: list[str] = []
         self._skipping: list[str] = []
         self._in_style = False
+        self.removed: dict[str, int] = {}
+        self.handlers = 0
+
+    def report(self) -> list[str]:
+        parts = [
+            f"{count} <{tag}> element{'s' if count > 1 else ''}"
+            for tag, count in self.removed.items()
+        ]
+        if self.handlers:
+            parts.append(f"{self.handlers} event handler{'s' if self.handlers > 1 else ''} (on...)")
+        return parts
+
+    def _drop(self, tag: str) -> None:
+        if tag in _DROP_WITH_CONTENT:
+            self.removed[tag] = self.removed.get(tag, 0) + 1
 
     def _tag(self, tag: str, attrs: list[tuple[str, str | None]], close: str) -> str:
         parts = [tag]
         for name, value in attrs:
-            if _attribute_is_safe(name, value):
+            if _attribute_is_safe(name, value, tag):
                 parts.append(name if value is None else f'{name}="{escape(value, quote=True)}"')
+            elif name.startswith("on"):
+                self.handlers += 1
         return "<" + " ".join(parts) + close
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -153,6 +193,7 @@ class _Sanitizer(HTMLParser):
                 self._skipping.append(tag)
             return
         if tag in _DROP_WITH_CONTENT:
+            self._drop(tag)
             if tag not in _VOID:
                 self._skipping.append(tag)
             return
@@ -163,6 +204,8 @@ class _Sanitizer(HTMLParser):
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self._skipping or tag in _DROP_WITH_CONTENT or tag in _DROP_TAG:
+            if not self._skipping:
+                self._drop(tag)
             return
         self.out.append(self._tag(tag, attrs, "/>"))
 

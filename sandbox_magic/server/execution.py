@@ -7,13 +7,16 @@ a consistent snapshot, because everything happens on the one event loop.
 Mapping, message by message:
 
 - ``stream`` -> a chunk appended to ``logs.stdout`` / ``logs.stderr``;
-- ``execute_result`` -> a Result with ``is_main_result: true``;
+- ``execute_result`` -> a Result with ``is_main_result: true``; when the kernel
+  sent the value as plain JSON (`kernel_side.VALUE_MIME`), it moves out of ``data``
+  into ``plain_value: {"value": ...}`` (ours), so ``data`` holds only what is shown;
 - ``display_data`` -> a Result; every MIME type of the bundle goes into ``data``,
   the known ones also into their named fields (``text``, ``html``, ``png``...);
   the message's metadata (e.g. image sizes) is kept under ``metadata``;
 - ``update_display_data`` -> replaces, in place, the bundle of every earlier result
   of this run that carries the same ``display_id``; an update for a display this run
-  did not create is appended as a new result (so it is not lost);
+  did not create is appended as a new result marked ``"update": true`` (so it is
+  not lost, and a client that showed that display in an earlier cell updates it);
 - ``clear_output`` -> outputs shown so far leave ``execution.output_order`` (the
   ``logs`` and ``results`` lists only ever grow, so a poller's indexes stay valid);
   with ``wait=True`` the clearing happens when the next output arrives, as in a
@@ -37,6 +40,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox_magic.api.models import MIME_BY_FIELD
+from sandbox_magic.server.kernel_side import VALUE_MIME
 
 __all__ = ["EventListener", "ExecutionRecorder", "result_from_bundle"]
 
@@ -49,11 +53,15 @@ def result_from_bundle(
 ) -> dict[str, Any]:
     """A contract Result from a MIME bundle: all of ``data`` plus the named fields."""
     result: dict[str, Any] = {}
+    data = dict(data)
+    plain = data.pop(VALUE_MIME, None)
     for name, mime in MIME_BY_FIELD.items():
         if mime in data:
             result[name] = data[mime]
-    result["data"] = dict(data)
+    result["data"] = data
     result["is_main_result"] = main
+    if main and isinstance(plain, dict) and "value" in plain:
+        result["plain_value"] = plain
     if metadata:
         result["metadata"] = dict(metadata)
     return result
@@ -123,7 +131,7 @@ class ExecutionRecorder:
         self.order.append({"type": kind, "index": len(chunks) - 1})
         self._emit({"type": kind, "text": text, "timestamp": _timestamp()})
 
-    def _display(self, msg_type: str, content: dict[str, Any]) -> None:
+    def _display(self, msg_type: str, content: dict[str, Any], *, update: bool = False) -> None:
         data = content.get("data") or {}
         main = msg_type == "execute_result"
         if main:
@@ -136,6 +144,8 @@ class ExecutionRecorder:
         if isinstance(display_id, str):
             result["display_id"] = display_id
             self._display_ids.setdefault(display_id, []).append(index)
+            if update:
+                result["update"] = True
         self.order.append({"type": "result", "index": index})
         self._emit({"type": "result", **result})
 
@@ -143,7 +153,7 @@ class ExecutionRecorder:
         display_id = (content.get("transient") or {}).get("display_id")
         indexes = self._display_ids.get(display_id, []) if isinstance(display_id, str) else []
         if not indexes:
-            self._display("display_data", content)
+            self._display("display_data", content, update=True)
             return
         for index in indexes:
             updated = result_from_bundle(
@@ -151,6 +161,8 @@ class ExecutionRecorder:
             )
             updated["display_id"] = display_id
             updated["is_main_result"] = self.results[index].get("is_main_result", False)
+            if self.results[index].get("update"):
+                updated["update"] = True
             self.results[index] = updated
             self._emit({"type": "result", **updated})
 

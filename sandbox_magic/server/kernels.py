@@ -432,8 +432,12 @@ class KernelPool:
 
 
 async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
-    """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
-    code = f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})"
+    """Move a Python kernel into ``cwd``, set ``env`` there and set the kernel up for
+    sandbox use (`sandbox_magic.server.kernel_side`), leaving no names behind."""
+    code = (
+        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r}); "
+        "__import__('sandbox_magic.server.kernel_side', fromlist=['install']).install()"
+    )
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")
