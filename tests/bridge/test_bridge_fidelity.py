@@ -32,7 +32,8 @@ def test_kernel_side_carries_only_plain_data(value: object, carried: bool) -> No
 def test_carried_value_is_decoded_and_redacted() -> None:
     result = Result(text="'k'", is_main_result=True, extra={"plain_value": {"value": ["SECRET"]}})
     value = carried_value(result, Redactor(["SECRET"]))
-    assert isinstance(value, list) and len(value) == 1
+    assert isinstance(value, list)
+    assert len(value) == 1
     assert "SECRET" not in value[0]
     assert (
         carried_value(Result(text="41", is_main_result=True, extra={"plain_value": {"value": 41}}))
@@ -76,7 +77,8 @@ def test_removed_scripts_are_reported() -> None:
     markup, removed = sanitize_with_report(
         '<div onclick="x()">a</div><script>1</script><script>2</script><iframe></iframe>'
     )
-    assert "<script" not in markup and "onclick" not in markup
+    assert "<script" not in markup
+    assert "onclick" not in markup
     assert removed == ["2 <script> elements", "1 <iframe> element", "1 event handler (on...)"]
     assert sanitize_with_report("<b>plain</b>") == ("<b>plain</b>", [])
     data, _ = result_bundle(Result(html="<div>c</div><script>s()</script>", text="HTML"))
@@ -93,7 +95,8 @@ def test_display_changes_report_results_updated_in_place() -> None:
     assert changes.changed(later, 2) == []
     ids = DisplayIds(max_ids=2)
     local = ids.local("a")
-    assert ids.local("a") == local and ids.known("a") == local
+    assert ids.local("a") == local
+    assert ids.known("a") == local
     ids.local("b")
     ids.local("c")
     assert ids.known("a") is None  # the oldest is forgotten
