@@ -69,9 +69,25 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
 
 
 def cmd_connect(ctl: SandboxController, args: argparse.Namespace) -> None:
-    """Use another server for the next cells."""
-    ctl.connect(args.url)
-    print(f"Connected to {ctl.session().settings.api_url}; the next %%sandbox cell uses it.")
+    """Use another server for the next cells (checked first), or the embedded one."""
+    if args.embedded:
+        if args.url:
+            raise UsageError("%sandbox connect takes a URL or --embedded, not both.")
+        ctl.use_embedded()
+        print("The next %%sandbox cell uses the embedded local server.")
+        return
+    if not args.url:
+        raise UsageError("%sandbox connect needs a URL (or --embedded).")
+    shown = ctl.connect(args.url)
+    print(
+        f"Connected to {shown} (it answered and accepted the key); the next %%sandbox cell uses it."
+    )
+
+
+def cmd_disconnect(ctl: SandboxController, args: argparse.Namespace) -> None:
+    """Go back to the embedded local server."""
+    ctl.use_embedded()
+    print("The next %%sandbox cell uses the embedded local server.")
 
 
 def cmd_contexts(ctl: SandboxController, args: argparse.Namespace) -> Table:
@@ -212,7 +228,8 @@ def cmd_cancel(ctl: SandboxController, args: argparse.Namespace) -> None:
 def cmd_attach(ctl: SandboxController, args: argparse.Namespace) -> Any:
     """Show a run's outputs again, following it first if it is still going."""
     sandbox_id, run = _locate_run(ctl, args.run_id)
-    return ctl.attach(sandbox_id, run)
+    entry = ctl.journal.find(args.run_id)
+    return ctl.attach(sandbox_id, run, context_name=entry.context if entry else None)
 
 
 def cmd_wait(ctl: SandboxController, args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 
 from sandbox_magic.api.errors import RemoteExecutionError, SandboxError
 from sandbox_magic.api.models import Run
@@ -24,6 +24,7 @@ from sandbox_magic.artifact_files import SavedArtifact, save_artifacts
 from sandbox_magic.artifacts_view import wants_preview
 from sandbox_magic.background import BackgroundRuns
 from sandbox_magic.cellrun import CellRun, FollowSettings
+from sandbox_magic.connect_check import check_server
 from sandbox_magic.journal import Journal
 from sandbox_magic.loop import IOLoopThread
 from sandbox_magic.options import RunOptions
@@ -353,14 +354,18 @@ class SandboxController:
                 return
         self._embedded_state_dir = path
 
-    def attach(self, sandbox_id: str, run: Run) -> Any:
-        """Render a run again; follow it first while it is still going."""
+    def attach(self, sandbox_id: str, run: Run, *, context_name: str | None = None) -> Any:
+        """Render a run again; follow it first while it is still going.
+
+        ``context_name`` is the name the journal recorded, for a run of another kernel.
+        """
         options = RunOptions(no_raise=True)
         session = self.session()
         sink = self.sink(options)
         view = self.status_view(options)
         cell = CellRun(self.io, session, sink, view, self.follow_settings())
-        name = session.context_name(sandbox_id, run.context_id or "") or run.context_id
+        name = session.context_name(sandbox_id, run.context_id or "") or context_name
+        name = name or run.context_id
         if run.is_terminal:
             cell.render(run)
             # The server's own timing: the view's clock only saw this re-rendering.
@@ -371,13 +376,34 @@ class SandboxController:
             view.finish(run)
         return self._conclude(run, sink, options)
 
-    def connect(self, url: str) -> None:
-        """Point the session at another server; the key comes from env or a prompt."""
+    def connect(self, url: str) -> str:
+        """Point the session at another server once it answers and accepts the key.
+
+        The key comes from ``$NULLSPACE_API_KEY``, else from a hidden prompt; without
+        either (a headless run cannot prompt) this fails with a clear message. Returns
+        the server's URL as shown to the user. Nothing changes when the check fails.
+        """
         key = os.environ.get("NULLSPACE_API_KEY")
         if not key:
-            key = getpass.getpass(f"API key for {url} (input hidden; empty for none): ") or None
+            try:
+                key = getpass.getpass(f"API key for {url} (input hidden; empty for none): ")
+            except StdinNotImplementedError:
+                raise SandboxError(
+                    f"%sandbox connect {url}: no API key. This kernel cannot prompt for one "
+                    "(it runs headless), so set NULLSPACE_API_KEY in the kernel's "
+                    "environment, or `%config SandboxMagics.api_url` and "
+                    "`%config SandboxMagics.api_key` in the notebook."
+                ) from None
+            key = key or None
+        shown = self.io.run(check_server(url, key, request_timeout=self.magics.request_timeout), 60)
         self.magics.api_url = url
         self.magics.api_key = key
+        return shown
+
+    def use_embedded(self) -> None:
+        """Go back to the embedded local server (starting it if needed)."""
+        self.magics.api_url = ""
+        self.magics.embedded = True
 
     # -- lifetime ----------------------------------------------------------------
 

@@ -152,7 +152,7 @@ class SandboxMagics(Magics):
             target=lambda: self.controller.prestart(), name="sandbox-magic-prestart", daemon=True
         ).start()
 
-    @magic_arguments()
+    @magic_arguments(name="%sandbox")  # usage line: %%sandbox (IPython adds one %)
     @argument("--context", "-c", default="default", help="Named persistent context to run in.")
     @argument("--timeout", "-t", type=int, help="Seconds the run may take.")
     @argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE",
@@ -191,7 +191,9 @@ class SandboxMagics(Magics):
         Subcommands::
 
           %sandbox status                 server URL (no key), sandbox, contexts, health
-          %sandbox connect URL            use this server (key from $NULLSPACE_API_KEY or a prompt)
+          %sandbox connect URL            use this server once it answers (key from
+                                          $NULLSPACE_API_KEY or a prompt)
+          %sandbox connect --embedded     back to the embedded local server (or: disconnect)
           %sandbox contexts               contexts of the sandbox
           %sandbox restart [CONTEXT]      restart a context's kernel (variables are lost)
           %sandbox interrupt [CONTEXT]    interrupt what a context is running
@@ -235,7 +237,10 @@ def _line_parser(
 
 _LINE_PARSERS: dict[str, MagicArgumentParser] = {
     "status": _line_parser("status"),
-    "connect": _line_parser("connect", (("url",), {})),
+    "connect": _line_parser(
+        "connect", (("url",), {"nargs": "?"}), (("--embedded",), {"action": "store_true"})
+    ),
+    "disconnect": _line_parser("disconnect"),
     "contexts": _line_parser("contexts"),
     "restart": _line_parser("restart", (("context",), {"nargs": "?", "default": "default"})),
     "interrupt": _line_parser("interrupt", (("context",), {"nargs": "?", "default": "default"})),
