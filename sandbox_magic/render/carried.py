@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sandbox_magic.api.models import Result
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import Result
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 
 __all__ = ["NOT_CARRIED", "VALUE_MIME", "carried_value"]
 

@@ -39,8 +39,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sandbox_magic.api.models import MIME_BY_FIELD
 from sandbox_magic.server.kernel_side import VALUE_MIME
+from sandbox_magic.wire import MIME_BY_FIELD
 
 __all__ = ["EventListener", "ExecutionRecorder", "result_from_bundle"]
 
