@@ -88,13 +88,14 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--notebook",
         type=Path,
         default=None,
-        help="notebook to execute (default: notebooks/quickstart.ipynb of the checkout)",
+        help="notebook to execute (default: the quickstart notebook shipped with the package)",
     )
     parser.add_argument(
         "--output-dir",
         type=Path,
         default=None,
-        help="where to write the executed notebook and its HTML (default: beside it)",
+        help="where to run the notebook and write it executed, with its HTML "
+        "(default: the current folder)",
     )
 
 

@@ -23,6 +23,8 @@ echo "== mypy (strict, package)"
 "$venv/bin/mypy" || exit 1
 # Playwright's synchronous API leaves event-loop state behind in its process, so the
 # browser tests get a pytest process of their own, after everything else.
+echo "== the built wheel runs the demo from an empty folder"
+bash scripts/wheel_demo.sh || exit 1
 echo "== pytest (all but the browser test)"
 "$venv/bin/python" -m pytest -m "not browser" "$@"
 main_status=$?

@@ -84,6 +84,27 @@ def cmd_connect(ctl: SandboxController, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_on(ctl: SandboxController, args: argparse.Namespace) -> None:
+    """Run every following cell in the sandbox, as if it began with ``%%sandbox``."""
+    options = " ".join(args.options)
+    if options:
+        ctl.magics.check_cell_options(options)  # a typo fails here, not at every cell
+    ctl.auto.on(options)
+    shown = f"%%sandbox {options}".rstrip()
+    print(
+        f"Every cell now runs in the sandbox (as `{shown}`); cells starting with % run "
+        "here. `%sandbox off` turns this off."
+    )
+
+
+def cmd_off(ctl: SandboxController, args: argparse.Namespace) -> None:
+    """Stop running every cell in the sandbox."""
+    if ctl.auto.off():
+        print("Cells run locally again.")
+    else:
+        print("Cells already run locally (`%sandbox on` sends them all to the sandbox).")
+
+
 def cmd_disconnect(ctl: SandboxController, args: argparse.Namespace) -> None:
     """Go back to the embedded local server."""
     ctl.use_embedded()

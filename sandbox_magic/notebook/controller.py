@@ -22,6 +22,7 @@ from sandbox_magic.client._download import SavedArtifact, save_artifacts
 from sandbox_magic.client._errors import RemoteExecutionError, SandboxError
 from sandbox_magic.client._models import Run
 from sandbox_magic.client._poller import PollPolicy
+from sandbox_magic.notebook.autosandbox import AutoSandbox
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.connect_check import check_server
@@ -60,6 +61,7 @@ class SandboxController:
         self.background = BackgroundRuns(self)
         self.display_ids = DisplayIds()
         self.cell_numbers = CellNumbers()
+        self.auto = AutoSandbox(magics.shell)
         atexit.register(self.close)
 
     # -- configuration ---------------------------------------------------------
@@ -422,6 +424,7 @@ class SandboxController:
         if self._closed:
             return
         self._closed = True
+        self.auto.off()
         self._close_session()
         self.io.stop()
         with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import threading
@@ -194,6 +195,8 @@ class SandboxMagics(Magics):
           %sandbox connect URL            use this server once it answers (key from
                                           $NULLSPACE_API_KEY or a prompt)
           %sandbox connect --embedded     back to the embedded local server (or: disconnect)
+          %sandbox on [OPTIONS]           run every following cell in the sandbox
+          %sandbox off                    run cells locally again
           %sandbox contexts               contexts of the sandbox
           %sandbox restart [CONTEXT]      restart a context's kernel (variables are lost)
           %sandbox interrupt [CONTEXT]    interrupt what a context is running
@@ -214,6 +217,14 @@ class SandboxMagics(Magics):
             raise UsageError(f"Unknown subcommand {name!r}.\n{_subcommand_summary()}")
         args = parser.parse_args(rest)
         return self.controller.line_command(name, args)
+
+    def check_cell_options(self, line: str) -> None:
+        """Raise `UsageError` unless ``line`` is valid after ``%%sandbox``."""
+        parse_run_options(
+            parse_argstring(self.sandbox_cell, line),
+            os.environ,
+            default_secret_env=self.secret_env,
+        )
 
     def close(self) -> None:
         """Stop background runs, close connections, stop the embedded server."""
@@ -241,6 +252,8 @@ _LINE_PARSERS: dict[str, MagicArgumentParser] = {
         "connect", (("url",), {"nargs": "?"}), (("--embedded",), {"action": "store_true"})
     ),
     "disconnect": _line_parser("disconnect"),
+    "on": _line_parser("on", (("options",), {"nargs": argparse.REMAINDER})),
+    "off": _line_parser("off"),
     "contexts": _line_parser("contexts"),
     "restart": _line_parser("restart", (("context",), {"nargs": "?", "default": "default"})),
     "interrupt": _line_parser("interrupt", (("context",), {"nargs": "?", "default": "default"})),

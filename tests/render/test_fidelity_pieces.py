@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from sandbox_magic.client._models import Result
-from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.carried import NOT_CARRIED, VALUE_MIME, carried_value
 from sandbox_magic.render.cell_numbers import CellNumbers, relabel_cells
 from sandbox_magic.render.display_ids import DisplayChanges, DisplayIds
 from sandbox_magic.render.html_safety import sanitize_markup, sanitize_with_report
+from sandbox_magic.render.redact import Redactor
 from sandbox_magic.server import kernel_side
 
 WAV = "data:audio/wav;base64,UklGRiQAAABXQVZF"
