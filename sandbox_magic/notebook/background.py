@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,8 @@ class BackgroundRuns:
         summary = RunSummary.from_run(
             final, duration=time.monotonic() - entry.started, context=entry.options.context
         )
+        # Notes the live line carried (e.g. the embedded server's start) stay visible.
+        summary = dataclasses.replace(summary, notes=tuple(entry.view.notes))
         redactor = self.controller.redactor(entry.options)
         return composite_bundle(
             ordered_outputs(final.execution),

@@ -5,10 +5,11 @@ kernel's stream for the running cell, or a capture), flushed at once, ANSI colou
 kept. Text is redacted; the end of a chunk that could be the start of a secret is
 held back until the next chunk (or `StreamWriter.flush`) shows whether it is one.
 
-Each stream may write ``max_bytes`` per cell. The chunk that crosses the budget is
-cut and one note says the rest is held back; `StreamWriter.close` then reports how
-much was dropped and writes the stream's last part (``tail_bytes``, 64 KiB by
-default), so the end of a long print (its summary, its last error) is still seen.
+Each stream may write ``max_bytes`` per cell. Once its head has used all but the
+tail's share (``tail_bytes``: 64 KiB, at most a quarter of the budget), the chunk that
+crosses is cut and one note says the rest is held back; `StreamWriter.close` then
+reports how much was dropped and writes the stream's last part, so the end of a long
+print (its summary, its last error) is still seen.
 Nothing is dropped silently.
 """
 
@@ -104,7 +105,8 @@ class StreamWriter:
         tail_bytes: int = TAIL_BYTES,
     ) -> None:
         self.max_bytes = max(1, max_bytes)
-        self.tail_bytes = max(0, min(tail_bytes, self.max_bytes))
+        # The tail is part of the budget: what a stream shows never exceeds max_bytes.
+        self.tail_bytes = max(0, min(tail_bytes, self.max_bytes // 4))
         self.redactor = redactor
         self._streams = streams
         self._held: dict[str, str] = {}
@@ -156,13 +158,13 @@ class StreamWriter:
             budget.keep(text, self.tail_bytes)
             return
         size = utf8_len(text)
-        room = self.max_bytes - budget.used
+        room = self.max_bytes - self.tail_bytes - budget.used
         if size <= room:
             budget.used += size
             self._put(name, text)
             return
-        head = truncate_utf8(text, room)
-        budget.used = self.max_bytes
+        head = truncate_utf8(text, max(0, room))
+        budget.used = self.max_bytes - self.tail_bytes
         budget.dropped = size - utf8_len(head)
         budget.keep(text[len(head) :], self.tail_bytes)
         note = (

@@ -47,6 +47,10 @@ class RemoteValue:
         metadata = {mime: value for mime, value in self.metadata.items() if mime in data}
         return data, metadata
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text form: the remote ``text/plain``, as ``Out[n]`` shows it."""
+        printer.text(str(self))
+
     def __str__(self) -> str:
         return self.text or f"<RemoteValue {', '.join(self.data)}>"
 

@@ -34,6 +34,16 @@ CELLS: dict[str, Cell] = {
         "for _ in tqdm(range(6), desc='auto'):\n    time.sleep(0.1)\n"
         "for _ in trange(3, desc='nb'):\n    pass\nprint('done auto')"
     ),
+    "carriage_returns": Cell(
+        "%%sandbox\nimport sys, time\nfor i in range(0, 101, 25):\n"
+        "    sys.stdout.write(f'\\rdownloading {i:3d}%')\n    sys.stdout.flush()\n"
+        "    time.sleep(0.15)\nprint()"
+    ),
+    "compact_on": Cell("%config SandboxMagics.summary = 'compact'"),
+    "compact": Cell("%%sandbox\nprint('short summary')"),
+    "none_on": Cell("%config SandboxMagics.summary = 'none'"),
+    "no_summary": Cell("%%sandbox\nprint('no summary')"),
+    "full_again": Cell("%config SandboxMagics.summary = 'full'"),
     "interleaved": Cell(
         "%%sandbox\nimport sys, time\nfor i in range(3):\n"
         "    print('warn', i, file=sys.stderr, flush=True)\n"
@@ -156,6 +166,10 @@ def test_tqdm_auto_and_notebook_give_text_bars_that_finish(fidelity: ExecutedNot
     text = "".join(plain(o) for o in outputs(fidelity, "tqdm_auto"))
     assert "widget" not in text
     assert "done auto" in stream(fidelity, "tqdm_auto")
+
+
+def test_own_carriage_return_progress_ends_at_its_last_frame(fidelity: ExecutedNotebook) -> None:
+    assert rendered(stream(fidelity, "carriage_returns")) == "downloading 100%\n"
 
 
 # -- 3. the status line's place --------------------------------------------------------------
@@ -298,3 +312,15 @@ def test_display_updates_show_while_the_cell_runs(
     summary_at = next(i for i, (_, text) in enumerate(shown) if "succeeded" in text)
     assert shown.index(("update_display_data", "'step 1'")) < summary_at
     assert ("update_display_data", "'step 2'") in shown
+
+
+def test_compact_summary_and_no_summary(fidelity: ExecutedNotebook) -> None:
+    (compact,) = [o for o in outputs(fidelity, "compact") if o.output_type == "display_data"]
+    assert re.fullmatch(r"✓ \d+\.\d\d s", plain(compact))
+    assert 'title="✓ succeeded in' in compact.data["text/html"]
+    assert "run run_" in compact.data["text/html"]  # the ids, in the tooltip
+    assert stream(fidelity, "compact") == "short summary\n"
+    quiet = outputs(fidelity, "no_summary")
+    assert not any(is_summary(o) for o in quiet)
+    assert all(plain(o) == "" for o in quiet if o.output_type == "display_data")
+    assert stream(fidelity, "no_summary") == "no summary\n"

@@ -103,18 +103,19 @@ def test_stream_budget_drops_the_middle_with_one_note_a_total_and_the_end(
         out.emit(StreamChunk("stderr", "still shown\n"))
         out.main_value()
     text = cap.stdout
-    assert text.startswith("y" * 1024)
+    # A quarter of the budget is kept for the end: 768 bytes of head, 256 of tail.
+    assert text.startswith("y" * 768 + "\n… stdout reached its limit of 1.0 KB")
     assert text.count("reached its limit of 1.0 KB") == 1
     assert (
-        "… 3.0 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)"
-        "; its last 1.0 KB follow\n" in text
+        "… 4.0 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)"
+        "; its last 256 bytes follow\n" in text
     )
-    assert text.endswith("y" * 924 + "z" * 100)  # the end, as much as the limit allows
+    assert text.endswith("y" * 156 + "z" * 100)
     assert cap.stderr == "still shown\n"
 
 
 def test_stream_over_its_budget_still_shows_its_last_line(ip: InteractiveShell) -> None:
-    out = sink(max_output_bytes=200_000)
+    out = sink(max_output_bytes=400_000)
     with capture_output() as cap:
         for index in range(5000):
             out.emit(StreamChunk("stdout", f"line {index:06d} " + "x" * 90 + "\n"))
@@ -273,14 +274,14 @@ def test_clear_empties_outputs_and_restarts_the_stream_budget(ip: InteractiveShe
     out = sink(max_output_bytes=1024)
     with capture_output() as cap:
         out.emit(Result(text="old"))
-        out.emit(StreamChunk("stdout", "z" * 1000))
+        out.emit(StreamChunk("stdout", "z" * 700))  # 768 bytes before the tail's share
         out.clear(wait=False)
         assert cap.outputs == []
-        out.emit(StreamChunk("stdout", "fresh budget " + "w" * 900))
+        out.emit(StreamChunk("stdout", "fresh budget " + "w" * 700))
         out.emit(Result(text="new"))
         out.close()
     assert [o.data["text/plain"] for o in cap.outputs] == ["new"]
-    assert "fresh budget " + "w" * 900 in cap.stdout
+    assert "fresh budget " + "w" * 700 in cap.stdout
     assert "dropped" not in cap.stdout
 
 
