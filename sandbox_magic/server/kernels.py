@@ -29,6 +29,7 @@ from sandbox_magic.server.kernelspecs import (
     KernelChoice,
     SandboxKernelSpecManager,
 )
+from sandbox_magic.server.languages import kernel_transport
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -81,15 +82,16 @@ class Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
 
         Kernels talk over Unix sockets in ``runtime_dir`` (private to the user, and
-        faster than loopback TCP).
+        faster than loopback TCP); the few that cannot use loopback TCP.
         """
         name = secrets.token_hex(4)
+        transport, ip = kernel_transport(choice.spec_name, runtime_dir / name)
         manager = AsyncKernelManager(
             kernel_name=choice.spec_name,
             kernel_spec_manager=spec_manager,
             shutdown_wait_time=1.0,
-            transport="ipc",
-            ip=str(runtime_dir / name),
+            transport=transport,
+            ip=ip,
             connection_file=str(runtime_dir / f"{name}.json"),
         )
         kernel_env = dict(os.environ)
@@ -432,8 +434,14 @@ class KernelPool:
 
 
 async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
-    """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
-    code = f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})"
+    """Move a Python kernel into ``cwd``, set ``env`` and install the chart formatter.
+
+    Leaves no names behind in the user's namespace.
+    """
+    code = (
+        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r}); "
+        "__import__('sandbox_magic.server.charts', fromlist=['install']).install()"
+    )
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")
