@@ -21,7 +21,7 @@ from IPython.core.error import UsageError
 from sandbox_magic.api.errors import RemoteExecutionError, SandboxError
 from sandbox_magic.api.models import Run
 from sandbox_magic.artifact_files import SavedArtifact, save_artifacts
-from sandbox_magic.artifacts_view import wants_preview
+from sandbox_magic.artifacts_view import files_only, wants_preview
 from sandbox_magic.background import BackgroundRuns
 from sandbox_magic.cellrun import CellRun, FollowSettings
 from sandbox_magic.journal import Journal
@@ -264,9 +264,9 @@ class SandboxController:
 
     def _conclude(self, run: Run, sink: OutputSink, options: RunOptions) -> Any:
         """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
-        if run.execution.artifacts:
+        if files := files_only(run.execution.artifacts):
             sink.artifacts(
-                run.execution.artifacts,
+                files,
                 previews=self._previews(run),
                 base_url=self.session().url,
             )
@@ -282,7 +282,8 @@ class SandboxController:
 
     def _previews(self, run: Run) -> dict[str, bytes]:
         """Bytes of the small image artifacts, to show them inline."""
-        wanted = [a for a in run.execution.artifacts if wants_preview(a)][:_MAX_PREVIEWS]
+        wanted = [a for a in files_only(run.execution.artifacts) if wants_preview(a)]
+        wanted = wanted[:_MAX_PREVIEWS]
         if not wanted:
             return {}
         session = self.session()

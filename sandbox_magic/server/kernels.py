@@ -434,13 +434,15 @@ class KernelPool:
 
 
 async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
-    """Move a Python kernel into ``cwd``, set ``env`` and install the chart formatter.
+    """Move a Python kernel into ``cwd``, set ``env``, put the sandbox's own packages
+    first on ``sys.path`` and install the chart formatter (see `runtime_area`, `charts`).
 
     Leaves no names behind in the user's namespace.
     """
     code = (
         f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r}); "
-        "__import__('sandbox_magic.server.charts', fromlist=['install']).install()"
+        "__import__('sandbox_magic.server.runtime_area', fromlist=['_']).activate(); "
+        "__import__('sandbox_magic.server.charts', fromlist=['_']).install()"
     )
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
