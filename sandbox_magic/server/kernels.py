@@ -29,7 +29,7 @@ from sandbox_magic.server.kernelspecs import (
     KernelChoice,
     SandboxKernelSpecManager,
 )
-from sandbox_magic.server.languages import kernel_transport
+from sandbox_magic.server.languages import kernel_transport, sends_output_after_idle
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -41,6 +41,7 @@ MessageHook = Callable[[str, dict[str, Any], dict[str, Any]], None]
 _READY_TIMEOUT: Final = 60.0
 _ALIVE_CHECK_INTERVAL: Final = 1.0
 _LOST_REPLY_GRACE: Final = 1.0
+_ROUND_TRIP_TIMEOUT: Final = 5.0
 
 
 class KernelDiedError(RuntimeError):
@@ -280,9 +281,26 @@ class Kernel:
                         return {"status": "aborted", "lost": True}
                 reply = pending.reply.result()
                 await self._await_alive(idle)
+                if sends_output_after_idle(self.choice.spec_name):
+                    await self._round_trip()
                 return reply
             finally:
                 idle.cancel()
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def _round_trip(self) -> None:
+        """Ask for kernel_info and wait for its ``idle``: IOPub output sent before it is in.
+
+        For kernels that publish an execution's last output after its ``idle``.
+        """
+        msg_id = self._client.kernel_info()
+        pending = _Pending(hook=None, reply=asyncio.get_running_loop().create_future())
+        self._pending[msg_id] = pending
+        try:
+            await self._await_alive(asyncio.wait_for(pending.idle.wait(), _ROUND_TRIP_TIMEOUT))
+        except TimeoutError:
+            log.warning("kernel %s did not answer kernel_info in time", self.choice.spec_name)
         finally:
             self._pending.pop(msg_id, None)
 

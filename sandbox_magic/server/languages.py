@@ -36,6 +36,7 @@ __all__ = [
     "builtin_spec",
     "kernel_transport",
     "lookup",
+    "sends_output_after_idle",
 ]
 
 BUILTIN_PREFIX: Final = "sandbox-magic-"
@@ -153,3 +154,12 @@ def kernel_transport(spec_name: str, socket_base: Path) -> tuple[str, str]:
     if spec_name == f"{BUILTIN_PREFIX}deno":
         return "tcp", "127.0.0.1"
     return "ipc", str(socket_base)
+
+
+def sends_output_after_idle(spec_name: str) -> bool:
+    """Whether a kernel may publish a cell's output after its ``idle`` status.
+
+    Deno's kernel forwards ``console.log`` output asynchronously: the last lines of a
+    cell can arrive after the cell went idle.
+    """
+    return spec_name == f"{BUILTIN_PREFIX}deno"
