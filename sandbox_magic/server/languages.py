@@ -36,6 +36,8 @@ __all__ = [
     "builtin_spec",
     "kernel_transport",
     "lookup",
+    "prefetch",
+    "report",
     "sends_output_after_idle",
 ]
 
@@ -163,3 +165,15 @@ def sends_output_after_idle(spec_name: str) -> bool:
     cell can arrive after the cell went idle.
     """
     return spec_name == f"{BUILTIN_PREFIX}deno"
+
+
+def report() -> dict[str, object]:
+    """What ``GET /healthz`` says: the languages offered, and what to install for the rest."""
+    offered = available()
+    missing = {item.name: item.install_hint for item in LANGUAGES if item.name not in offered}
+    return {"offered": ["python", *offered], "missing": missing}
+
+
+def prefetch() -> None:
+    """Look for every kernel now (R's probe takes a moment), so requests need not wait."""
+    available()

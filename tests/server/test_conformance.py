@@ -261,3 +261,26 @@ def test_a_missing_language_says_what_to_install(monkeypatch: pytest.MonkeyPatch
     assert "'r' is not available" in message
     assert "r-cran-irkernel" in message
     assert "offers python" in message
+
+
+def test_healthz_lists_the_languages_offered_and_missing(api: httpx.Client) -> None:
+    offered = api.get("/healthz").json()["languages"]
+    assert offered["offered"][0] == "python"
+    assert set(offered["offered"]) | set(offered["missing"]) == {
+        "python",
+        "bash",
+        "javascript",
+        "typescript",
+        "r",
+        "java",
+    }
+    assert all(offered["missing"].values())
+
+
+def test_displayed_images_are_not_listed_again_as_files() -> None:
+    from sandbox_magic.client import Artifact
+    from sandbox_magic.render.artifacts import files_only
+
+    plot = Artifact(id="art_1", name="output-1-1.png", metadata={"source": "display"})
+    saved = Artifact(id="art_2", name="plot.png", metadata={"path": "plot.png"})
+    assert files_only([plot, saved]) == [saved]
