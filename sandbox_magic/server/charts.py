@@ -12,15 +12,18 @@ first axes that holds one of them. Pie values are each slice's share of the whol
 in percent, since a drawn pie keeps only its angles. A figure with no such plot gets
 no chart. Extraction never fails a display: on any error the chart is left out.
 
-This module runs in the kernel process: it imports nothing from the server.
+This module runs in the kernel process, which may not be able to import this package
+(a confined kernel sees only the Python installation): `kernel_code` gives its source
+as code for the kernel to run. It imports nothing but IPython and matplotlib.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["CHART_MIME", "extract_chart", "install"]
+__all__ = ["CHART_MIME", "extract_chart", "install", "kernel_code"]
 
 CHART_MIME: Final = "application/vnd.sandbox-magic.chart+json"
 
@@ -189,3 +192,15 @@ def install(shell: Any = None) -> None:
         display.formatters[CHART_MIME] = ChartFormatter(parent=display)
     if CHART_MIME not in display.active_types:
         display.active_types = [*display.active_types, CHART_MIME]
+
+
+def kernel_code() -> str:
+    """One statement that installs the chart formatter in a kernel, from this source.
+
+    It runs in a namespace of its own, so it leaves no names in the user's.
+    """
+    source = Path(__file__).read_text(encoding="utf-8") + "\ninstall()\n"
+    return (
+        f"exec(compile({source!r}, 'sandbox-magic-charts', 'exec'), "
+        "{'__name__': 'sandbox_magic_charts'})"
+    )

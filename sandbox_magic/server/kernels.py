@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from jupyter_client.manager import AsyncKernelManager
 
+from sandbox_magic.server import charts, runtime_area
 from sandbox_magic.server.kernelspecs import (
     PYTHON_SPEC_NAME,
     KernelChoice,
@@ -458,9 +459,8 @@ async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -
     Leaves no names behind in the user's namespace.
     """
     code = (
-        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r}); "
-        "__import__('sandbox_magic.server.runtime_area', fromlist=['_']).activate(); "
-        "__import__('sandbox_magic.server.charts', fromlist=['_']).install()"
+        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})\n"
+        f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}"
     )
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":

@@ -7,7 +7,7 @@ workspace, never into the server's environment. The kernel environment says so:
 - ``PIP_PREFIX`` points pip there (pip honours it in and out of a virtualenv);
 - ``PYTHONPATH`` puts its ``site-packages`` first, so what the sandbox installed wins
   over the server's own packages, and a warm kernel adds it to ``sys.path`` when it
-  is handed to the sandbox (`activate`);
+  is handed to the sandbox (`ACTIVATE_CODE`);
 - ``PATH`` starts with its ``bin`` and the server interpreter's own ``bin`` (where
   ``pip`` is, even when the server was started without activating its venv).
 
@@ -25,7 +25,7 @@ from typing import Final
 
 from sandbox_magic.server.errors import ApiError
 
-__all__ = ["AREA", "activate", "check_cwd", "kernel_env", "site_packages"]
+__all__ = ["ACTIVATE_CODE", "AREA", "check_cwd", "kernel_env", "site_packages"]
 
 #: The area's name inside a sandbox's workspace.
 AREA: Final = ".nullspace"
@@ -65,20 +65,16 @@ def kernel_env(workspace: Path, *, seen_as: str | None = None) -> dict[str, str]
     }
 
 
-def activate() -> None:
-    """In a running Python kernel: put ``PYTHONPATH``'s entries first on ``sys.path``.
-
-    A warm kernel started before it belonged to a sandbox; this gives it what a cold
-    start gets from ``PYTHONPATH``.
-    """
-    import importlib
-
-    entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
-    for entry in reversed(entries):
-        if entry in sys.path:
-            sys.path.remove(entry)
-        sys.path.insert(0, entry)
-    importlib.invalidate_caches()
+#: Run in a Python kernel: put ``PYTHONPATH``'s entries first on ``sys.path``. A warm
+#: kernel started before it belonged to a sandbox; this gives it what a cold start gets
+#: from ``PYTHONPATH``. Plain code, since a confined kernel cannot import this package.
+ACTIVATE_CODE: Final = (
+    "(lambda sys, os, importlib: ("
+    "[(sys.path.remove(e) if e in sys.path else None, sys.path.insert(0, e)) "
+    "for e in reversed([e for e in os.environ.get('PYTHONPATH', '').split(os.pathsep) if e])], "
+    "importlib.invalidate_caches()))"
+    "(__import__('sys'), __import__('os'), __import__('importlib'))"
+)
 
 
 def check_cwd(requested: str, *, workspace: Path) -> None:
