@@ -15,6 +15,7 @@ here (named ``sandbox-magic-<kernel>``), never read from disk.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from typing import Final
 
 from jupyter_client.kernelspec import KernelSpec
 
+from sandbox_magic.server import jshell_kernel
 from sandbox_magic.server.jshell_kernel import find_jshell
 
 __all__ = [
@@ -118,9 +120,23 @@ def _argv(kernel: str) -> list[str] | None:
     if kernel == "java":
         if find_jshell() is None:
             return None
-        module = "sandbox_magic.server.jshell_kernel"
-        return [sys.executable, "-m", module, "-f", "{connection_file}"]
+        return [sys.executable, "-c", _jshell_launcher(), "-f", "{connection_file}"]
     return None
+
+
+@lru_cache(maxsize=1)
+def _jshell_launcher() -> str:
+    """`jshell_kernel`'s source as a ``-c`` program.
+
+    A confined kernel cannot import this package, and base64 keeps the source clear of
+    the ``{...}`` fields jupyter_client fills in on a kernel's command line.
+    """
+    source = Path(jshell_kernel.__file__).read_bytes()
+    encoded = base64.b64encode(source).decode("ascii")
+    return (
+        "import base64; __name__ = '__main__'; "
+        f"exec(compile(base64.b64decode('{encoded}'), 'jshell_kernel.py', 'exec'))"
+    )
 
 
 def builtin_spec(spec_name: str) -> KernelSpec | None:
