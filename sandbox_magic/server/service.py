@@ -36,6 +36,7 @@ from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
 from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
 from sandbox_magic.server.store import Page, Store
 from sandbox_magic.server.util import new_id, now_iso
+from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
@@ -265,7 +266,7 @@ class SandboxService:
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
-                503, "capacity_exceeded", f"Could not start a kernel: {error}", retryable=True
+                503, CAPACITY_EXCEEDED, f"Could not start a kernel: {error}", retryable=True
             ) from error
 
         async def prepare(restarted: Kernel) -> None:
