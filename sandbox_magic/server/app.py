@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
+from sandbox_magic.server import languages
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
@@ -42,7 +43,16 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.wire import RUN_STATUSES, TERMINAL_STATUSES
+from sandbox_magic.wire import (
+    AUTH_FAILED,
+    CODE_RAISED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+)
 
 __all__ = ["create_app"]
 
@@ -104,13 +114,13 @@ class _Gate:
                 else "The bearer token is not accepted."
             )
             response = _error_response(
-                request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
+                request_id, 401, AUTH_FAILED, message, headers={"WWW-Authenticate": "Bearer"}
             )
         elif _too_large(headers.get("content-length"), self.max_body_bytes):
             response = _error_response(
                 request_id,
                 413,
-                "invalid_request",
+                INVALID_REQUEST,
                 f"The request body is larger than {self.max_body_bytes} bytes.",
             )
         if response is not None:
@@ -142,9 +152,7 @@ async def _read_json(request: Request) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                413, "invalid_request", f"The request body is larger than {limit} bytes."
-            )
+            raise ApiError(413, INVALID_REQUEST, f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -194,8 +202,14 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     pool = _service(request).pool
+    offered = await asyncio.to_thread(languages.report)  # the first look starts R once
     return JSONResponse(
-        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+        {
+            "status": "ok",
+            "version": __version__,
+            "warm_kernels_ready": pool.ready_count,
+            "languages": offered,
+        }
     )
 
 
@@ -398,11 +412,11 @@ def _closing_events(run: RunState) -> list[dict[str, Any]]:
     count = run.recorder.execution_count
     if count is not None:
         events.append({"type": "number_of_executions", "execution_count": count})
-    reason = run.failure_reason or ""
-    if run.status != "succeeded" and not reason.startswith("the code raised"):
+    if run.status != "succeeded" and run.failure_code != CODE_RAISED:
         name = "RunCancelled" if run.status == "cancelled" else "RunFailed"
-        if reason.startswith("timed out"):
+        if run.failure_code == TIMED_OUT:
             name = "TimeoutError"
+        reason = run.failure_reason or ""
         events.append({"type": "error", "name": name, "value": reason, "traceback": ""})
     return events
 
@@ -487,7 +501,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
+    code = {404: NOT_FOUND, 405: INVALID_REQUEST}.get(error.status_code, INVALID_REQUEST)
     message = "No such route." if error.status_code == 404 else str(error.detail)
     return _error_response(
         _request_id(request),
@@ -503,7 +517,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return _error_response(
         _request_id(request),
         500,
-        "internal_error",
+        INTERNAL_ERROR,
         f"The server failed: {type(error).__name__}.",
         retryable=True,
     )

@@ -16,9 +16,11 @@ is what a sandbox kernel is, so that outputs survive the trip to the notebook:
   what to do instead (nobody can type into a sandbox run).
 - **Exit**: ``os._exit`` lets the output printed just before it reach the notebook.
 
-Nothing here is imported by the magic or the server process: `install` is called
-in the kernel by `sandbox_magic.server.kernels.prepare_python`, and leaves no names
-in the user's namespace.
+This module runs in the kernel process, which may not be able to import this package
+(a confined kernel sees only the Python installation): `kernel_code` gives its source
+as one statement that `sandbox_magic.server.kernels.prepare_python` runs, in a
+namespace of its own, so it leaves no names in the user's. It imports nothing but the
+standard library and IPython (and tqdm or Altair when the code imports them).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import math
 import sys
 import types
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["INPUT_MESSAGE", "VALUE_MIME", "install", "plain_value"]
+__all__ = ["INPUT_MESSAGE", "VALUE_MIME", "install", "kernel_code", "plain_value"]
 
 #: MIME type carrying the JSON value of a main result (never shown by frontends).
 VALUE_MIME: Final = "application/vnd.sandbox-magic.value+json"
@@ -229,3 +232,12 @@ def install() -> None:
     _install_value_formatter(shell)
     _install_no_input(shell)
     _install_exit_flush(shell)
+
+
+def kernel_code() -> str:
+    """One statement that runs `install` in a kernel, from this module's source."""
+    source = Path(__file__).read_text(encoding="utf-8") + "\ninstall()\n"
+    return (
+        f"exec(compile({source!r}, 'sandbox-magic-kernel-side', 'exec'), "
+        "{'__name__': 'sandbox_magic_kernel_side'})"
+    )
