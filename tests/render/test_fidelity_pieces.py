@@ -9,8 +9,9 @@ from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.carried import NOT_CARRIED, VALUE_MIME, carried_value
 from sandbox_magic.render.cell_numbers import CellNumbers, relabel_cells
 from sandbox_magic.render.display_ids import DisplayChanges, DisplayIds
-from sandbox_magic.render.html_safety import sanitize_markup, sanitize_with_report
+from sandbox_magic.render.markup_sanitiser import clean_html
 from sandbox_magic.render.redact import Redactor
+from sandbox_magic.render.script_report import removed_scripts
 from sandbox_magic.server import kernel_side
 
 WAV = "data:audio/wav;base64,UklGRiQAAABXQVZF"
@@ -64,23 +65,24 @@ def test_cell_references_follow_the_local_numbers() -> None:
 
 
 def test_audio_and_video_keep_their_data_sources() -> None:
-    audio = f'<audio controls><source src="{WAV}" type="audio/wav" /></audio>'
-    assert WAV in sanitize_markup(audio)
-    video = '<video src="data:video/mp4;base64,AAAA" poster="data:image/png;base64,iV"></video>'
-    assert sanitize_markup(video) == video
-    # not on other elements, and never a script-capable type
-    assert "data:" not in sanitize_markup(f'<a href="{WAV}">x</a>')
-    assert "data:" not in sanitize_markup('<source src="data:text/html;base64,PHNjcmlwdD4=">')
+    audio = f'<audio controls><source src="{WAV}" type="audio/wav"></audio>'
+    assert WAV in clean_html(audio).markup
+    data, _ = result_bundle(Result(html=audio, text="<Audio>"))
+    assert WAV in data["text/html"]
+    assert "removed" not in data["text/plain"]
 
 
 def test_removed_scripts_are_reported() -> None:
-    markup, removed = sanitize_with_report(
-        '<div onclick="x()">a</div><script>1</script><script>2</script><iframe></iframe>'
-    )
-    assert "<script" not in markup
-    assert "onclick" not in markup
-    assert removed == ["2 <script> elements", "1 <iframe> element", "1 event handler (on...)"]
-    assert sanitize_with_report("<b>plain</b>") == ("<b>plain</b>", [])
+    before = '<div onclick="x()">a</div><script>1</script><script>2</script><iframe></iframe>'
+    after = clean_html(before).markup
+    assert "<script" not in after
+    assert "onclick" not in after
+    assert removed_scripts(before, after) == [
+        "2 <script> elements",
+        "1 <iframe> element",
+        "1 event handler (on...)",
+    ]
+    assert removed_scripts("<b>plain</b>", "<b>plain</b>") == []
     data, _ = result_bundle(Result(html="<div>c</div><script>s()</script>", text="HTML"))
     assert "1 <script> element removed" in data["text/plain"]
     assert "allow_javascript" in data["text/html"]
