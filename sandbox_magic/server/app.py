@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox_magic import __version__
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.classroom import keys_routes
+from sandbox_magic.server.classroom.dashboard import Dashboard
 from sandbox_magic.server.classroom.fairness import CpuDemoter, FairGate
 from sandbox_magic.server.classroom.keys_routes import principal
 from sandbox_magic.server.classroom.tenancy import Principal, Tenancy
@@ -338,6 +339,7 @@ def _submit(
     with tenancy.reserve(caller, "concurrent_runs", "runs queued or running"):
         run = _service(request).submit_run(context, code=code, envs=envs, timeout=timeout)
     tenancy.watch_output(caller, run)
+    tenancy.note_failures(caller, run)
     return run
 
 
@@ -679,8 +681,9 @@ def create_app(config: ServerConfig) -> Starlette:
             await service.stop()
             tenancy.close()
 
+    dashboard = Dashboard(tenancy, demoter.niceness)
     app = Starlette(
-        routes=_routes(),
+        routes=[*_routes(), *dashboard.routes()],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

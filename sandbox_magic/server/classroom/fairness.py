@@ -4,8 +4,9 @@
 out together) one name at a time, in turn, so a student starting ten contexts waits
 behind the others' first ones rather than in front of them.
 
-`CpuDemoter` watches running runs: one still running after `DEMOTE_AFTER` seconds is
-a CPU loop as far as the class is concerned, and its kernel's process group gets a
+`CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
+a CPU loop as far as the class is concerned (a sleeping run is not), and its kernel's
+process group gets a
 lower CPU priority (nice 10, plus 3 per further long run of the same name), so
 trivial cells of everybody else keep getting the CPU at once. When the run ends the
 kernel goes back to normal priority. Raising priority back needs ``CAP_SYS_NICE``
@@ -20,10 +21,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Final
+
+from sandbox_magic.server.classroom.usage import cpu_seconds
 
 if TYPE_CHECKING:
     from sandbox_magic.server.runs import RunState
@@ -33,7 +35,7 @@ __all__ = ["DEMOTE_AFTER", "CpuDemoter", "FairGate"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a run may run before it counts as a CPU loop.
+#: CPU seconds a run may use before it counts as a CPU loop.
 DEMOTE_AFTER: Final = 1.0
 _BASE_NICE: Final = 10
 _STEP_NICE: Final = 3
@@ -97,7 +99,7 @@ class CpuDemoter:
     def __init__(self, service: SandboxService, owner_of: Callable[[str], str]) -> None:
         self._service = service
         self._owner_of = owner_of
-        self._running_since: dict[str, float] = {}
+        self._cpu_at_start: dict[str, float] = {}
         self._demoted: dict[int, int] = {}  # process group -> nice given
         self._task: asyncio.Task[None] | None = None
 
@@ -117,6 +119,8 @@ class CpuDemoter:
         """Run id -> nice level given to its kernel, for the dashboard."""
         shown: dict[str, int] = {}
         for run in self._service.runs.values():
+            if run.status != "running":
+                continue
             group = self._group_of(run)
             if group is not None and group in self._demoted:
                 shown[run.id] = self._demoted[group]
@@ -131,21 +135,21 @@ class CpuDemoter:
                 log.exception("the CPU demoter failed a round")
 
     def check(self) -> None:
-        """One round: demote long runs, restore kernels whose long run ended."""
-        moment = time.monotonic()
+        """One round: demote CPU-hungry runs, restore kernels whose long run ended."""
         running = [run for run in self._service.runs.values() if run.status == "running"]
         ids = {run.id for run in running}
-        for run_id in list(self._running_since):
-            if run_id not in ids:
-                del self._running_since[run_id]
+        for run_id in [r for r in self._cpu_at_start if r not in ids]:
+            del self._cpu_at_start[run_id]
         long_by_name: dict[str, int] = {}
         wanted: dict[int, int] = {}
         for run in sorted(running, key=lambda r: r.started_at or ""):
-            since = self._running_since.setdefault(run.id, moment)
-            if moment - since < DEMOTE_AFTER:
+            pid = self._pid_of(run)
+            used = cpu_seconds(pid) if pid is not None else None
+            if pid is None or used is None:
                 continue
+            start = self._cpu_at_start.setdefault(run.id, used)
             group = self._group_of(run)
-            if group is None:
+            if used - start < DEMOTE_AFTER or group is None:
                 continue
             name = self._owner_of(run.sandbox_id)
             count = long_by_name.get(name, 0)
@@ -159,10 +163,13 @@ class CpuDemoter:
             self._renice(group, 0)
             del self._demoted[group]
 
-    def _group_of(self, run: RunState) -> int | None:
+    def _pid_of(self, run: RunState) -> int | None:
         sandbox = self._service.sandboxes.get(run.sandbox_id)
         context = sandbox.contexts.get(run.context_id) if sandbox else None
-        pid = context.kernel.pid if context is not None else None
+        return context.kernel.pid if context is not None else None
+
+    def _group_of(self, run: RunState) -> int | None:
+        pid = self._pid_of(run)
         if pid is None:
             return None
         try:

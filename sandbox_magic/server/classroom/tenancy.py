@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,10 +27,20 @@ if TYPE_CHECKING:
     from sandbox_magic.server.runs import RunState
     from sandbox_magic.server.service import SandboxService
 
-__all__ = ["Activity", "Principal", "Tenancy"]
+__all__ = ["Activity", "Principal", "Tenancy", "first_line"]
 
 #: Seconds between two ``last_used_at`` writes for one key.
 _TOUCH_EVERY = 10.0
+#: Failed runs remembered per name, for the dashboard.
+_FAILURES_KEPT = 3
+
+
+def first_line(code: str) -> str:
+    """The first non-blank line of some code, shortened."""
+    for line in code.splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class Tenancy:
         self._owners = self.keys.owners()
         self._activity: dict[str, Activity] = {}
         self._touched: dict[str, float] = {}
+        self._failures: dict[str, deque[dict[str, Any]]] = {}
 
     def close(self) -> None:
         self.keys.close()
@@ -201,6 +213,28 @@ class Tenancy:
                 limit,
                 f"{principal.name} keeps {used} bytes of artifacts; delete some first",
             )
+
+    def note_failures(self, principal: Principal, run: RunState) -> None:
+        """Remember the run if it ends ``failed`` (the dashboard shows recent ones)."""
+
+        def ended(event: dict[str, Any]) -> None:
+            if event["type"] == "end" and run.status == "failed":
+                kept = self._failures.setdefault(principal.name, deque(maxlen=_FAILURES_KEPT))
+                kept.append(
+                    {
+                        "id": run.id,
+                        "sandbox_id": run.sandbox_id,
+                        "first_line": first_line(run.code),
+                        "reason": run.failure_reason,
+                        "completed_at": run.completed_at,
+                    }
+                )
+
+        run.recorder.listen(ended)
+
+    def failures(self, name: str) -> list[dict[str, Any]]:
+        """Recent failed runs of a name, oldest first."""
+        return list(self._failures.get(name, ()))
 
     def watch_output(self, principal: Principal, run: RunState) -> None:
         """Fail the run once its output grows past the ``output_bytes`` quota."""
