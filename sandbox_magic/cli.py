@@ -60,6 +60,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _quota_arguments(parser)
     parser.add_argument(
+        "--no-cpu-demotion",
+        action="store_true",
+        help="do not lower the CPU priority of long CPU-bound runs (for comparisons)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -120,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
             student_quotas=_student_quotas(args),
+            cpu_demotion=not args.no_cpu_demotion,
         )
     )
 

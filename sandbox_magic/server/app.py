@@ -673,7 +673,8 @@ def create_app(config: ServerConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
-        demoter.start()
+        if config.cpu_demotion:
+            demoter.start()
         try:
             yield
         finally:

@@ -34,3 +34,5 @@ class ServerConfig:
     retention_days: int = 30
     #: Quotas of student keys (each key may override them); admins are unlimited.
     student_quotas: Quotas = field(default_factory=Quotas)
+    #: Lower the CPU priority of runs that keep a core busy (see `classroom.fairness`).
+    cpu_demotion: bool = True

@@ -55,6 +55,7 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
     student_quotas: Quotas = field(default_factory=Quotas)
+    cpu_demotion: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -134,6 +135,7 @@ def serve(options: ServeOptions) -> int:
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
         student_quotas=options.student_quotas,
+        cpu_demotion=options.cpu_demotion,
     )
     uv_config = uvicorn.Config(
         create_app(config),
