@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
+from sandbox_magic.account_view import account_rows
 from sandbox_magic.api.errors import NotFoundError, SandboxError
 from sandbox_magic.api.models import Artifact, Run, parse_timestamp
 from sandbox_magic.artifacts_view import artifact_preview
@@ -48,10 +49,12 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
     session = ctl.session()
     facts = session.describe()
     healthy = "not connected yet"
+    account: dict[str, Any] | None = None
     if facts["url"] is not None:
         try:
             client = ctl.io.run(session.client(), 30)
             healthy = "ok" if ctl.io.run(client.health(), 30) else "unhealthy"
+            account = ctl.io.run(client.account(), 30)
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     url = facts["url"] or (
@@ -62,6 +65,7 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
         ["api key", "set (hidden)" if ctl.magics.api_key else "not set"],
+        *account_rows(account),
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
     ]
