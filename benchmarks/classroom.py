@@ -27,6 +27,7 @@ import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,19 +91,34 @@ class Student:
         response.raise_for_status()
         self.context_id = response.json()["id"]
 
+    async def _get(self, path: str, params: dict[str, str]) -> httpx.Response:
+        for attempt in range(3):  # a kept-alive connection the server just closed
+            try:
+                return await self.http.get(path, params=params)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     async def cell(self, code: str = "1 + 1") -> float:
         """Seconds from submitting ``code`` to seeing its run end."""
         base = f"/v1/sandboxes/{self.sandbox_id}/code/runs"
         start = time.perf_counter()
-        response = await self.http.post(
-            base, json={"code": code, "context_id": self.context_id, "timeout": 60}
-        )
+        body = {"code": code, "context_id": self.context_id, "timeout": 60}
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(3):  # a kept-alive connection the server just closed
+            try:
+                response = await self.http.post(base, json=body, headers=headers)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 2:
+                    raise
         response.raise_for_status()
         run = response.json()
         version = response.headers.get("x-run-version", "0")
         while run["status"] not in ("succeeded", "failed", "cancelled"):
-            response = await self.http.get(
-                f"{base}/{run['id']}", params={"wait_ms": 10_000, "after_version": version}
+            response = await self._get(
+                f"{base}/{run['id']}", {"wait_ms": "10000", "after_version": version}
             )
             response.raise_for_status()
             run = response.json()
@@ -136,6 +152,36 @@ async def _looping(student: Student, until: float) -> int:
         await student.cell(LOOP_CODE)
         loops += 1
     return loops
+
+
+def _cpu_seconds(server: LocalServer) -> dict[str, float]:
+    """CPU time used so far by the server, its kernels and this (client) process."""
+    kernels = 0.0
+    for kernel in server.kernels():
+        with contextlib.suppress(psutil.Error):
+            times = kernel.cpu_times()
+            kernels += times.user + times.system
+    own = psutil.Process().cpu_times()
+    main = psutil.Process(server.process.pid).cpu_times()
+    return {
+        "server": main.user + main.system,
+        "kernels": kernels,
+        "clients": own.user + own.system,
+    }
+
+
+class _CpuShare:
+    """CPU used by each part during a case, as cores busy on average."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self._server = server
+        self._start = _cpu_seconds(server)
+        self._began = time.perf_counter()
+
+    def result(self) -> dict[str, float]:
+        end = _cpu_seconds(self._server)
+        wall = time.perf_counter() - self._began
+        return {part: round((end[part] - self._start[part]) / wall, 2) for part in end}
 
 
 def _memory(server: LocalServer) -> dict[str, Any]:
@@ -187,22 +233,27 @@ async def _run(server: LocalServer, plan: Plan, log: Any) -> dict[str, Any]:
         report["alone"] = summarize(ms(alone))
 
         log("human: everyone at human pace")
+        share = _CpuShare(server)
         now = time.perf_counter()
         human: list[float] = []
         await asyncio.gather(
             *(_human(s, now + plan.human_seconds, now + 2.5, human) for s in students)
         )
         report["human"] = summarize(ms(human))
+        report["human"]["cores_busy"] = share.result()
 
         log("back_to_back: everyone as fast as they can")
+        share = _CpuShare(server)
         now = time.perf_counter()
         burst: list[float] = []
         await asyncio.gather(
             *(_back_to_back(s, now + plan.back_to_back_seconds, burst) for s in students)
         )
         report["back_to_back"] = summarize(ms(burst))
+        report["back_to_back"]["cores_busy"] = share.result()
 
         log(f"cpu_loops: {plan.loopers} CPU loops, the others at human pace")
+        share = _CpuShare(server)
         now = time.perf_counter()
         paced: list[float] = []
         loopers, others = students[: plan.loopers], students[plan.loopers :]
@@ -212,6 +263,7 @@ async def _run(server: LocalServer, plan: Plan, log: Any) -> dict[str, Any]:
             *(_human(s, until, now + 2.0, paced) for s in others),
         )
         report["cpu_loops"] = summarize(ms(paced))
+        report["cpu_loops"]["cores_busy"] = share.result()
         report["cpu_loops"]["loops_finished"] = sum(n for n in loops if isinstance(n, int))
         report["memory_after"] = _memory(server)
     finally:
