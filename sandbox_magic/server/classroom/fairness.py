@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Final
@@ -100,6 +101,7 @@ class CpuDemoter:
         self._service = service
         self._owner_of = owner_of
         self._cpu_at_start: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
         self._demoted: dict[int, int] = {}  # process group -> nice given
         self._task: asyncio.Task[None] | None = None
 
@@ -138,11 +140,15 @@ class CpuDemoter:
         """One round: demote CPU-hungry runs, restore kernels whose long run ended."""
         running = [run for run in self._service.runs.values() if run.status == "running"]
         ids = {run.id for run in running}
-        for run_id in [r for r in self._cpu_at_start if r not in ids]:
-            del self._cpu_at_start[run_id]
+        for run_id in [r for r in self._first_seen if r not in ids]:
+            self._first_seen.pop(run_id, None)
+            self._cpu_at_start.pop(run_id, None)
+        moment = time.monotonic()
         long_by_name: dict[str, int] = {}
         wanted: dict[int, int] = {}
         for run in sorted(running, key=lambda r: r.started_at or ""):
+            if moment - self._first_seen.setdefault(run.id, moment) < _CHECK_EVERY:
+                continue  # most cells end before this: read nothing for them
             pid = self._pid_of(run)
             used = cpu_seconds(pid) if pid is not None else None
             if pid is None or used is None:

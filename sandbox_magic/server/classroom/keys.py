@@ -3,7 +3,9 @@
 A key reads ``smk_<12 hex>_<secret>``: the first part (the *prefix*) finds the row,
 the hash of the whole key is then compared in constant time. ``<state-dir>/keys.db``
 is shared by the running server and the ``sandbox-magic keys`` command (SQLite WAL),
-so keys added or revoked there take effect on the server's next request.
+so keys added or revoked there take effect on the server's next request: verified keys
+are remembered (by hash) only until the database changes, which SQLite's
+``data_version`` tells for other processes' writes and every write here clears.
 
 A key's *name* is who it belongs to (a student): sandboxes are owned by the name, so
 a rotated key, or a new key given to the same name, keeps the student's work.
@@ -127,6 +129,14 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._verified: dict[str, KeyRecord] = {}
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _changed(self) -> None:
+        self._verified.clear()
 
     def close(self) -> None:
         self._db.close()
@@ -179,6 +189,7 @@ class KeyStore:
                     rotation_parent,
                 ),
             )
+        self._changed()
         return NewKey(record, key)
 
     def revoke(self, key_id: str) -> KeyRecord | None:
@@ -187,6 +198,7 @@ class KeyStore:
             "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (now_iso(), key_id),
         )
+        self._changed()
         return self.get(key_id)
 
     def revoke_name(self, name: str) -> KeyRecord | None:
@@ -216,6 +228,7 @@ class KeyStore:
             return None
         merged = {**current.quotas, **quotas}
         self._db.execute("UPDATE keys SET quotas = ? WHERE id = ?", (json.dumps(merged), key_id))
+        self._changed()
         return self.get(current.id)
 
     # -- reading ---------------------------------------------------------------------
@@ -225,16 +238,27 @@ class KeyStore:
         match = _KEY.match(key)
         if match is None:
             return None
+        version = self._data_version()
+        if version != self._version:  # another process (the CLI) wrote
+            self._version = version
+            self._changed()
+        digest = _hash(key)
+        known = self._verified.get(digest)
+        if known is not None:
+            return known
         row = self._db.execute(
             f"SELECT hash, {_COLUMNS} FROM keys WHERE prefix = ?", (match.group(1),)
         ).fetchone()
         if row is None:
             hmac.compare_digest(_hash(key), _hash(""))  # same work either way
             return None
-        if not hmac.compare_digest(_hash(key).encode(), str(row[0]).encode()):
+        if not hmac.compare_digest(digest.encode(), str(row[0]).encode()):
             return None
         record = _record(row[1:])
-        return record if record.is_active else None
+        if not record.is_active:
+            return None
+        self._verified[digest] = record
+        return record
 
     def touch(self, key_id: str, when: str) -> None:
         """Remember when a key was last used."""
