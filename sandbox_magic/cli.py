@@ -86,6 +86,7 @@ def _quota_arguments(parser: argparse.ArgumentParser) -> None:
         ("run-timeout", "the longest run timeout, in seconds"),
         ("output-bytes", "output of one run"),
         ("artifact-bytes", "artifact bytes kept"),
+        ("requests-per-second", "requests per second, sustained (bursts of twice that)"),
     ):
         default = getattr(defaults, name.replace("-", "_"))
         group.add_argument(
@@ -107,6 +108,7 @@ def _student_quotas(args: argparse.Namespace) -> Any:
         run_timeout=args.max_run_timeout,
         output_bytes=args.max_output_bytes,
         artifact_bytes=args.max_artifact_bytes,
+        requests_per_second=args.max_requests_per_second,
     )
 
 

@@ -21,6 +21,7 @@ _QUOTAS: dict[str, tuple[str, str]] = {
     "run_timeout": ("longest run", "seconds"),
     "output_bytes": ("output per run", "bytes"),
     "artifact_bytes": ("artifacts kept", "bytes"),
+    "requests_per_second": ("requests/s", "count"),
 }
 
 

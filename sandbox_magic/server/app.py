@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -95,10 +96,12 @@ class _Gate:
         app: ASGIApp,
         *,
         authenticate: Callable[[str | None], Principal | None],
+        throttle: Callable[[Principal], float | None],
         max_body_bytes: int,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
+        self.throttle = throttle
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,6 +117,7 @@ class _Gate:
         if path == "/v1" or path.startswith("/v1/"):
             caller = self.authenticate(headers.get("authorization"))
             scope["state"]["principal"] = caller
+        wait = self.throttle(caller) if caller is not None else None
         if (path == "/v1" or path.startswith("/v1/")) and caller is None:
             message = (
                 "Missing bearer token: send 'Authorization: Bearer <token>'."
@@ -123,6 +127,8 @@ class _Gate:
             response = _error_response(
                 request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
             )
+        elif wait is not None and caller is not None:
+            response = _too_many(request_id, caller, wait)
         elif _too_large(headers.get("content-length"), self.max_body_bytes):
             response = _error_response(
                 request_id,
@@ -143,6 +149,19 @@ class _Gate:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def _too_many(request_id: str, caller: Principal, wait: float) -> Response:
+    """429 for a key over its ``requests_per_second`` (retryable, with Retry-After)."""
+    return _error_response(
+        request_id,
+        429,
+        "rate_limit_exceeded",
+        f"Too many requests from {caller.name}: quota 'requests_per_second' is "
+        f"{caller.quotas.requests_per_second}. Retry after the Retry-After delay.",
+        retryable=True,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
 
 
 def _too_large(length: str | None, limit: int) -> bool:
@@ -698,6 +717,9 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.demoter = demoter
     app.state.kernel_starts = FairGate(max(2, os.cpu_count() or 1))
     app.add_middleware(
-        _Gate, authenticate=tenancy.authenticate, max_body_bytes=config.max_body_bytes
+        _Gate,
+        authenticate=tenancy.authenticate,
+        throttle=tenancy.throttle,
+        max_body_bytes=config.max_body_bytes,
     )
     return app

@@ -116,3 +116,19 @@ def test_account_me_shows_quotas_and_usage(make_student) -> None:
     assert me["usage"]["sandboxes"] == 1
     assert me["usage"]["contexts"] == 1
     assert student.key not in str(me)
+
+
+def test_requests_per_second_throttles_one_student_not_the_others(make_student) -> None:
+    flooder, calm = make_student({"requests_per_second": 2}), make_student()
+    answers = [flooder.http.get("/v1/sandboxes") for _ in range(40)]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:4] == [200] * 4  # the burst allowance: twice the rate
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert limited
+    error = limited[0].json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert error["retryable"] is True
+    assert "requests_per_second" in error["message"]
+    assert int(limited[0].headers["retry-after"]) >= 1
+    # the other student is not slowed down at all
+    assert all(calm.http.get("/v1/sandboxes").status_code == 200 for _ in range(30))

@@ -31,8 +31,10 @@ class Quotas:
     run_timeout: int | None = 600
     #: Output (stdout, stderr, results) one run may produce.
     output_bytes: int | None = 16 * 1024 * 1024
-    #: Artifact bytes the key may keep stored (and the largest single file).
+    #: Artifact bytes the key may keep stored.
     artifact_bytes: int | None = 512 * 1024 * 1024
+    #: Requests per second, sustained (bursts of twice as many pass); then 429, retryable.
+    requests_per_second: int | None = 100
 
     def merged(self, overrides: Mapping[str, int | None]) -> Quotas:
         """These limits with some replaced."""

@@ -82,6 +82,7 @@ class Tenancy:
         self._activity: dict[str, Activity] = {}
         self._touched: dict[str, float] = {}
         self._failures: dict[str, deque[dict[str, Any]]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, when)
 
     def close(self) -> None:
         self.keys.close()
@@ -121,6 +122,21 @@ class Tenancy:
         activity = self._activity.setdefault(name, Activity())
         activity.last_seen = now_iso()
         activity.last_seen_monotonic = time.monotonic()
+
+    def throttle(self, principal: Principal) -> float | None:
+        """None if the request may go now, else the seconds until it may (token bucket)."""
+        rate = principal.quotas.requests_per_second
+        if rate is None:
+            return None
+        burst = 2.0 * rate
+        moment = time.monotonic()
+        tokens, since = self._buckets.get(principal.name, (burst, moment))
+        tokens = min(burst, tokens + (moment - since) * rate)
+        if tokens < 1.0:
+            self._buckets[principal.name] = (tokens, moment)
+            return (1.0 - tokens) / rate if rate > 0 else 60.0
+        self._buckets[principal.name] = (tokens - 1.0, moment)
+        return None
 
     def activity(self, name: str) -> Activity:
         return self._activity.get(name) or Activity()
