@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -152,6 +153,13 @@ async def _looping(student: Student, until: float) -> int:
         await student.cell(LOOP_CODE)
         loops += 1
     return loops
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(value, 1) for value in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cpu_seconds(server: LocalServer) -> dict[str, float]:
@@ -357,10 +365,30 @@ def render_section(results: dict[str, Any]) -> str:
         f"- Memory for {memory['kernels']} kernels: {memory['kernels_uss_mb']} MB unique "
         f"({memory['per_student_uss_mb']} MB per student; {memory['kernels_rss_mb']} MB "
         f"resident counting shared pages); the server itself {memory['server_rss_mb']} MB.",
+        *_cpu_lines(runs),
+        f"- Machine load average (1, 5, 15 min) at the start: {results.get('load_start')}, "
+        f"at the end: {results.get('load_end')}; the ratios need a quiet machine to mean much.",
         "",
         _END,
     ]
     return "\n".join(lines)
+
+
+def _cpu_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Cores busy per part in each case: what the class itself used of the machine."""
+    lines = []
+    for run in runs:
+        parts = []
+        for case in ("human", "back_to_back", "cpu_loops"):
+            busy = run["report"][case].get("cores_busy")
+            if busy:
+                parts.append(
+                    f"{case}: server {busy['server']}, kernels {busy['kernels']}, "
+                    f"simulated students {busy['clients']}"
+                )
+        if parts:
+            lines.append(f"- Cores busy ({run['label']}): " + "; ".join(parts) + ".")
+    return lines
 
 
 def write_section(markdown_path: Path, section: str) -> None:
@@ -390,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan()
     runs = []
+    load_start = _load()
     configurations = [("fair share", ())]
     if args.compare:
         configurations.append(("without CPU demotion", ("--no-cpu-demotion",)))
@@ -398,7 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append(
                 {"label": label, "report": run_classroom(plan, Path(workdir), extra_args=extra)}
             )
-    results = {"machine": machine_facts(), "plan": plan.__dict__, "runs": runs}
+    results = {
+        "machine": machine_facts(),
+        "plan": plan.__dict__,
+        "runs": runs,
+        "load_start": load_start,
+        "load_end": _load(),
+        "start_slots": max(2, os.cpu_count() or 1),
+    }
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     section = render_section(results)
     write_section(args.markdown, section)

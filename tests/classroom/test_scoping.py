@@ -6,6 +6,7 @@ covered (or this test names it).
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from sandbox_magic.server.app import _ROUTES
@@ -101,3 +102,24 @@ def test_idempotency_keys_do_not_cross_students(make_student) -> None:
     assert first.json()["id"] != second.json()["id"]
     again = a.http.post("/v1/sandboxes", json={}, headers=headers)
     assert again.json()["id"] == first.json()["id"]
+
+
+V1 = [(m, p) for p, m, _ in _ROUTES if p.startswith("/v1")]
+
+
+@pytest.mark.parametrize(("method", "path"), V1, ids=[f"{m} {p}" for m, p in V1])
+def test_every_v1_route_refuses_a_revoked_key(live_server, admin, method, path) -> None:
+    made = admin.post("/v1/keys", json={"name": "gone-" + method.lower()}).json()
+    admin.delete(f"/v1/keys/{made['id']}")
+    url = path.format(
+        sandbox_id="sb_x", context_id="ctx_x", run_id="run_x", artifact_id="art_x", key_id="k"
+    )
+    response = httpx.request(
+        method,
+        live_server.url + url,
+        headers={"Authorization": f"Bearer {made['key']}"},
+        json={} if method == "POST" else None,
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "auth_failed"
+    assert made["key"] not in response.text
