@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Final
 
-from sandbox_magic.server.classroom.usage import cpu_seconds
+from sandbox_magic.server.classroom.usage import cpu_seconds, process_tree
 
 if TYPE_CHECKING:
     from sandbox_magic.server.runs import RunState
@@ -95,14 +95,14 @@ class FairGate:
 
 
 class CpuDemoter:
-    """Lowers the CPU priority of kernels whose run has been running for a while."""
+    """Lowers the CPU priority of kernels whose run keeps a core busy."""
 
     def __init__(self, service: SandboxService, owner_of: Callable[[str], str]) -> None:
         self._service = service
         self._owner_of = owner_of
         self._cpu_at_start: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
-        self._demoted: dict[int, int] = {}  # process group -> nice given
+        self._demoted: dict[int, int] = {}  # kernel pid -> nice given
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -113,19 +113,17 @@ class CpuDemoter:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        for group in list(self._demoted):
-            self._renice(group, 0)
+        for pid in list(self._demoted):
+            _renice(pid, 0)
         self._demoted.clear()
 
     def niceness(self) -> dict[str, int]:
         """Run id -> nice level given to its kernel, for the dashboard."""
         shown: dict[str, int] = {}
         for run in self._service.runs.values():
-            if run.status != "running":
-                continue
-            group = self._group_of(run)
-            if group is not None and group in self._demoted:
-                shown[run.id] = self._demoted[group]
+            pid = self._pid_of(run) if run.status == "running" else None
+            if pid is not None and pid in self._demoted:
+                shown[run.id] = self._demoted[pid]
         return shown
 
     async def _watch(self) -> None:
@@ -151,40 +149,30 @@ class CpuDemoter:
                 continue  # most cells end before this: read nothing for them
             pid = self._pid_of(run)
             used = cpu_seconds(pid) if pid is not None else None
-            if pid is None or used is None:
+            if pid is None or used is None or pid == os.getpid():
                 continue
-            start = self._cpu_at_start.setdefault(run.id, used)
-            group = self._group_of(run)
-            if used - start < DEMOTE_AFTER or group is None:
+            if used - self._cpu_at_start.setdefault(run.id, used) < DEMOTE_AFTER:
                 continue
             name = self._owner_of(run.sandbox_id)
             count = long_by_name.get(name, 0)
             long_by_name[name] = count + 1
-            wanted[group] = min(19, _BASE_NICE + _STEP_NICE * count)
-        for group, nice in wanted.items():
-            if self._demoted.get(group) != nice:
-                self._renice(group, nice)
-                self._demoted[group] = nice
-        for group in [g for g in self._demoted if g not in wanted]:
-            self._renice(group, 0)
-            del self._demoted[group]
+            wanted[pid] = min(19, _BASE_NICE + _STEP_NICE * count)
+        for pid, nice in wanted.items():
+            if self._demoted.get(pid) != nice:
+                _renice(pid, nice)
+                self._demoted[pid] = nice
+        for pid in [p for p in self._demoted if p not in wanted]:
+            _renice(pid, 0)
+            del self._demoted[pid]
 
     def _pid_of(self, run: RunState) -> int | None:
         sandbox = self._service.sandboxes.get(run.sandbox_id)
         context = sandbox.contexts.get(run.context_id) if sandbox else None
         return context.kernel.pid if context is not None else None
 
-    def _group_of(self, run: RunState) -> int | None:
-        pid = self._pid_of(run)
-        if pid is None:
-            return None
-        try:
-            group = os.getpgid(pid)
-        except OSError:
-            return None
-        return group if group != os.getpgrp() else None  # never the server's own group
 
-    @staticmethod
-    def _renice(group: int, nice: int) -> None:
+def _renice(pid: int, nice: int) -> None:
+    """Set the nice level of a kernel and every process below it (a wrapper's child too)."""
+    for member in process_tree(pid):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PGRP, group, nice)
+            os.setpriority(os.PRIO_PROCESS, member, nice)

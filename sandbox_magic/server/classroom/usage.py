@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ProcessUsage", "UsageSampler", "cpu_seconds"]
+__all__ = ["ProcessUsage", "UsageSampler", "cpu_seconds", "process_tree"]
 
 _CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 _TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -65,10 +65,31 @@ def _proc_reading(pid: int) -> tuple[float, float] | None:
     return cpu, float(rss_pages * _PAGE)
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (from ``/proc/<pid>/task/*/children``)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending and len(found) < 1000:
+        current = pending.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) the process has used so far."""
-    reading = _proc_reading(pid)
-    return None if reading is None else reading[0]
+    """CPU time (user + system) used so far by the process and everything below it."""
+    readings = [_proc_reading(member) for member in process_tree(pid)]
+    if readings[0] is None:
+        return None
+    return sum(reading[0] for reading in readings if reading is not None)
 
 
 class UsageSampler:
