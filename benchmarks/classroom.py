@@ -367,7 +367,9 @@ def render_section(results: dict[str, Any]) -> str:
         f"resident counting shared pages); the server itself {memory['server_rss_mb']} MB.",
         *_cpu_lines(runs),
         f"- Machine load average (1, 5, 15 min) at the start: {results.get('load_start')}, "
-        f"at the end: {results.get('load_end')}; the ratios need a quiet machine to mean much.",
+        f"at the end: {results.get('load_end')}. When the cores busy above add up to much "
+        "less than the machine's cores, other work on the machine, not the server, set the "
+        "pace, and the ratios say little.",
         "",
         _END,
     ]
@@ -382,9 +384,10 @@ def _cpu_lines(runs: list[dict[str, Any]]) -> list[str]:
         for case in ("human", "back_to_back", "cpu_loops"):
             busy = run["report"][case].get("cores_busy")
             if busy:
+                total = round(sum(busy.values()), 2)
                 parts.append(
                     f"{case}: server {busy['server']}, kernels {busy['kernels']}, "
-                    f"simulated students {busy['clients']}"
+                    f"simulated students {busy['clients']} (in all {total})"
                 )
         if parts:
             lines.append(f"- Cores busy ({run['label']}): " + "; ".join(parts) + ".")
@@ -415,7 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also run on a server started with --no-cpu-demotion, side by side",
     )
+    parser.add_argument(
+        "--render-only", action="store_true", help="run nothing: rewrite the section from --json"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_section(args.markdown, render_section(json.loads(args.json.read_text())))
+        return 0
     plan = Plan.quick() if args.quick else Plan()
     runs = []
     load_start = _load()
