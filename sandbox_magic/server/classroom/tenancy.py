@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox_magic.server.classroom.keys import ADMIN_NAME, KeyRecord, KeyStore
 from sandbox_magic.server.classroom.quotas import UNLIMITED, Quotas, quota_exceeded
 from sandbox_magic.server.errors import ApiError
+from sandbox_magic.server.runs import Outcome
 from sandbox_magic.server.util import now_iso
 
 if TYPE_CHECKING:
@@ -266,13 +267,11 @@ class Tenancy:
             elif event["type"] == "result":
                 seen += _payload_size(event)
             if seen > limit and not run.stop.is_set():
-                run.request_stop(
-                    status="failed",
-                    reason=(
-                        f"quota 'output_bytes' exceeded: the run produced more than "
-                        f"{limit} bytes of output, so it was stopped"
-                    ),
+                reason = (
+                    f"quota 'output_bytes' exceeded: the run produced more than "
+                    f"{limit} bytes of output, so it was stopped"
                 )
+                run.request_stop(Outcome("failed", reason))
 
         run.recorder.listen(count)
 
