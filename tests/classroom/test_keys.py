@@ -138,3 +138,18 @@ def test_bad_key_requests_answer_400(admin) -> None:
         response = admin.post("/v1/keys", json=body)
         assert response.status_code == 400, (body, response.text)
         assert fragment in response.json()["error"]["message"]
+
+
+def test_cli_quota_change_applies_on_the_next_request(live_server, make_student) -> None:
+    student = make_student()
+    sandbox_id = student.sandbox()
+    assert student.http.get("/v1/account/me").json()["quotas"]["contexts"] == 4
+    changed = _keys_cli(live_server.state_dir, "quota", student.name, "contexts=0")
+    assert changed.returncode == 0, changed.stderr
+    assert "contexts=0" in changed.stdout
+    refused = student.http.post(f"/v1/sandboxes/{sandbox_id}/code/contexts", json={})
+    assert refused.status_code == 429
+    assert "Quota 'contexts' exceeded" in refused.json()["error"]["message"]
+    bad = _keys_cli(live_server.state_dir, "quota", student.name, "contexts=many")
+    assert bad.returncode == 2
+    assert "not a whole number" in bad.stderr
