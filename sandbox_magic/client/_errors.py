@@ -19,7 +19,7 @@ SandboxError                      anything that went wrong talking to a sandbox
 ```
 
 Messages say what happened in plain words, usable from a script; the notebook adds
-its own hints (which ``%sandbox`` command helps) through `SandboxError.hint`. None of
+its own hints (which notebook command helps) through `SandboxError.hint`. None of
 them ever contains the API key: request headers are never part of an error, and URLs
 are shown without credentials.
 """

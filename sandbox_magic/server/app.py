@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
+from sandbox_magic.server import languages
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.classroom import keys_routes
 from sandbox_magic.server.classroom.dashboard import Dashboard
@@ -49,7 +50,16 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.wire import CODE_RAISED, RUN_STATUSES, TERMINAL_STATUSES, TIMED_OUT
+from sandbox_magic.wire import (
+    AUTH_FAILED,
+    CODE_RAISED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+)
 
 __all__ = ["create_app"]
 
@@ -125,7 +135,7 @@ class _Gate:
                 else "The bearer token is not accepted."
             )
             response = _error_response(
-                request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
+                request_id, 401, AUTH_FAILED, message, headers={"WWW-Authenticate": "Bearer"}
             )
         elif wait is not None and caller is not None:
             response = _too_many(request_id, caller, wait)
@@ -133,7 +143,7 @@ class _Gate:
             response = _error_response(
                 request_id,
                 413,
-                "invalid_request",
+                INVALID_REQUEST,
                 f"The request body is larger than {self.max_body_bytes} bytes.",
             )
         if response is not None:
@@ -178,9 +188,7 @@ async def _read_json(request: Request) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                413, "invalid_request", f"The request body is larger than {limit} bytes."
-            )
+            raise ApiError(413, INVALID_REQUEST, f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -235,8 +243,14 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     pool = _service(request).pool
+    offered = await asyncio.to_thread(languages.report)  # the first look starts R once
     return JSONResponse(
-        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+        {
+            "status": "ok",
+            "version": __version__,
+            "warm_kernels_ready": pool.ready_count,
+            "languages": offered,
+        }
     )
 
 
@@ -597,7 +611,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
+    code = {404: NOT_FOUND, 405: INVALID_REQUEST}.get(error.status_code, INVALID_REQUEST)
     message = "No such route." if error.status_code == 404 else str(error.detail)
     return _error_response(
         _request_id(request),
@@ -613,7 +627,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return _error_response(
         _request_id(request),
         500,
-        "internal_error",
+        INTERNAL_ERROR,
         f"The server failed: {type(error).__name__}.",
         retryable=True,
     )

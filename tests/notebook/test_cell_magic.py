@@ -68,7 +68,11 @@ def test_every_rich_type_keeps_its_whole_bundle(shell: InteractiveShell) -> None
     result, captured = run_cell(shell, source)
     assert result.success, result.error_in_exec
     found = bundles(captured)
-    assert any(b.get("text/markdown") == "**bold**" for b in found)
+    # Markdown arrives rendered to sanitised HTML, its source as the text form.
+    assert any(
+        b.get("text/html") == "<p><strong>bold</strong></p>\n" and b["text/plain"] == "**bold**"
+        for b in found
+    )
     assert any("\\alpha" in b.get("text/latex", "") for b in found)
     assert any("<svg" in b.get("image/svg+xml", "") for b in found)
     assert any(b.get("application/json") == {"a": [1, 2]} for b in found)
@@ -155,6 +159,7 @@ def test_wrong_key_is_a_clear_error_without_the_key(
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "HTTP 401" in text
+    assert "%config SandboxMagics.api_key" in text  # the notebook's hint
     assert "definitely-wrong-key" not in text
     assert "Traceback" not in text
 
@@ -164,6 +169,18 @@ def test_unreachable_server_names_the_url(shell: InteractiveShell) -> None:
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "Cannot reach the sandbox server at http://127.0.0.1:9" in text
+    assert "`%sandbox status`" in text
+
+
+def test_no_server_at_all_names_the_notebook_commands(shell: InteractiveShell) -> None:
+    magics = magics_of(shell)
+    magics.api_url, magics.embedded = None, False
+    result, captured = run_cell(shell, "%%sandbox\n1")
+    text = captured.stdout + captured.stderr + str(result.error_in_exec)
+    assert "No sandbox server is configured" in text
+    assert "%sandbox connect URL" in text
+    assert "SandboxMagics.embedded = True" in text
+    assert "Traceback" not in text
 
 
 def test_config_listing_never_shows_the_key(shell: InteractiveShell, live_server: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from testkit import magics_of, session_of
+from testkit import magics_of, session_of, wait_until
 
 LOOP = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
 
@@ -39,12 +38,7 @@ def context_id(shell: InteractiveShell, name: str = "default") -> str:
 
 
 def poll(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, timeout=timeout, what=what)
 
 
 def start_run_elsewhere(http: httpx.Client, sandbox_id: str, ctx_id: str, code: str) -> str:

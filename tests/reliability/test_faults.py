@@ -14,7 +14,7 @@ import pytest
 from faultproxy import Exchange, FaultProxy
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from testkit import session_of
+from testkit import session_of, wait_until
 
 from sandbox_magic.client import PollPolicy, Run, SandboxConnectionError, SandboxError, poll_run
 from sandbox_magic.notebook.hints import with_hint
@@ -174,13 +174,7 @@ def test_cell_fails_within_seconds_naming_the_url_when_the_server_is_gone(
 
 
 def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
+    return wait_until(check, timeout=timeout, interval=0.02, what=what)
 
 
 @pytest.mark.slow
