@@ -122,12 +122,15 @@ def _sandbox_or_fail(cmd: CommandContext) -> str:
 def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Server URL (never the key), health, sandbox and contexts."""
     from sandbox_magic.client import SandboxError
+    from sandbox_magic.notebook.account_view import account_rows
 
     facts = cmd.session.describe()
     healthy = "not connected yet"
+    account: dict[str, Any] | None = None
     if facts["url"] is not None:
         try:
             healthy = "ok" if cmd.calls.health() else "unhealthy"
+            account = cmd.calls.account()
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     connection = cmd.settings.connection
@@ -139,6 +142,7 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
         ["api key", "set (hidden)" if connection.api_key else "not set"],
+        *account_rows(account),
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
     ]
