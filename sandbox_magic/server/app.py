@@ -243,7 +243,7 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     pool = _service(request).pool
-    offered = await asyncio.to_thread(languages.report)  # the first look starts R once
+    offered = languages.report()
     return JSONResponse(
         {
             "status": "ok",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
-from sandbox_magic.server import languages, runtime_area
+from sandbox_magic.server import runtime_area
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
@@ -102,8 +102,6 @@ class SandboxService:
             envs = dict(record.get("_envs") or {})
             self.sandboxes[record["id"]] = LiveSandbox(record=record, root=root, envs=envs)
         self.pool.start()
-        # Look for the other languages' kernels once, early, off the event loop.
-        self._spawn(asyncio.to_thread(languages.prefetch))
 
     async def stop(self) -> None:
         """End runs in flight (``failed``), shut every kernel down, close the store."""
