@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox_magic.server.classroom.quotas import Quotas
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
@@ -30,3 +32,7 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
+    #: Quotas of student keys (each key may override them); admins are unlimited.
+    student_quotas: Quotas = field(default_factory=Quotas)
+    #: Lower the CPU priority of runs that keep a core busy (see `classroom.fairness`).
+    cpu_demotion: bool = True

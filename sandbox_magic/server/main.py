@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +26,7 @@ import uvicorn
 
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
+from sandbox_magic.server.classroom.quotas import Quotas
 from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
 
 __all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
@@ -53,6 +54,8 @@ class ServeOptions:
     interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
+    student_quotas: Quotas = field(default_factory=Quotas)
+    cpu_demotion: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -131,6 +134,8 @@ def serve(options: ServeOptions) -> int:
         default_run_timeout=options.default_run_timeout,
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
+        student_quotas=options.student_quotas,
+        cpu_demotion=options.cpu_demotion,
     )
     uv_config = uvicorn.Config(
         create_app(config),
