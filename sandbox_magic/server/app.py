@@ -193,9 +193,15 @@ def _limit(request: Request) -> int:
 
 
 async def healthz(request: Request) -> Response:
-    pool = _service(request).pool
+    service = _service(request)
     return JSONResponse(
-        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+        {
+            "status": "ok",
+            "version": __version__,
+            "warm_kernels_ready": service.pool.ready_count,
+            "isolation": service.confinement.describe(),
+            "limits": service.config.limits.describe() if service.confinement.active else None,
+        }
     )
 
 
@@ -205,6 +211,8 @@ async def create_sandbox(request: Request) -> Response:
     timeout_ms = optional_int(body, "timeout_ms", minimum=0)
     metadata = optional_object(body, "metadata")
     envs = optional_str_map(body, "envs")
+    vcpus = optional_int(body, "vcpus", minimum=1)
+    memory_mb = optional_int(body, "memory_mb", minimum=1)
     service = _service(request)
 
     async def create() -> str:
@@ -213,6 +221,8 @@ async def create_sandbox(request: Request) -> Response:
             timeout_ms=300_000 if timeout_ms is None else timeout_ms,
             metadata=metadata,
             envs=envs,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
         )
         return str(record["id"])
 

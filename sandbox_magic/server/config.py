@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox_magic.server.confinement import Confinement, LimitPolicy
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
@@ -30,3 +32,11 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
+    #: ``auto`` (bubblewrap when this machine allows it), ``bwrap`` or ``none``.
+    isolation: str = "auto"
+    #: The isolation already detected (by ``serve``); None: detect at start.
+    confinement: Confinement | None = None
+    #: Defaults and maxima of the per-sandbox limits.
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
+    #: Names of the server's environment variables confined kernels may see.
+    pass_env: tuple[str, ...] = ()

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,14 @@ from typing import Any, Final
 
 from jupyter_client.manager import AsyncKernelManager
 
+from sandbox_magic.server.confined_manager import ConfinedKernelManager
+from sandbox_magic.server.confinement import Confinement, Jail
 from sandbox_magic.server.kernelspecs import (
     PYTHON_SPEC_NAME,
     KernelChoice,
     SandboxKernelSpecManager,
 )
+from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -58,9 +60,12 @@ class _Pending:
 class Kernel:
     """One running kernel and the channels to talk to it."""
 
-    def __init__(self, manager: AsyncKernelManager, choice: KernelChoice) -> None:
+    def __init__(
+        self, manager: AsyncKernelManager, choice: KernelChoice, directory: Path | None = None
+    ) -> None:
         self.manager = manager
         self.choice = choice
+        self.directory = directory
         self._client: Any = None
         self._pending: dict[str, _Pending] = {}
         self._pumps: list[asyncio.Task[None]] = []
@@ -77,25 +82,42 @@ class Kernel:
         env: Mapping[str, str] | None = None,
         spec_manager: SandboxKernelSpecManager,
         runtime_dir: Path,
+        confinement: Confinement | None = None,
+        jail: Jail | None = None,
     ) -> Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
 
-        Kernels talk over Unix sockets in ``runtime_dir`` (private to the user, and
-        faster than loopback TCP).
+        Kernels talk over Unix sockets in a directory of their own under
+        ``runtime_dir`` (private, and faster than loopback TCP). With an active
+        ``confinement``, the kernel runs confined in ``jail``.
         """
-        name = secrets.token_hex(4)
-        manager = AsyncKernelManager(
-            kernel_name=choice.spec_name,
-            kernel_spec_manager=spec_manager,
-            shutdown_wait_time=1.0,
-            transport="ipc",
-            ip=str(runtime_dir / name),
-            connection_file=str(runtime_dir / f"{name}.json"),
-        )
+        directory = runtime_dir / secrets.token_hex(4)
+        options: dict[str, Any] = {
+            "kernel_name": choice.spec_name,
+            "kernel_spec_manager": spec_manager,
+            "shutdown_wait_time": 1.0,
+            "transport": "ipc",
+            "ip": str(directory / "k"),
+            "connection_file": str(directory / "kernel.json"),
+        }
+        if confinement is not None and confinement.active and jail is not None:
+            confinement.prepare_kernel_dir(jail, directory)
+            confined_manager = ConfinedKernelManager(**options)
+            confined_manager.confine(
+                confinement, jail, kernel_dir=directory, cwd=cwd, envs=dict(env or {})
+            )
+            manager: AsyncKernelManager = confined_manager
+        else:
+            directory.mkdir(mode=0o700)
+            manager = AsyncKernelManager(**options)
         kernel_env = dict(os.environ)
         kernel_env.update(env or {})
-        await manager.start_kernel(cwd=str(cwd), env=kernel_env)
-        kernel = cls(manager, choice)
+        try:
+            await manager.start_kernel(cwd=str(cwd), env=kernel_env)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        kernel = cls(manager, choice, directory)
         try:
             await kernel._connect()
         except BaseException:
@@ -159,6 +181,8 @@ class Kernel:
             if self.manager.has_kernel:
                 await self.manager.shutdown_kernel(now=False)
         self._kill_group()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def _kill_group(self) -> None:
         if self._pgid is not None and self._pgid > 1 and hasattr(os, "killpg"):
@@ -302,12 +326,16 @@ class Kernel:
 class KernelPool:
     """Starts kernels, keeping ``size`` idle Python kernels ready for new contexts."""
 
-    def __init__(self, *, size: int, idle_dir: Path) -> None:
-        self.size = size
+    def __init__(
+        self, *, size: int, idle_dir: Path, confinement: Confinement | None = None
+    ) -> None:
+        self.confinement = confinement
+        # A confined kernel is started for one sandbox (its mounts and uid): none warm.
+        self.size = 0 if confinement is not None and confinement.active else size
         self.spec_manager = SandboxKernelSpecManager()
         self._idle_dir = idle_dir
-        # Short on purpose: Unix socket paths are limited to about 100 characters.
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="sbm-"))
+        remove_stale_runtime_dirs()
+        self.runtime_dir = make_runtime_dir()
         self._ready: list[Kernel] = []
         self._starting: set[asyncio.Task[Kernel]] = set()
         self._waiters: list[asyncio.Future[Kernel]] = []
@@ -374,14 +402,24 @@ class KernelPool:
                 return
         self._ready.append(kernel)
 
-    async def acquire(self, choice: KernelChoice, *, cwd: Path, env: Mapping[str, str]) -> Kernel:
+    async def acquire(
+        self,
+        choice: KernelChoice,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        jail: Jail | None = None,
+        code_cwd: str | None = None,
+    ) -> Kernel:
         """A kernel for a new context: a warm one for Python, else a cold start in ``cwd``.
 
-        A warm kernel is moved into ``cwd`` and given ``env`` by the caller (see
-        `prepare_python`); a cold one starts there with ``env``.
+        A warm kernel is moved into ``cwd`` and given ``env`` (see `prepare_python`);
+        a cold one starts there with ``env``, confined in ``jail`` if isolation is on.
+        ``code_cwd`` is ``cwd`` as the code sees it.
         """
         if self._closed:
             raise RuntimeError("the server is shutting down")
+        code_cwd = code_cwd or str(cwd)
         if not choice.is_own_python or self.size <= 0:
             kernel = await Kernel.start(
                 choice,
@@ -389,10 +427,12 @@ class KernelPool:
                 env=env,
                 spec_manager=self.spec_manager,
                 runtime_dir=self.runtime_dir,
+                confinement=self.confinement,
+                jail=jail,
             )
             self._live.add(kernel)
             if choice.is_own_python:
-                await prepare_python(kernel, cwd=cwd, env=env)
+                await prepare_python(kernel, cwd=code_cwd, env=env)
             return kernel
         if self._ready:
             kernel = self._ready.pop(0)
@@ -402,7 +442,7 @@ class KernelPool:
             self._waiters.append(waiter)
             self._refill()
             kernel = await waiter
-        await prepare_python(kernel, cwd=cwd, env=env)
+        await prepare_python(kernel, cwd=code_cwd, env=env)
         return kernel
 
     async def release(self, kernel: Kernel) -> None:
@@ -431,9 +471,9 @@ class KernelPool:
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
-async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
+async def prepare_python(kernel: Kernel, *, cwd: str, env: Mapping[str, str]) -> None:
     """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
-    code = f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})"
+    code = f"__import__('os').chdir({cwd!r}); __import__('os').environ.update({dict(env)!r})"
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

@@ -154,11 +154,14 @@ class ContextRuntime:
         on_finish: Callable[[RunState], None],
         interrupt_grace: float,
         max_artifact_bytes: int,
+        shown_cwd: str | None = None,
     ) -> None:
         self.id = context_id
         self.sandbox_id = sandbox_id
         self.language = language
         self.cwd = cwd
+        #: The working directory as the code sees it (under isolation: ``/workspace``).
+        self.shown_cwd = shown_cwd or str(cwd)
         self.kernel = kernel
         self._prepare = prepare
         self._store = store
@@ -174,7 +177,7 @@ class ContextRuntime:
         self._closed = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "language": self.language, "cwd": str(self.cwd)}
+        return {"id": self.id, "language": self.language, "cwd": self.shown_cwd}
 
     # -- queue -----------------------------------------------------------------------
 

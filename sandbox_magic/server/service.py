@@ -29,6 +29,7 @@ from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
 from sandbox_magic.server.config import ServerConfig
+from sandbox_magic.server.confinement import Confinement, Jail, Limits, detect, new_uid
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
@@ -57,6 +58,7 @@ class LiveSandbox:
     record: dict[str, Any]
     root: Path
     envs: dict[str, str]
+    jail: Jail | None = None
     contexts: dict[str, ContextRuntime] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     default_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -78,8 +80,17 @@ class SandboxService:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.confinement: Confinement = config.confinement or detect(
+            config.isolation, pass_env=config.pass_env
+        )
+        if not self.confinement.active and config.isolation != "none":
+            log.warning("kernels run UNCONFINED: %s", self.confinement.reason)
         self.store = Store(config.state_dir)
-        self.pool = KernelPool(size=config.warm_kernels, idle_dir=config.state_dir / "idle")
+        self.pool = KernelPool(
+            size=config.warm_kernels,
+            idle_dir=config.state_dir / "idle",
+            confinement=self.confinement,
+        )
         self.sandboxes: dict[str, LiveSandbox] = {}
         self.runs: dict[str, RunState] = {}
         self._retention = timedelta(days=config.retention_days)
@@ -98,7 +109,10 @@ class SandboxService:
             root = self.store.sandbox_root / record["id"]
             (root / "workspace").mkdir(parents=True, exist_ok=True)
             envs = dict(record.get("_envs") or {})
-            self.sandboxes[record["id"]] = LiveSandbox(record=record, root=root, envs=envs)
+            jail = await asyncio.to_thread(self._reopen_jail, record, root)
+            self.sandboxes[record["id"]] = LiveSandbox(
+                record=record, root=root, envs=envs, jail=jail
+            )
         self.pool.start()
 
     async def stop(self) -> None:
@@ -164,6 +178,42 @@ class SandboxService:
 
     # -- sandboxes -------------------------------------------------------------------
 
+    def _sandbox_config(self, limits: Limits | None) -> dict[str, Any]:
+        """The ``config`` a sandbox reports: the limits in force, never the host's size."""
+        isolation = self.confinement.mode
+        if limits is None:
+            return {**_host_resources(), "isolation": isolation, "internet_access": True}
+        return {
+            "vcpus": limits.vcpus,
+            "memory_mb": limits.memory_mb,
+            "isolation": isolation,
+            "internet_access": False,
+            "limits": limits.public(),
+        }
+
+    def _reopen_jail(self, record: dict[str, Any], root: Path) -> Jail | None:
+        """The jail of a stored sandbox (one made under another isolation gets one now)."""
+        if not self.confinement.active:
+            return None
+        stored = record.get("_jail") or {}
+        try:
+            limits = Limits(**stored["limits"])
+            uid = int(stored["uid"])
+        except (KeyError, TypeError, ValueError):
+            limits = self.config.limits.limits(vcpus=None, memory_mb=None)
+            uid = new_uid()
+        jail = Jail(uid=uid, root=root, limits=limits)
+        self.confinement.prepare(jail)
+        if self.confinement.as_root:
+            for path in root.rglob("*"):
+                with contextlib.suppress(OSError):
+                    os.lchown(path, uid, uid)
+        record["_jail"] = {"uid": uid, "limits": limits.public()}
+        record["config"] = self._sandbox_config(limits)
+        record["cwd"] = self.confinement.inside(jail, jail.workspace)
+        self.store.put_sandbox(record)
+        return jail
+
     def create_sandbox(
         self,
         *,
@@ -171,26 +221,38 @@ class SandboxService:
         timeout_ms: int,
         metadata: dict[str, Any],
         envs: dict[str, str],
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
     ) -> dict[str, Any]:
         sandbox_id = new_id("sb")
         root = self.store.sandbox_root / sandbox_id
-        (root / "workspace").mkdir(parents=True, exist_ok=True)
+        jail: Jail | None = None
+        if self.confinement.active:
+            limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
+            jail = Jail(uid=new_uid(), root=root, limits=limits)
+            self.confinement.prepare(jail)
+        else:
+            (root / "workspace").mkdir(parents=True, exist_ok=True)
         created = now_iso()
         record: dict[str, Any] = {
             "id": sandbox_id,
             "status": "running",
             "template": template,
-            "config": _host_resources(),
+            "config": self._sandbox_config(jail.limits if jail else None),
             "metadata": metadata,
             "created_at": created,
             "started_at": created,
             "timeout_ms": timeout_ms,
             "expires_at": None,
-            "cwd": str(root / "workspace"),
+            "cwd": self.confinement.inside(jail, jail.workspace)
+            if jail
+            else str(root / "workspace"),
             "_envs": envs,
         }
+        if jail is not None:
+            record["_jail"] = {"uid": jail.uid, "limits": jail.limits.public()}
         self.store.put_sandbox(record)
-        sandbox = LiveSandbox(record=record, root=root, envs=envs)
+        sandbox = LiveSandbox(record=record, root=root, envs=envs, jail=jail)
         self.sandboxes[sandbox_id] = sandbox
         return sandbox.public()
 
@@ -230,6 +292,9 @@ class SandboxService:
         if not requested:
             return sandbox.workspace
         path = Path(requested)
+        if sandbox.jail is not None and path.is_relative_to("/sandbox"):
+            path = path.relative_to("/sandbox")  # the sandbox's root, as its code sees it
+            requested = path.as_posix()
         if path.is_absolute():
             real_root = sandbox.root.resolve()
             resolved = path.resolve()
@@ -241,6 +306,11 @@ class SandboxService:
             return sandbox.root.resolve()
         cwd = artifact_files.safe_join(sandbox.root, requested)
         cwd.mkdir(parents=True, exist_ok=True)
+        if sandbox.jail is not None and self.confinement.as_root:
+            for directory in (cwd, *cwd.parents):
+                if not directory.is_relative_to(sandbox.root):
+                    break
+                os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
         return cwd
 
     async def create_context(
@@ -255,8 +325,13 @@ class SandboxService:
     async def _start_context(
         self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path
     ) -> ContextRuntime:
+        code_cwd = (
+            self.confinement.inside(sandbox.jail, cwd) if sandbox.jail is not None else str(cwd)
+        )
         try:
-            kernel = await self.pool.acquire(choice, cwd=cwd, env=sandbox.envs)
+            kernel = await self.pool.acquire(
+                choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
+            )
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
@@ -265,7 +340,7 @@ class SandboxService:
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
-                await prepare_python(restarted, cwd=cwd, env=sandbox.envs)
+                await prepare_python(restarted, cwd=code_cwd, env=sandbox.envs)
 
         context = ContextRuntime(
             context_id=new_id("ctx"),
@@ -278,6 +353,7 @@ class SandboxService:
             on_finish=self._forget_run,
             interrupt_grace=self.config.interrupt_grace,
             max_artifact_bytes=self.config.max_artifact_bytes,
+            shown_cwd=code_cwd,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
             await context.close(status="cancelled", reason="the sandbox was deleted")
