@@ -58,6 +58,35 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
+        "--isolation",
+        default="auto",
+        choices=["auto", "bwrap", "none"],
+        help="confine kernels with bubblewrap (bwrap), not at all (none), or bwrap when "
+        "this machine allows it, else none with a warning (auto, the default)",
+    )
+    parser.add_argument(
+        "--default-memory-mb", type=int, default=1024, help="a sandbox's memory (default 1024)"
+    )
+    parser.add_argument(
+        "--max-memory-mb", type=int, default=4096, help="most memory a sandbox may ask for"
+    )
+    parser.add_argument(
+        "--default-vcpus", type=int, default=1, help="CPUs of a sandbox (default 1)"
+    )
+    parser.add_argument(
+        "--max-processes",
+        type=int,
+        default=256,
+        help="processes and threads per sandbox (default 256)",
+    )
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let confined kernels see this variable of the server's environment (repeatable)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -66,6 +95,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.confinement import LimitPolicy
     from sandbox_magic.server.main import ServeOptions, serve
 
     return serve(
@@ -79,6 +109,14 @@ def _serve(args: argparse.Namespace) -> int:
             interrupt_grace=args.interrupt_grace,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            isolation=args.isolation,
+            limits=LimitPolicy(
+                default_vcpus=args.default_vcpus,
+                default_memory_mb=args.default_memory_mb,
+                max_memory_mb=args.max_memory_mb,
+                processes=args.max_processes,
+            ),
+            pass_env=tuple(args.pass_env),
         )
     )
 

@@ -16,6 +16,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get install -y -qq chromium >/dev/null || { echo "Could not install chromium" >&2; exit 1; }
 fi
 
+# The local server confines sandboxes with bubblewrap; the suite runs with isolation on.
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "Installing bubblewrap (Debian package) for sandbox isolation"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq bubblewrap util-linux >/dev/null || { echo "Could not install bubblewrap" >&2; exit 1; }
+fi
+
 echo "== ruff"
 "$venv/bin/ruff" check sandbox_magic tests benchmarks || exit 1
 "$venv/bin/ruff" format --check sandbox_magic tests benchmarks || exit 1

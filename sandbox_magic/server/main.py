@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +27,8 @@ import uvicorn
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
 from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
+from sandbox_magic.server.confinement import IsolationUnavailable, LimitPolicy, detect
+from sandbox_magic.server.runtime_dirs import raise_open_files_limit
 
 __all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
 
@@ -53,6 +55,9 @@ class ServeOptions:
     interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
+    isolation: str = "auto"
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
+    pass_env: tuple[str, ...] = ()
 
 
 def _is_loopback(host: str) -> bool:
@@ -121,6 +126,19 @@ def serve(options: ServeOptions) -> int:
             file=sys.stderr,
             flush=True,
         )
+    try:
+        confinement = detect(options.isolation, pass_env=options.pass_env)
+    except IsolationUnavailable as error:
+        print(f"sandbox-magic: --isolation bwrap is not possible here: {error}", file=sys.stderr)
+        return 1
+    if not confinement.active and options.isolation == "auto":
+        print(
+            f"WARNING: sandbox-magic runs code UNCONFINED, as this user: {confinement.reason}. "
+            "Install bubblewrap (Debian: apt-get install bubblewrap) to isolate sandboxes.",
+            file=sys.stderr,
+            flush=True,
+        )
+    raise_open_files_limit()
     sock = _bind(options.host, options.port)
     config = ServerConfig(
         state_dir=state_dir,
@@ -131,6 +149,10 @@ def serve(options: ServeOptions) -> int:
         default_run_timeout=options.default_run_timeout,
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
+        isolation=options.isolation,
+        confinement=confinement,
+        limits=options.limits,
+        pass_env=options.pass_env,
     )
     uv_config = uvicorn.Config(
         create_app(config),

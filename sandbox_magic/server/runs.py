@@ -155,6 +155,7 @@ class ContextRuntime:
         interrupt_grace: float,
         max_artifact_bytes: int,
         shown_cwd: str | None = None,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.id = context_id
         self.sandbox_id = sandbox_id
@@ -162,6 +163,8 @@ class ContextRuntime:
         self.cwd = cwd
         #: The working directory as the code sees it (under isolation: ``/workspace``).
         self.shown_cwd = shown_cwd or str(cwd)
+        #: The sandbox's memory limit, if one is enforced: running out of it restarts.
+        self.memory_limit_mb = memory_limit_mb
         self.kernel = kernel
         self._prepare = prepare
         self._store = store
@@ -281,6 +284,8 @@ class ContextRuntime:
                 "the kernel died while running the code; it was restarted, "
                 "so the context's variables are lost"
             )
+            if self.memory_limit_mb is not None:
+                reason += f" (it may have run out of memory: limit {self.memory_limit_mb} MB)"
             return ("failed", reason), True
         if error is not None:
             raise error
@@ -293,6 +298,13 @@ class ContextRuntime:
         failure = run.recorder.error
         if failure is None:
             return ("failed", f"the kernel answered {reply.get('status')!r}"), False
+        if failure["name"] == "MemoryError" and self.memory_limit_mb is not None:
+            # A half-failed allocation can leave the kernel unusable: start afresh.
+            limit = f"out of memory: limit {self.memory_limit_mb} MB"
+            failure["value"] = failure["value"] or limit
+            await self.restart_kernel()
+            reason = f"{limit}; the context was restarted, so its variables are lost"
+            return ("failed", reason), True
         value = failure["value"]
         detail = f": {value}" if value else ""
         if len(detail) > 200:

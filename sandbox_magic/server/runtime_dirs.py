@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Final
 
-__all__ = ["make_runtime_dir", "remove_stale_runtime_dirs"]
+__all__ = ["make_runtime_dir", "raise_open_files_limit", "remove_stale_runtime_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,17 @@ def remove_stale_runtime_dirs(base: Path | None = None) -> int:
     if removed:
         log.info("removed %d runtime directories of stopped servers", removed)
     return removed
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft open-files limit to its hard limit; the new limit.
+
+    Every kernel holds a few sockets in the server: with the common default of 256 or
+    1024, a few dozen contexts would exhaust it (and libzmq aborts on that).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -354,6 +354,7 @@ class SandboxService:
             interrupt_grace=self.config.interrupt_grace,
             max_artifact_bytes=self.config.max_artifact_bytes,
             shown_cwd=code_cwd,
+            memory_limit_mb=sandbox.jail.limits.memory_mb if sandbox.jail else None,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
             await context.close(status="cancelled", reason="the sandbox was deleted")
