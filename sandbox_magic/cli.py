@@ -80,6 +80,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes and threads per sandbox (default 256)",
     )
     parser.add_argument(
+        "--max-contexts",
+        type=int,
+        default=32,
+        help="most live contexts (kernels); more get 503 capacity_exceeded (default 32)",
+    )
+    parser.add_argument(
+        "--idle-timeout-ms",
+        type=int,
+        default=0,
+        help="stop sandboxes idle (no runs) this long, unless they set "
+        "inactivity_timeout_ms (default 0: never)",
+    )
+    parser.add_argument(
         "--pass-env",
         action="append",
         default=[],
@@ -117,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
                 processes=args.max_processes,
             ),
             pass_env=tuple(args.pass_env),
+            max_contexts=args.max_contexts,
+            idle_timeout_ms=args.idle_timeout_ms,
         )
     )
 

@@ -35,6 +35,7 @@ from sandbox_magic.server.store import Page
 from sandbox_magic.server.util import new_id
 from sandbox_magic.server.validation import (
     expect_object,
+    optional_bool,
     optional_int,
     optional_object,
     optional_str,
@@ -211,6 +212,7 @@ async def create_sandbox(request: Request) -> Response:
     timeout_ms = optional_int(body, "timeout_ms", minimum=0)
     metadata = optional_object(body, "metadata")
     envs = optional_str_map(body, "envs")
+    inactivity_timeout_ms = optional_int(body, "inactivity_timeout_ms", minimum=0)
     vcpus = optional_int(body, "vcpus", minimum=1)
     memory_mb = optional_int(body, "memory_mb", minimum=1)
     service = _service(request)
@@ -218,7 +220,8 @@ async def create_sandbox(request: Request) -> Response:
     async def create() -> str:
         record = service.create_sandbox(
             template=template,
-            timeout_ms=300_000 if timeout_ms is None else timeout_ms,
+            timeout_ms=timeout_ms,
+            inactivity_timeout_ms=inactivity_timeout_ms,
             metadata=metadata,
             envs=envs,
             vcpus=vcpus,
@@ -309,7 +312,13 @@ async def create_run(request: Request) -> Response:
     context = service.context(sandbox_id, context_id)
 
     async def create() -> str:
-        return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
+        return service.submit_run(
+            context,
+            code=code,
+            envs=envs,
+            timeout=timeout,
+            keep_processes=bool(optional_bool(body, "keep_processes")),
+        ).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
@@ -376,7 +385,13 @@ async def execute(request: Request) -> Response:
         context = service.context(sandbox_id, context_id)
     else:
         context = await service.default_context(sandbox_id, language)
-    run = service.submit_run(context, code=code, envs=envs, timeout=timeout)
+    run = service.submit_run(
+        context,
+        code=code,
+        envs=envs,
+        timeout=timeout,
+        keep_processes=bool(optional_bool(body, "keep_processes")),
+    )
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
 

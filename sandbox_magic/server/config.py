@@ -40,3 +40,12 @@ class ServerConfig:
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     #: Names of the server's environment variables confined kernels may see.
     pass_env: tuple[str, ...] = ()
+    #: A sandbox's lifetime when its create request gives no ``timeout_ms`` (0: none).
+    default_sandbox_timeout_ms: int = 0
+    #: Idle time after which a sandbox is stopped, when it gives no
+    #: ``inactivity_timeout_ms`` (0: never). Activity means runs, not reads.
+    default_inactivity_timeout_ms: int = 0
+    #: Most live contexts (kernels) at once; more get ``503 capacity_exceeded``.
+    max_contexts: int = 32
+    #: Kernels started at the same time; further starts wait their turn.
+    concurrent_starts: int = 2

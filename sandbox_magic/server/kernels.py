@@ -31,6 +31,7 @@ from sandbox_magic.server.kernelspecs import (
     SandboxKernelSpecManager,
 )
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
+from sandbox_magic.server.strays import kill_strays
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -195,6 +196,17 @@ class Kernel:
         await self.manager.restart_kernel(now=True)
         self._remember_pgid()
         await self._wait_ready()
+
+    @property
+    def confined(self) -> bool:
+        return isinstance(self.manager, ConfinedKernelManager)
+
+    async def kill_strays(self) -> int:
+        """Kill the processes the code left running (confined kernels only); how many."""
+        pid = self.pid
+        if not self.confined or pid is None:
+            return 0
+        return await asyncio.to_thread(kill_strays, pid)
 
     async def interrupt(self) -> None:
         """Interrupt the running code, as a notebook's stop button does."""

@@ -58,6 +58,8 @@ class ServeOptions:
     isolation: str = "auto"
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     pass_env: tuple[str, ...] = ()
+    max_contexts: int = 32
+    idle_timeout_ms: int = 0
 
 
 def _is_loopback(host: str) -> bool:
@@ -153,6 +155,8 @@ def serve(options: ServeOptions) -> int:
         confinement=confinement,
         limits=options.limits,
         pass_env=options.pass_env,
+        max_contexts=options.max_contexts,
+        default_inactivity_timeout_ms=options.idle_timeout_ms,
     )
     uv_config = uvicorn.Config(
         create_app(config),

@@ -81,6 +81,8 @@ class RunState:
     #: Set once the kernel has begun executing the code (an interrupt now reaches it).
     executing: asyncio.Event = field(default_factory=asyncio.Event)
     expires_at: str = ""
+    #: Leave processes the code started running after it ends (else they are killed).
+    keep_processes: bool = False
 
     #: Grows on every visible change (status, output); see `wait_for_change`.
     version: int = 0
@@ -182,6 +184,11 @@ class ContextRuntime:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "language": self.language, "cwd": self.shown_cwd}
 
+    @property
+    def busy(self) -> bool:
+        """A run is running or queued."""
+        return self.current is not None or bool(self._queue)
+
     # -- queue -----------------------------------------------------------------------
 
     def submit(self, run: RunState) -> None:
@@ -239,6 +246,8 @@ class ContextRuntime:
             outcome, restarted = await self._run_code(run)
         if previous_env is not None and not restarted:
             await self._restore_envs(previous_env)
+        if not run.keep_processes:
+            await self.kernel.kill_strays()
         await self._collect_artifacts(run, before)
         self._finish(run, *outcome)
 

@@ -21,9 +21,10 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,14 @@ from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
 from sandbox_magic.server.runs import ContextRuntime, RunState
 from sandbox_magic.server.store import INTERRUPTED_REASON, Page, Store
-from sandbox_magic.server.util import new_id, now_iso
+from sandbox_magic.server.util import iso, new_id, now_iso
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks for sandboxes whose lifetime or idle time is over.
+_REAP_INTERVAL = 0.5
 
 
 def _host_resources() -> dict[str, int]:
@@ -59,6 +63,8 @@ class LiveSandbox:
     root: Path
     envs: dict[str, str]
     jail: Jail | None = None
+    #: When a run was last submitted or running (``time.monotonic``).
+    last_active: float = field(default_factory=time.monotonic)
     contexts: dict[str, ContextRuntime] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     default_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -70,6 +76,23 @@ class LiveSandbox:
     @property
     def workspace(self) -> Path:
         return self.root / "workspace"
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run is queued or running in one of its contexts."""
+        return any(context.busy for context in self.contexts.values())
+
+    def end_reason(self, now: float) -> str | None:
+        """Why the sandbox should stop now (its lifetime or idle time is over), if so."""
+        expires = self.record.get("_expires_epoch")
+        if isinstance(expires, (int, float)) and now >= expires:
+            return f"its timeout_ms of {self.record.get('timeout_ms')} ms passed"
+        idle_ms = self.record.get("inactivity_timeout_ms") or 0
+        if self.busy:
+            self.last_active = time.monotonic()
+        elif idle_ms and (time.monotonic() - self.last_active) * 1000 >= idle_ms:
+            return f"it was idle for its inactivity_timeout_ms of {idle_ms} ms"
+        return None
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.record.items() if not k.startswith("_")}
@@ -96,6 +119,9 @@ class SandboxService:
         self._retention = timedelta(days=config.retention_days)
         self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._starts = asyncio.Semaphore(max(1, config.concurrent_starts))
+        self._starting = 0
+        self._reaper: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -114,9 +140,22 @@ class SandboxService:
                 record=record, root=root, envs=envs, jail=jail
             )
         self.pool.start()
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(), name="reaper")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL)
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("could not stop an expired sandbox")
 
     async def stop(self) -> None:
         """End runs in flight (``failed``), shut every kernel down, close the store."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reaper
         for sandbox in self.sandboxes.values():
             for context in list(sandbox.contexts.values()):
                 await context.close(status="failed", reason=INTERRUPTED_REASON)
@@ -214,15 +253,25 @@ class SandboxService:
         self.store.put_sandbox(record)
         return jail
 
+    async def reap(self) -> None:
+        """Stop every sandbox whose lifetime or idle time is over."""
+        now = time.time()
+        for sandbox in list(self.sandboxes.values()):
+            reason = sandbox.end_reason(now)
+            if reason is not None and sandbox.id in self.sandboxes:
+                log.info("sandbox %s expired: %s", sandbox.id, reason)
+                await self.delete_sandbox(sandbox.id, status="expired", reason=reason)
+
     def create_sandbox(
         self,
         *,
         template: str,
-        timeout_ms: int,
+        timeout_ms: int | None,
         metadata: dict[str, Any],
         envs: dict[str, str],
         vcpus: int | None = None,
         memory_mb: int | None = None,
+        inactivity_timeout_ms: int | None = None,
     ) -> dict[str, Any]:
         sandbox_id = new_id("sb")
         root = self.store.sandbox_root / sandbox_id
@@ -234,6 +283,11 @@ class SandboxService:
         else:
             (root / "workspace").mkdir(parents=True, exist_ok=True)
         created = now_iso()
+        if timeout_ms is None:
+            timeout_ms = self.config.default_sandbox_timeout_ms
+        if inactivity_timeout_ms is None:
+            inactivity_timeout_ms = self.config.default_inactivity_timeout_ms
+        expires = time.time() + timeout_ms / 1000 if timeout_ms else None
         record: dict[str, Any] = {
             "id": sandbox_id,
             "status": "running",
@@ -243,11 +297,13 @@ class SandboxService:
             "created_at": created,
             "started_at": created,
             "timeout_ms": timeout_ms,
-            "expires_at": None,
+            "inactivity_timeout_ms": inactivity_timeout_ms,
+            "expires_at": iso(datetime.fromtimestamp(expires, tz=UTC)) if expires else None,
             "cwd": self.confinement.inside(jail, jail.workspace)
             if jail
             else str(root / "workspace"),
             "_envs": envs,
+            "_expires_epoch": expires,
         }
         if jail is not None:
             record["_jail"] = {"uid": jail.uid, "limits": jail.limits.public()}
@@ -260,8 +316,13 @@ class SandboxService:
         """A live sandbox, or 404."""
         sandbox = self.sandboxes.get(sandbox_id)
         if sandbox is None:
-            deleted = self.store.sandbox_was_deleted(sandbox_id)
-            detail = "was deleted" if deleted else "does not exist"
+            ended = self.store.ended_sandbox(sandbox_id)
+            if ended is None:
+                detail = "does not exist"
+            elif ended.get("status") == "expired":
+                detail = f"expired: {ended.get('_end_reason', 'its time was up')}"
+            else:
+                detail = "was deleted"
             raise ApiError.not_found(f"Sandbox {sandbox_id} {detail}.")
         return sandbox
 
@@ -273,15 +334,23 @@ class SandboxService:
     def list_sandboxes(self) -> list[dict[str, Any]]:
         return [sandbox.public() for sandbox in self.sandboxes.values()]
 
-    async def delete_sandbox(self, sandbox_id: str) -> None:
+    async def delete_sandbox(
+        self, sandbox_id: str, *, status: str = "destroyed", reason: str = "the sandbox was deleted"
+    ) -> None:
+        """Stop a sandbox: end its runs, kill its kernels, remove its files.
+
+        ``status`` ``expired`` (with the ``reason``) is for one whose time is up.
+        """
         sandbox = self.sandbox(sandbox_id)
         del self.sandboxes[sandbox_id]
-        record = dict(sandbox.record, status="destroyed")
+        record = dict(sandbox.record, status=status)
+        if status == "expired":
+            record["_end_reason"] = reason
         self.store.put_sandbox(record, deleted=True)
         contexts = list(sandbox.contexts.values())
         sandbox.contexts.clear()
         for context in contexts:
-            await context.close(status="cancelled", reason="the sandbox was deleted")
+            await context.close(status="cancelled", reason=reason)
             self._spawn(self.pool.release(context.kernel))
         self._spawn(asyncio.to_thread(artifact_files.remove_tree, sandbox.root))
 
@@ -328,15 +397,33 @@ class SandboxService:
         code_cwd = (
             self.confinement.inside(sandbox.jail, cwd) if sandbox.jail is not None else str(cwd)
         )
-        try:
-            kernel = await self.pool.acquire(
-                choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
+        live = sum(len(other.contexts) for other in self.sandboxes.values())
+        if live + self._starting >= self.config.max_contexts:
+            raise ApiError(
+                503,
+                "capacity_exceeded",
+                f"This server runs its maximum of {self.config.max_contexts} contexts; "
+                "delete one (or a sandbox) or try again later.",
+                retryable=True,
+                headers={"Retry-After": "5"},
             )
+        self._starting += 1
+        try:
+            async with self._starts:  # cold starts take turns instead of all at once
+                kernel = await self.pool.acquire(
+                    choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
+                )
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
-                503, "capacity_exceeded", f"Could not start a kernel: {error}", retryable=True
+                503,
+                "capacity_exceeded",
+                f"Could not start a kernel: {error}",
+                retryable=True,
+                headers={"Retry-After": "5"},
             ) from error
+        finally:
+            self._starting -= 1
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
@@ -399,7 +486,13 @@ class SandboxService:
         self.runs.pop(run.id, None)
 
     def submit_run(
-        self, context: ContextRuntime, *, code: str, envs: dict[str, str], timeout: int | None
+        self,
+        context: ContextRuntime,
+        *,
+        code: str,
+        envs: dict[str, str],
+        timeout: int | None,
+        keep_processes: bool = False,
     ) -> RunState:
         run = RunState(
             id=new_id("run"),
@@ -409,9 +502,13 @@ class SandboxService:
             envs=envs,
             timeout_secs=timeout or self.config.default_run_timeout,
             retention=self._retention,
+            keep_processes=keep_processes,
         )
         self.runs[run.id] = run
         self.store.put_run(run.to_json())
+        sandbox = self.sandboxes.get(context.sandbox_id)
+        if sandbox is not None:
+            sandbox.last_active = time.monotonic()
         context.submit(run)
         return run
 

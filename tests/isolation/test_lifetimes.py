@@ -1,0 +1,151 @@
+"""Lifetimes and capacity of confined sandboxes: timeouts, idle reaping, leftovers, limits."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+
+def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def _execute(client: httpx.Client, sandbox: str, code: str, **body: Any) -> httpx.Response:
+    return client.post(f"/v1/sandboxes/{sandbox}/code/execute", json={"code": code, **body})
+
+
+def _sleepers(marker: str) -> list[psutil.Process]:
+    return [
+        p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+BACKGROUND = (
+    "import subprocess\n"
+    "subprocess.Popen(['sleep', 'MARKER'], start_new_session=True,"
+    " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+)
+
+
+def test_timeout_ms_stops_the_sandbox_and_keeps_its_runs_readable(confined_server: Any) -> None:
+    with confined_server.client() as client:
+        created = client.post("/v1/sandboxes", json={"timeout_ms": 4000}).json()
+        sandbox = created["id"]
+        assert created["expires_at"]
+        context = client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={}).json()["id"]
+        run = client.post(
+            f"/v1/sandboxes/{sandbox}/code/runs",
+            json={
+                "code": "import time; print('started', flush=True); time.sleep(60)",
+                "context_id": context,
+            },
+        ).json()
+
+        def ended() -> httpx.Response | None:
+            response = client.get(f"/v1/sandboxes/{sandbox}")
+            return response if response.status_code == 404 else None
+
+        gone = _wait(ended, 30, "the sandbox to expire")
+        assert "expired" in gone.json()["error"]["message"]
+        assert "timeout_ms" in gone.json()["error"]["message"]
+        stored = client.get(f"/v1/sandboxes/{sandbox}/code/runs/{run['id']}").json()
+        assert stored["status"] == "cancelled"
+        assert stored["execution"]["logs"]["stdout"] == ["started\n"]
+
+
+def test_an_idle_sandbox_is_reaped_and_runs_count_as_activity(confined_server: Any) -> None:
+    with confined_server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={"inactivity_timeout_ms": 2500}).json()["id"]
+        # A run longer than the idle time is activity: the sandbox survives it.
+        done = _execute(client, sandbox, "import time; time.sleep(4); print('done')")
+        assert done.status_code == 200
+        assert "done" in done.text
+        assert client.get(f"/v1/sandboxes/{sandbox}").status_code == 200
+        # Reads are not activity.
+        gone = _wait(
+            lambda: client.get(f"/v1/sandboxes/{sandbox}").status_code == 404,
+            30,
+            "the idle sandbox to be reaped",
+        )
+        assert gone
+        message = client.get(f"/v1/sandboxes/{sandbox}").json()["error"]["message"]
+        assert "idle" in message
+
+
+def test_the_end_of_a_run_kills_what_it_left_running_unless_asked(confined_server: Any) -> None:
+    with confined_server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
+        try:
+            stray = f"{6100 + time.time_ns() % 1000}.5"
+            assert _execute(client, sandbox, BACKGROUND.replace("MARKER", stray)).status_code == 200
+            assert _wait(lambda: not _sleepers(stray), 10, "the stray process to be killed")
+            kept = f"{6200 + time.time_ns() % 1000}.5"
+            response = _execute(
+                client, sandbox, BACKGROUND.replace("MARKER", kept), keep_processes=True
+            )
+            assert response.status_code == 200
+            assert _sleepers(kept), "keep_processes did not keep the process"
+        finally:
+            client.delete(f"/v1/sandboxes/{sandbox}")
+        assert _wait(lambda: not _sleepers(kept), 20, "the kept process to die with its sandbox")
+
+
+def test_full_server_answers_503_with_retry_after_and_keeps_serving(server_factory: Any) -> None:
+    server = server_factory(None, None, "--isolation", "bwrap", "--max-contexts", "2")
+    with server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
+        contexts = [
+            client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={}) for _ in range(3)
+        ]
+        assert [r.status_code for r in contexts] == [201, 201, 503]
+        full = contexts[2]
+        assert full.json()["error"]["code"] == "capacity_exceeded"
+        assert full.json()["error"]["retryable"] is True
+        assert int(full.headers["Retry-After"]) > 0
+        first = contexts[0].json()["id"]
+        run = _execute(client, sandbox, "print(6 * 7)", context_id=first)
+        assert "42" in run.text
+        client.delete(f"/v1/sandboxes/{sandbox}/code/contexts/{first}")
+        again = client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={})
+        assert again.status_code == 201
+
+
+def test_a_low_open_files_limit_does_not_bring_the_server_down(server_factory: Any) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip("the hard open-files limit is too low to show the server raising its own")
+    # Servers started from here inherit a soft limit of 64: far too few for 6 kernels.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        server = server_factory(None, None, "--isolation", "bwrap")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert psutil.Process(server.process.pid).rlimit(psutil.RLIMIT_NOFILE)[0] > 64
+    with server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
+        made = [
+            client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={}).json()["id"]
+            for _ in range(6)
+        ]
+        for context in made:
+            assert "ok" in _execute(client, sandbox, "print('ok')", context_id=context).text
+        # A sandbox's own code running out of descriptors harms only itself.
+        exhaust = _execute(
+            client,
+            sandbox,
+            "fs = []\ntry:\n    while True: fs.append(open('/dev/null'))\nexcept OSError as e:\n"
+            "    print('refused', len(fs))",
+            context_id=made[0],
+        )
+        assert "refused" in exhaust.text
+    assert server.process.poll() is None
