@@ -43,15 +43,38 @@ def _sandbox_or_fail(ctl: SandboxController) -> str:
     return sandbox_id
 
 
+def describe_isolation(health: dict[str, Any] | None) -> str:
+    """One line about a server's isolation and limits, from its ``/healthz``."""
+    info = (health or {}).get("isolation")
+    if not isinstance(info, dict):
+        return "not reported"
+    mode = str(info.get("mode", "unknown"))
+    if mode == "none":
+        note = str(info.get("note") or "")
+        return f"none: code runs unconfined{f' ({note})' if note else ''}"
+    limits = (health or {}).get("limits")
+    shown = ""
+    if isinstance(limits, dict):
+        shown = (
+            f"; per sandbox {limits.get('default_memory_mb')} MB (max "
+            f"{limits.get('max_memory_mb')}), {limits.get('default_vcpus')} CPU, "
+            f"{limits.get('processes')} processes"
+        )
+    return f"{mode} ({info.get('network', '')} network){shown}"
+
+
 def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
     """Server URL (never the key), health, sandbox and contexts."""
     session = ctl.session()
     facts = session.describe()
     healthy = "not connected yet"
+    isolation = "unknown"
     if facts["url"] is not None:
         try:
             client = ctl.io.run(session.client(), 30)
-            healthy = "ok" if ctl.io.run(client.health(), 30) else "unhealthy"
+            details = ctl.io.run(client.health_details(), 30)
+            healthy = "ok" if details is not None else "unhealthy"
+            isolation = describe_isolation(details)
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     url = facts["url"] or (
@@ -61,6 +84,7 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
         ["server", str(url)],
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
+        ["isolation", isolation],
         ["api key", "set (hidden)" if ctl.magics.api_key else "not set"],
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],

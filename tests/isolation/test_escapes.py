@@ -101,9 +101,14 @@ def attempt(f, *items):
 
 
 def test_healthz_and_sandbox_report_the_isolation_in_force(api: httpx.Client, new_box) -> None:
+    from sandbox_magic.commands import describe_isolation
+
     health = api.get("/healthz").json()
     assert health["isolation"]["mode"] == "bwrap"
     assert health["limits"]["default_memory_mb"] == 512
+    shown = describe_isolation(health)  # the "isolation" row of %sandbox status
+    assert shown.startswith("bwrap (none network)")
+    assert "512 MB" in shown
     box = new_box()
     config = box.record["config"]
     assert config["isolation"] == "bwrap"
