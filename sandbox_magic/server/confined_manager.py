@@ -32,7 +32,10 @@ class ConfinedKernelManager(AsyncKernelManager):
         cwd: Path,
         envs: dict[str, str],
     ) -> None:
-        """Say where and how the kernel runs; call before ``start_kernel``."""
+        """Say where and how the kernel runs: before ``start_kernel``, or to change what
+        a restart gets."""
+        self.confinement = confinement
+        self.kernel_dir = kernel_dir
         self._confinement = confinement
         self._jail = jail
         self._kernel_dir = kernel_dir

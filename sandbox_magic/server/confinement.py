@@ -45,6 +45,7 @@ __all__ = [
     "LimitPolicy",
     "Limits",
     "detect",
+    "lower_limits_code",
 ]
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,27 @@ def _limit_prefix(limits: Limits) -> list[str]:
         "-c",
         cpus,
     ]
+
+
+def lower_limits_code(limits: Limits) -> str:
+    """Python that lowers a running kernel's own limits to ``limits`` (a warm kernel,
+    started with the maxima, given to a sandbox). Lowering needs no privilege; the
+    code leaves no names behind."""
+    mb = 1024 * 1024
+    values = {
+        "RLIMIT_DATA": limits.memory_mb * mb,
+        "RLIMIT_NPROC": limits.processes,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_FSIZE": limits.file_size_mb * mb,
+    }
+    body = (
+        "import os, resource\n"
+        f"for name, value in {values!r}.items():\n"
+        "    resource.setrlimit(getattr(resource, name), (value, value))\n"
+        "for task in os.listdir('/proc/self/task'):\n"
+        f"    os.sched_setaffinity(int(task), {set(_cpus(limits.vcpus))!r})\n"
+    )
+    return f"exec({body!r}, {{}})"
 
 
 def _cpus(vcpus: int) -> list[int]:

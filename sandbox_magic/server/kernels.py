@@ -24,7 +24,7 @@ from typing import Any, Final
 from jupyter_client.manager import AsyncKernelManager
 
 from sandbox_magic.server.confined_manager import ConfinedKernelManager
-from sandbox_magic.server.confinement import Confinement, Jail
+from sandbox_magic.server.confinement import Confinement, Jail, lower_limits_code
 from sandbox_magic.server.kernelspecs import (
     PYTHON_SPEC_NAME,
     KernelChoice,
@@ -67,6 +67,8 @@ class Kernel:
         self.manager = manager
         self.choice = choice
         self.directory = directory
+        #: The sandbox a confined kernel was started for.
+        self.jail: Jail | None = None
         self._client: Any = None
         self._pending: dict[str, _Pending] = {}
         self._pumps: list[asyncio.Task[None]] = []
@@ -119,6 +121,8 @@ class Kernel:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         kernel = cls(manager, choice, directory)
+        if isinstance(manager, ConfinedKernelManager):
+            kernel.jail = jail
         try:
             await kernel._connect()
         except BaseException:
@@ -200,6 +204,23 @@ class Kernel:
     @property
     def confined(self) -> bool:
         return isinstance(self.manager, ConfinedKernelManager)
+
+    async def reconfine(self, jail: Jail, envs: Mapping[str, str]) -> None:
+        """Give a warm confined kernel its sandbox's limits and ``envs``, now and on restarts."""
+        manager = self.manager
+        if not isinstance(manager, ConfinedKernelManager) or self.pid is None:
+            return
+        manager.confine(
+            manager.confinement,
+            jail,
+            kernel_dir=manager.kernel_dir,
+            cwd=jail.workspace,
+            envs=dict(envs),
+        )
+        self.jail = jail
+        reply = await self.execute(lower_limits_code(jail.limits), silent=True)
+        if reply.get("status") != "ok":
+            raise KernelDiedError(f"could not set the sandbox's limits: {reply.get('evalue', '')}")
 
     async def kill_strays(self) -> int:
         """Kill the processes the code left running (confined kernels only); how many."""
@@ -339,11 +360,19 @@ class KernelPool:
     """Starts kernels, keeping ``size`` idle Python kernels ready for new contexts."""
 
     def __init__(
-        self, *, size: int, idle_dir: Path, confinement: Confinement | None = None
+        self,
+        *,
+        size: int,
+        idle_dir: Path,
+        confinement: Confinement | None = None,
+        new_jail: Callable[[], Jail] | None = None,
     ) -> None:
         self.confinement = confinement
-        # A confined kernel is started for one sandbox (its mounts and uid): none warm.
-        self.size = 0 if confinement is not None and confinement.active else size
+        #: Under isolation a kernel is started for one sandbox (its mounts and uid), so
+        #: warm kernels come with a sandbox of their own, made by ``new_jail``; a new
+        #: sandbox takes one (`take_warm`) for its first Python context.
+        self._new_jail = new_jail if confinement is not None and confinement.active else None
+        self.size = size if self._new_jail is not None or not _confined(confinement) else 0
         self.spec_manager = SandboxKernelSpecManager()
         self._idle_dir = idle_dir
         remove_stale_runtime_dirs()
@@ -379,13 +408,34 @@ class KernelPool:
             task.add_done_callback(self._warmed)
 
     async def _start_one(self) -> Kernel:
-        kernel = await Kernel.start(
-            self.python,
-            cwd=self._idle_dir,
-            spec_manager=self.spec_manager,
-            runtime_dir=self.runtime_dir,
-        )
+        jail = None
+        cwd = self._idle_dir
+        if self._new_jail is not None and self.confinement is not None:
+            jail = self._new_jail()
+            await asyncio.to_thread(self.confinement.prepare, jail)
+            cwd = jail.workspace
+        try:
+            kernel = await Kernel.start(
+                self.python,
+                cwd=cwd,
+                spec_manager=self.spec_manager,
+                runtime_dir=self.runtime_dir,
+                confinement=self.confinement,
+                jail=jail,
+            )
+        except BaseException:
+            if jail is not None:
+                shutil.rmtree(jail.root, ignore_errors=True)
+            raise
         self._live.add(kernel)
+        return kernel
+
+    def take_warm(self) -> Kernel | None:
+        """Under isolation: a warm kernel with the sandbox made for it, if one is ready."""
+        if self._new_jail is None or not self._ready or self._closed:
+            return None
+        kernel = self._ready.pop(0)
+        self._refill()
         return kernel
 
     def _warmed(self, task: asyncio.Task[Kernel]) -> None:
@@ -432,7 +482,7 @@ class KernelPool:
         if self._closed:
             raise RuntimeError("the server is shutting down")
         code_cwd = code_cwd or str(cwd)
-        if not choice.is_own_python or self.size <= 0:
+        if not choice.is_own_python or self.size <= 0 or self._new_jail is not None:
             kernel = await Kernel.start(
                 choice,
                 cwd=cwd,
@@ -477,10 +527,17 @@ class KernelPool:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the server is shutting down"))
         kernels = list(self._live)
+        unused = [k.jail.root for k in self._ready if k.jail is not None]
         self._live.clear()
         self._ready.clear()
         await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+        for root in unused:  # sandboxes made for warm kernels nobody took
+            shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def _confined(confinement: Confinement | None) -> bool:
+    return confinement is not None and confinement.active
 
 
 async def prepare_python(kernel: Kernel, *, cwd: str, env: Mapping[str, str]) -> None:

@@ -63,6 +63,8 @@ class LiveSandbox:
     root: Path
     envs: dict[str, str]
     jail: Jail | None = None
+    #: Under isolation: the warm kernel this sandbox was made for, until a context takes it.
+    warm: Kernel | None = None
     #: When a run was last submitted or running (``time.monotonic``).
     last_active: float = field(default_factory=time.monotonic)
     contexts: dict[str, ContextRuntime] = field(default_factory=dict)
@@ -113,6 +115,7 @@ class SandboxService:
             size=config.warm_kernels,
             idle_dir=config.state_dir / "idle",
             confinement=self.confinement,
+            new_jail=self._new_jail if self.confinement.as_root else None,
         )
         self.sandboxes: dict[str, LiveSandbox] = {}
         self.runs: dict[str, RunState] = {}
@@ -139,6 +142,7 @@ class SandboxService:
             self.sandboxes[record["id"]] = LiveSandbox(
                 record=record, root=root, envs=envs, jail=jail
             )
+        await asyncio.to_thread(self._remove_orphans)
         self.pool.start()
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(), name="reaper")
 
@@ -230,6 +234,22 @@ class SandboxService:
             "limits": limits.public(),
         }
 
+    def _new_jail(self) -> Jail:
+        """A sandbox directory and uid for a warm kernel: the maximum limits, lowered to
+        the sandbox's own when one takes it."""
+        policy = self.config.limits
+        return Jail(
+            uid=new_uid(),
+            root=self.store.sandbox_root / new_id("sb"),
+            limits=policy.limits(vcpus=os.cpu_count() or 1, memory_mb=policy.max_memory_mb),
+        )
+
+    def _remove_orphans(self) -> None:
+        """Sandbox directories no live sandbox owns (warm ones of a killed server)."""
+        for directory in self.store.sandbox_root.iterdir():
+            if directory.name not in self.sandboxes and directory.is_dir():
+                artifact_files.remove_tree(directory)
+
     def _reopen_jail(self, record: dict[str, Any], root: Path) -> Jail | None:
         """The jail of a stored sandbox (one made under another isolation gets one now)."""
         if not self.confinement.active:
@@ -276,9 +296,13 @@ class SandboxService:
         sandbox_id = new_id("sb")
         root = self.store.sandbox_root / sandbox_id
         jail: Jail | None = None
+        warm = self.pool.take_warm()
+        if warm is not None and warm.jail is not None:
+            root, sandbox_id = warm.jail.root, warm.jail.root.name
         if self.confinement.active:
             limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
-            jail = Jail(uid=new_uid(), root=root, limits=limits)
+            uid = warm.jail.uid if warm is not None and warm.jail is not None else new_uid()
+            jail = Jail(uid=uid, root=root, limits=limits)
             self.confinement.prepare(jail)
         else:
             (root / "workspace").mkdir(parents=True, exist_ok=True)
@@ -308,7 +332,7 @@ class SandboxService:
         if jail is not None:
             record["_jail"] = {"uid": jail.uid, "limits": jail.limits.public()}
         self.store.put_sandbox(record)
-        sandbox = LiveSandbox(record=record, root=root, envs=envs, jail=jail)
+        sandbox = LiveSandbox(record=record, root=root, envs=envs, jail=jail, warm=warm)
         self.sandboxes[sandbox_id] = sandbox
         return sandbox.public()
 
@@ -349,6 +373,9 @@ class SandboxService:
         self.store.put_sandbox(record, deleted=True)
         contexts = list(sandbox.contexts.values())
         sandbox.contexts.clear()
+        if sandbox.warm is not None:
+            self._spawn(self.pool.release(sandbox.warm))
+            sandbox.warm = None
         for context in contexts:
             await context.close(status="cancelled", reason=reason)
             self._spawn(self.pool.release(context.kernel))
@@ -409,10 +436,12 @@ class SandboxService:
             )
         self._starting += 1
         try:
-            async with self._starts:  # cold starts take turns instead of all at once
-                kernel = await self.pool.acquire(
-                    choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
-                )
+            kernel = await self._take_warm(sandbox, choice, cwd, code_cwd)
+            if kernel is None:
+                async with self._starts:  # cold starts take turns instead of all at once
+                    kernel = await self.pool.acquire(
+                        choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
+                    )
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
@@ -449,6 +478,25 @@ class SandboxService:
             raise ApiError.not_found(f"Sandbox {sandbox.id} was deleted.")
         sandbox.contexts[context.id] = context
         return context
+
+    async def _take_warm(
+        self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path, code_cwd: str
+    ) -> Kernel | None:
+        """The sandbox's own warm kernel, given its limits and envs (a first Python context)."""
+        kernel, sandbox.warm = sandbox.warm, None
+        if kernel is None:
+            return None
+        if not choice.is_own_python or cwd != sandbox.workspace or sandbox.jail is None:
+            sandbox.warm = kernel
+            return None
+        try:
+            await kernel.reconfine(sandbox.jail, sandbox.envs)
+            await prepare_python(kernel, cwd=code_cwd, env=sandbox.envs)
+        except Exception:
+            log.warning("a warm kernel could not be used; starting another", exc_info=True)
+            self._spawn(self.pool.release(kernel))
+            return None
+        return kernel
 
     def context(self, sandbox_id: str, context_id: str) -> ContextRuntime:
         sandbox = self.sandbox(sandbox_id)

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-__all__ = ["kill_strays", "strays"]
+__all__ = ["kernel_pid", "kill_strays", "strays"]
 
 
 def _table() -> dict[int, tuple[int, int]]:
@@ -30,22 +30,37 @@ def _table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def strays(outer_pid: int) -> list[int]:
-    """The processes in the sandbox of the kernel started as ``outer_pid``, but the kernel."""
-    table = _table()
+def _init_and_kernel(
+    outer_pid: int, table: dict[int, tuple[int, int]]
+) -> tuple[dict[int, list[int]], int | None, int | None]:
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in table.items():
         children.setdefault(parent, []).append(pid)
     inits = children.get(outer_pid, [])
     if not inits:
-        return []
-    init = inits[0]
-    under_init = children.get(init, [])
+        return children, None, None
+    under_init = children.get(inits[0], [])
     if not under_init:
+        return children, inits[0], None
+    return children, inits[0], min(under_init, key=lambda pid: (table[pid][1], pid))
+
+
+def kernel_pid(outer_pid: int) -> int:
+    """The host pid of the kernel process itself (inside bwrap's init)."""
+    _, _, kernel = _init_and_kernel(outer_pid, _table())
+    if kernel is None:
+        raise ProcessLookupError(f"no kernel process under {outer_pid}")
+    return kernel
+
+
+def strays(outer_pid: int) -> list[int]:
+    """The processes in the sandbox of the kernel started as ``outer_pid``, but the kernel."""
+    children, init, kernel = _init_and_kernel(outer_pid, _table())
+    if init is None or kernel is None:
         return []
-    kernel = min(under_init, key=lambda pid: (table[pid][1], pid))
     found: list[int] = []
-    pending = [pid for pid in under_init if pid != kernel] + children.get(kernel, [])
+    pending = [pid for pid in children.get(init, []) if pid != kernel]
+    pending += children.get(kernel, [])
     while pending:
         pid = pending.pop()
         found.append(pid)

@@ -271,7 +271,8 @@ subprocess.Popen(['sleep', 'MARKER'], start_new_session=True,
 def test_deleting_a_sandbox_kills_processes_in_new_sessions(new_box) -> None:
     marker = f"{4000 + os.getpid() % 1000}.{time.time_ns() % 10**6}"
     box = new_box()
-    box.run(DAEMON.replace("MARKER", marker))
+    run = box.run(DAEMON.replace("MARKER", marker), keep_processes=True)
+    assert run["status"] == "succeeded", run
     assert _marked(marker), "the daemon did not start"
     box.delete()
     assert not _wait_gone(marker), "a process outlived its sandbox"
@@ -289,7 +290,7 @@ def test_stopping_the_server_even_by_sigkill_kills_every_sandbox_process(
             sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
             run = client.post(
                 f"/v1/sandboxes/{sandbox}/code/execute",
-                json={"code": DAEMON.replace("MARKER", marker)},
+                json={"code": DAEMON.replace("MARKER", marker), "keep_processes": True},
             )
             assert run.status_code == 200
         assert _marked(marker)
@@ -349,3 +350,26 @@ print(json.dumps({"threads": len(threads), "error": error, "files": len(files),
     assert seen["cpus"] == 1
     assert 0 < seen["fsize"] <= 1024 * 1024 * 1024
     assert box.run("print('still works')")["status"] == "succeeded"
+
+
+LIMITS_REPORT = """
+import json, os, resource
+print(json.dumps({"data": resource.getrlimit(resource.RLIMIT_DATA),
+                  "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
+                  "cpus": len(os.sched_getaffinity(0)), "env": os.environ.get("MINE")}))
+"""
+
+
+def test_a_warm_kernel_gets_its_sandboxs_limits_also_after_a_restart(
+    api: httpx.Client, new_box
+) -> None:
+    deadline = time.monotonic() + 60
+    while api.get("/healthz").json()["warm_kernels_ready"] < 1:
+        assert time.monotonic() < deadline, "no warm kernel became ready"
+        time.sleep(0.05)
+    box = new_box(memory_mb=300, vcpus=1, envs={"MINE": "x"})
+    expected = {"data": [300 * 2**20] * 2, "nproc": [256, 256], "cpus": 1, "env": "x"}
+    assert box.report(LIMITS_REPORT) == expected
+    restarted = api.post(f"{box.base}/code/contexts/{box.context}/restart")
+    assert restarted.status_code in (200, 204), restarted.text
+    assert box.report(LIMITS_REPORT) == expected
