@@ -55,14 +55,21 @@ class LocalServer:
     output: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, state_dir: Path, *, warm_kernels: int = 1) -> LocalServer:
-        """Start a server on a free loopback port and wait for its ready line."""
+    def start(
+        cls, state_dir: Path, *, warm_kernels: int = 1, isolation: str = "none"
+    ) -> LocalServer:
+        """Start a server on a free loopback port and wait for its ready line.
+
+        Unconfined by default, so figures compare across machines with and without
+        bubblewrap; `benchmarks.isolation` measures what confinement costs.
+        """
         token = secrets.token_urlsafe(24)
         command = [
             sys.executable, "-m", "sandbox_magic", "serve",
             "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(state_dir),
             "--warm-kernels", str(warm_kernels),
+            "--isolation", isolation,
         ]  # fmt: skip
         env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
         process = subprocess.Popen(

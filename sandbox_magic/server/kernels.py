@@ -31,7 +31,7 @@ from sandbox_magic.server.kernelspecs import (
     SandboxKernelSpecManager,
 )
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
-from sandbox_magic.server.strays import kill_strays
+from sandbox_magic.server.strays import kernel_pid, kill_strays
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -69,6 +69,9 @@ class Kernel:
         self.directory = directory
         #: The sandbox a confined kernel was started for.
         self.jail: Jail | None = None
+        #: The host pid of a confined kernel's own process, and of bwrap above it.
+        self._inner_pid: int | None = None
+        self._inner_of: int | None = None
         self._client: Any = None
         self._pending: dict[str, _Pending] = {}
         self._pumps: list[asyncio.Task[None]] = []
@@ -227,6 +230,17 @@ class Kernel:
         pid = self.pid
         if not self.confined or pid is None:
             return 0
+        manager = self.manager
+        if (
+            isinstance(manager, ConfinedKernelManager)
+            and manager.confinement.as_root
+            and self.jail is not None
+        ):
+            if self._inner_pid is None or self._inner_of != pid:
+                self._inner_pid = await asyncio.to_thread(kernel_pid, pid)
+                self._inner_of = pid
+            uid, inner = self.jail.uid, self._inner_pid
+            return await asyncio.to_thread(kill_strays, pid, uid=uid, kernel=inner)
         return await asyncio.to_thread(kill_strays, pid)
 
     async def interrupt(self) -> None:

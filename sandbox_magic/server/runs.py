@@ -246,10 +246,14 @@ class ContextRuntime:
             outcome, restarted = await self._run_code(run)
         if previous_env is not None and not restarted:
             await self._restore_envs(previous_env)
-        if not run.keep_processes:
-            await self.kernel.kill_strays()
+
         await self._collect_artifacts(run, before)
         self._finish(run, *outcome)
+        if not run.keep_processes:  # after the answer, before the next run
+            try:
+                await self.kernel.kill_strays()
+            except OSError:  # the kernel itself is gone: nothing left to stop
+                log.debug("no processes to stop after run %s", run.id, exc_info=True)
 
     async def _run_code(self, run: RunState) -> tuple[tuple[str, str | None], bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-__all__ = ["kernel_pid", "kill_strays", "strays"]
+__all__ = ["kernel_pid", "kill_strays", "owned_by", "strays"]
 
 
 def _table() -> dict[int, tuple[int, int]]:
@@ -68,11 +68,41 @@ def strays(outer_pid: int) -> list[int]:
     return found
 
 
-def kill_strays(outer_pid: int, *, rounds: int = 3) -> int:
-    """SIGKILL them (a few rounds, for those forked meanwhile); how many were killed."""
+def owned_by(uid: int, *, but: int) -> list[int]:
+    """The processes of ``uid`` in the pid namespace of ``but``, but ``but`` itself: a
+    kernel's strays when its sandbox has a uid of its own (its other kernels have
+    namespaces of their own).
+
+    Much cheaper than `strays` (one ``stat`` per process, no file read).
+    """
+    namespace = os.readlink(f"/proc/{but}/ns/pid")
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) == but:
+                continue
+            with contextlib.suppress(OSError):
+                if (
+                    entry.stat(follow_symlinks=False).st_uid == uid
+                    and os.readlink(f"/proc/{entry.name}/ns/pid") == namespace
+                ):
+                    found.append(int(entry.name))
+    return found
+
+
+def kill_strays(
+    outer_pid: int, *, uid: int | None = None, kernel: int | None = None, rounds: int = 3
+) -> int:
+    """SIGKILL them (a few rounds, for those forked meanwhile); how many were killed.
+
+    With the sandbox's own ``uid`` and the ``kernel``'s pid, they are found by owner.
+    """
     killed = 0
     for _ in range(rounds):
-        found = strays(outer_pid)
+        if uid is not None and kernel is not None:
+            found = owned_by(uid, but=kernel)
+        else:
+            found = strays(outer_pid)
         if not found:
             break
         for pid in found:

@@ -86,9 +86,13 @@ def test_the_end_of_a_run_kills_what_it_left_running_unless_asked(confined_serve
     with confined_server.client() as client:
         sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
         try:
+            # Another context of the same sandbox (same uid, its own kernel) is no stray.
+            other = client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={}).json()["id"]
+            assert _execute(client, sandbox, "x = 'other'", context_id=other).status_code == 200
             stray = f"{6100 + time.time_ns() % 1000}.5"
             assert _execute(client, sandbox, BACKGROUND.replace("MARKER", stray)).status_code == 200
             assert _wait(lambda: not _sleepers(stray), 10, "the stray process to be killed")
+            assert "other" in _execute(client, sandbox, "print(x)", context_id=other).text
             kept = f"{6200 + time.time_ns() % 1000}.5"
             response = _execute(
                 client, sandbox, BACKGROUND.replace("MARKER", kept), keep_processes=True
