@@ -7,6 +7,7 @@ package (``serve`` -> `sandbox_magic.server.main.serve`).
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -59,10 +60,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--isolation",
-        default="auto",
+        default=os.environ.get("SANDBOX_MAGIC_ISOLATION") or "auto",
         choices=["auto", "bwrap", "none"],
         help="confine kernels with bubblewrap (bwrap), not at all (none), or bwrap when "
-        "this machine allows it, else none with a warning (auto, the default)",
+        "this machine allows it, else none with a warning (default: auto, or "
+        "$SANDBOX_MAGIC_ISOLATION)",
     )
     parser.add_argument(
         "--default-memory-mb", type=int, default=1024, help="a sandbox's memory (default 1024)"

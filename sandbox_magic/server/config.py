@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox_magic.server.confinement import Confinement, LimitPolicy
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ISOLATION_ENV", "ServerConfig"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: The environment variable that sets the default isolation (CLI and in-process).
+ISOLATION_ENV = "SANDBOX_MAGIC_ISOLATION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +35,9 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
-    #: ``auto`` (bubblewrap when this machine allows it), ``bwrap`` or ``none``.
-    isolation: str = "auto"
+    #: ``auto`` (bubblewrap when this machine allows it), ``bwrap`` or ``none``;
+    #: by default ``$SANDBOX_MAGIC_ISOLATION``, else ``auto``.
+    isolation: str = field(default_factory=lambda: os.environ.get(ISOLATION_ENV) or "auto")
     #: The isolation already detected (by ``serve``); None: detect at start.
     confinement: Confinement | None = None
     #: Defaults and maxima of the per-sandbox limits.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test.sh installs it)"
+)
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

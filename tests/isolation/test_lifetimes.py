@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test.sh installs it)"
+)
 
 
 def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
