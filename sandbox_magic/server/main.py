@@ -120,14 +120,6 @@ def serve(options: ServeOptions) -> int:
             f"  (shown once; also in {state_dir / TOKEN_FILE}, readable only by you)",
             flush=True,
         )
-    if not _is_loopback(options.host):
-        print(
-            f"WARNING: sandbox-magic is listening on {options.host}, not on loopback. Anyone "
-            "who can reach this address and knows the token can run code as this user. "
-            "This server is not an isolation boundary.",
-            file=sys.stderr,
-            flush=True,
-        )
     try:
         confinement = detect(options.isolation, pass_env=options.pass_env)
     except IsolationUnavailable as error:
@@ -137,6 +129,18 @@ def serve(options: ServeOptions) -> int:
         print(
             f"WARNING: sandbox-magic runs code UNCONFINED, as this user: {confinement.reason}. "
             "Install bubblewrap (Debian: apt-get install bubblewrap) to isolate sandboxes.",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not _is_loopback(options.host):
+        who = (
+            "confined in a sandbox (bubblewrap)"
+            if confinement.active
+            else "as this user, UNCONFINED"
+        )
+        print(
+            f"WARNING: sandbox-magic is listening on {options.host}, not on loopback. Anyone "
+            f"who can reach this address and knows the token can run code, {who}.",
             file=sys.stderr,
             flush=True,
         )
