@@ -106,7 +106,7 @@ def attempt(f, *items):
 
 
 def test_healthz_and_sandbox_report_the_isolation_in_force(api: httpx.Client, new_box) -> None:
-    from sandbox_magic.commands import describe_isolation
+    from sandbox_magic.notebook.commands import describe_isolation
 
     health = api.get("/healthz").json()
     assert health["isolation"]["mode"] == "bwrap"
