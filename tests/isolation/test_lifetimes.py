@@ -158,3 +158,44 @@ def test_a_low_open_files_limit_does_not_bring_the_server_down(server_factory: A
         )
         assert "refused" in exhaust.text
     assert server.process.poll() is None
+
+
+def test_a_server_killed_outright_leaves_a_runtime_dir_that_the_next_start_removes(
+    server_factory: Any,
+) -> None:
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    server = server_factory(None, None, "--isolation", "bwrap")
+    with server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
+        assert "2" in _execute(client, sandbox, "print(1 + 1)").text
+    owned = [
+        path
+        for path in Path(tempfile.gettempdir()).glob("sbm-*")
+        if (path / "owner.pid").is_file()
+        and (path / "owner.pid").read_text().strip() == str(server.process.pid)
+    ]
+    assert len(owned) == 1
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=30)
+    assert owned[0].exists()  # nobody could clean up
+    server_factory(None, None, "--isolation", "bwrap")
+    assert not owned[0].exists()
+
+
+def test_one_sandbox_running_out_of_memory_leaves_the_others_alone(
+    confined_server: Any,
+) -> None:
+    with confined_server.client() as client:
+        calm = client.post("/v1/sandboxes", json={}).json()["id"]
+        greedy = client.post("/v1/sandboxes", json={"memory_mb": 200}).json()["id"]
+        try:
+            assert _execute(client, calm, "kept = 'ok'").status_code == 200
+            hog = _execute(client, greedy, "hogs = [bytearray(50 * 2**20) for _ in range(20)]")
+            assert "out of memory: limit 200 MB" in hog.text
+            assert "ok" in _execute(client, calm, "print(kept)").text
+        finally:
+            client.delete(f"/v1/sandboxes/{calm}")
+            client.delete(f"/v1/sandboxes/{greedy}")
