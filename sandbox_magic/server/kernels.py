@@ -30,6 +30,7 @@ from sandbox_magic.server.kernelspecs import (
     KernelChoice,
     SandboxKernelSpecManager,
 )
+from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 from sandbox_magic.server.strays import kernel_pid, kill_strays
 
@@ -224,6 +225,14 @@ class Kernel:
         reply = await self.execute(lower_limits_code(jail.limits), silent=True)
         if reply.get("status") != "ok":
             raise KernelDiedError(f"could not set the sandbox's limits: {reply.get('evalue', '')}")
+
+    async def stop_leftovers(self) -> None:
+        """Stop the threads (own Python) and processes the last run left running."""
+        if not self.confined:
+            return
+        if self.choice.is_own_python:
+            await self.execute(STOP_CODE, silent=True)
+        await self.kill_strays()
 
     async def kill_strays(self) -> int:
         """Kill the processes the code left running (confined kernels only); how many."""
@@ -557,6 +566,8 @@ def _confined(confinement: Confinement | None) -> bool:
 async def prepare_python(kernel: Kernel, *, cwd: str, env: Mapping[str, str]) -> None:
     """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
     code = f"__import__('os').chdir({cwd!r}); __import__('os').environ.update({dict(env)!r})"
+    if kernel.confined:
+        code += f"; {WATCH_CODE}"
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

@@ -251,9 +251,9 @@ class ContextRuntime:
         self._finish(run, *outcome)
         if not run.keep_processes:  # after the answer, before the next run
             try:
-                await self.kernel.kill_strays()
-            except OSError:  # the kernel itself is gone: nothing left to stop
-                log.debug("no processes to stop after run %s", run.id, exc_info=True)
+                await self.kernel.stop_leftovers()
+            except (OSError, KernelDiedError):  # the kernel itself is gone: nothing to stop
+                log.debug("nothing to stop after run %s", run.id, exc_info=True)
 
     async def _run_code(self, run: RunState) -> tuple[tuple[str, str | None], bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""

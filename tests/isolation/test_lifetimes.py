@@ -44,7 +44,7 @@ BACKGROUND = (
 
 def test_timeout_ms_stops_the_sandbox_and_keeps_its_runs_readable(confined_server: Any) -> None:
     with confined_server.client() as client:
-        created = client.post("/v1/sandboxes", json={"timeout_ms": 4000}).json()
+        created = client.post("/v1/sandboxes", json={"timeout_ms": 10_000}).json()
         sandbox = created["id"]
         assert created["expires_at"]
         context = client.post(f"/v1/sandboxes/{sandbox}/code/contexts", json={}).json()["id"]
@@ -199,3 +199,33 @@ def test_one_sandbox_running_out_of_memory_leaves_the_others_alone(
         finally:
             client.delete(f"/v1/sandboxes/{calm}")
             client.delete(f"/v1/sandboxes/{greedy}")
+
+
+BURNER = """
+import threading
+counter = [0]
+def burn():
+    while True:
+        counter[0] += 1
+burner = threading.Thread(target=burn, daemon=True)
+burner.start()
+"""
+
+
+def test_the_end_of_a_run_stops_threads_it_left_unless_asked(confined_server: Any) -> None:
+    with confined_server.client() as client:
+        sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
+        try:
+            assert _execute(client, sandbox, BURNER).status_code == 200
+            stopped = _execute(client, sandbox, "burner.join(10); print(burner.is_alive())")
+            assert "False" in stopped.text
+            assert _execute(client, sandbox, BURNER, keep_processes=True).status_code == 200
+            kept = _execute(
+                client,
+                sandbox,
+                "import time; c = counter[0]; time.sleep(0.2); "
+                "print(burner.is_alive(), counter[0] > c)",
+            )
+            assert "True True" in kept.text
+        finally:
+            client.delete(f"/v1/sandboxes/{sandbox}")
