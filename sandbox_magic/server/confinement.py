@@ -114,6 +114,8 @@ class Limits:
     processes: int
     open_files: int
     file_size_mb: int
+    #: Size of each of ``/tmp`` and ``/dev/shm`` (memory-backed).
+    scratch_mb: int = 256
 
     def public(self) -> dict[str, int]:
         return {
@@ -122,6 +124,7 @@ class Limits:
             "processes": self.processes,
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
+            "scratch_mb": self.scratch_mb,
         }
 
 
@@ -136,6 +139,7 @@ class LimitPolicy:
     processes: int = 256
     open_files: int = 1024
     file_size_mb: int = 1024
+    scratch_mb: int = 256
 
     def describe(self) -> dict[str, int]:
         """Defaults and maxima, for ``/healthz``."""
@@ -147,6 +151,7 @@ class LimitPolicy:
             "processes": self.processes,
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
+            "scratch_mb": self.scratch_mb,
         }
 
     def limits(self, *, vcpus: int | None, memory_mb: int | None) -> Limits:
@@ -159,6 +164,7 @@ class LimitPolicy:
             processes=self.processes,
             open_files=self.open_files,
             file_size_mb=self.file_size_mb,
+            scratch_mb=self.scratch_mb,
         )
 
 
@@ -196,6 +202,8 @@ class Confinement:
     as_root: bool = False
     internet_allowed: bool = False
     pass_env: tuple[str, ...] = ()
+    #: Whether this bwrap can size a tmpfs (``--size``, bubblewrap 0.8 and later).
+    sized_tmpfs: bool = False
 
     @property
     def active(self) -> bool:
@@ -277,7 +285,12 @@ class Confinement:
         mounts.system()
         for path in _python_paths(extra_ro):
             mounts.bind(path, str(path), read_only=True)
-        mounts.add("--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp")
+        mounts.add("--proc", "/proc", "--dev", "/dev")
+        # /tmp and /dev/shm live in memory, outside the memory limit: bounded apart.
+        for scratch in ("/tmp", "/dev/shm"):
+            if self.sized_tmpfs:
+                mounts.add("--size", str(jail.limits.scratch_mb * 1024 * 1024))
+            mounts.add("--perms", "1777", "--tmpfs", scratch)
         mounts.bind(jail.root, SANDBOX_ROOT)
         mounts.bind(jail.workspace, WORKSPACE)
         mounts.bind(jail.home, HOME)
@@ -454,6 +467,16 @@ def detect(
     return confinement
 
 
+def _supports_size(bwrap: str) -> bool:
+    try:
+        done = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in done.stdout + done.stderr
+
+
 def _probe(*, allow_internet: bool, pass_env: tuple[str, ...]) -> Confinement:
     if not sys.platform.startswith("linux"):
         raise IsolationUnavailable("bubblewrap isolation needs Linux")
@@ -468,6 +491,7 @@ def _probe(*, allow_internet: bool, pass_env: tuple[str, ...]) -> Confinement:
     confinement = Confinement(
         "bwrap",
         bwrap=bwrap,
+        sized_tmpfs=_supports_size(bwrap),
         as_root=os.geteuid() == 0,
         internet_allowed=allow_internet,
         pass_env=pass_env,

@@ -255,15 +255,16 @@ class SandboxService:
         if not self.confinement.active:
             return None
         stored = record.get("_jail") or {}
+        fresh = False
         try:
             limits = Limits(**stored["limits"])
             uid = int(stored["uid"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):  # made while isolation was off
             limits = self.config.limits.limits(vcpus=None, memory_mb=None)
-            uid = new_uid()
+            uid, fresh = new_uid(), True
         jail = Jail(uid=uid, root=root, limits=limits)
         self.confinement.prepare(jail)
-        if self.confinement.as_root:
+        if fresh and self.confinement.as_root:
             for path in root.rglob("*"):
                 with contextlib.suppress(OSError):
                     os.lchown(path, uid, uid)

@@ -378,3 +378,20 @@ def test_a_warm_kernel_gets_its_sandboxs_limits_also_after_a_restart(
     restarted = api.post(f"{box.base}/code/contexts/{box.context}/restart")
     assert restarted.status_code in (200, 204), restarted.text
     assert box.report(LIMITS_REPORT) == expected
+
+
+def test_memory_backed_scratch_space_is_bounded(new_box) -> None:
+    box = new_box()
+    scratch = box.record["config"]["limits"]["scratch_mb"]
+    seen = box.report(
+        """
+import json, os
+out = {}
+for place in ('/tmp', '/dev/shm'):
+    stat = os.statvfs(place)
+    out[place] = stat.f_blocks * stat.f_frsize
+print(json.dumps(out))
+"""
+    )
+    for size in seen.values():
+        assert 0 < size <= scratch * 2**20, seen
