@@ -123,6 +123,7 @@ def start_server(
     *extra_args: str,
     warm_kernels: int = 1,
     env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> LiveServer:
     """Start ``sandbox-magic serve --port 0`` and wait for its ready line."""
     token = token or secrets.token_urlsafe(16)
@@ -141,7 +142,12 @@ def start_server(
     ]
     env = dict(os.environ, **(env or {}), SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
     )
     assert process.stdout is not None
     output: list[str] = []
@@ -209,8 +215,12 @@ def server_factory(
     """Start extra servers (e.g. to restart on the same state dir); all stopped after."""
     started: list[LiveServer] = []
 
-    def factory(state_dir: Path | None = None, token: str | None = None, *args: str) -> LiveServer:
-        server = start_server(state_dir or tmp_path_factory.mktemp("server-state"), token, *args)
+    def factory(
+        state_dir: Path | None = None, token: str | None = None, *args: str, **options: Any
+    ) -> LiveServer:
+        server = start_server(
+            state_dir or tmp_path_factory.mktemp("server-state"), token, *args, **options
+        )
         started.append(server)
         return server
 

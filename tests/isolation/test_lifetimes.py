@@ -130,15 +130,17 @@ def test_full_server_answers_503_with_retry_after_and_keeps_serving(server_facto
 
 
 def test_a_low_open_files_limit_does_not_bring_the_server_down(server_factory: Any) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 4096:
         pytest.skip("the hard open-files limit is too low to show the server raising its own")
-    # Servers started from here inherit a soft limit of 64: far too few for 6 kernels.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
-    try:
-        server = server_factory(None, None, "--isolation", "bwrap")
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # The server starts with a soft limit of 64: far too few for 6 kernels.
+    server = server_factory(
+        None,
+        None,
+        "--isolation",
+        "bwrap",
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)),
+    )
     assert psutil.Process(server.process.pid).rlimit(psutil.RLIMIT_NOFILE)[0] > 64
     with server.client() as client:
         sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
