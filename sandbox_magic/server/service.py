@@ -34,9 +34,10 @@ from sandbox_magic.server.confinement import Confinement, Jail, Limits, detect, 
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
-from sandbox_magic.server.runs import ContextRuntime, RunState
-from sandbox_magic.server.store import INTERRUPTED_REASON, Page, Store
+from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
+from sandbox_magic.server.store import Page, Store
 from sandbox_magic.server.util import iso, new_id, now_iso
+from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
@@ -162,7 +163,7 @@ class SandboxService:
                 await self._reaper
         for sandbox in self.sandboxes.values():
             for context in list(sandbox.contexts.values()):
-                await context.close(status="failed", reason=INTERRUPTED_REASON)
+                await context.close(SERVER_STOPPED_OUTCOME)
         await self.pool.close()
         for task in list(self._background):
             with contextlib.suppress(BaseException):
@@ -378,7 +379,7 @@ class SandboxService:
             self._spawn(self.pool.release(sandbox.warm))
             sandbox.warm = None
         for context in contexts:
-            await context.close(status="cancelled", reason=reason)
+            await context.close(cancelled(reason))
             self._spawn(self.pool.release(context.kernel))
         self._spawn(asyncio.to_thread(artifact_files.remove_tree, sandbox.root))
 
@@ -429,7 +430,7 @@ class SandboxService:
         if live + self._starting >= self.config.max_contexts:
             raise ApiError(
                 503,
-                "capacity_exceeded",
+                CAPACITY_EXCEEDED,
                 f"This server runs its maximum of {self.config.max_contexts} contexts; "
                 "delete one (or a sandbox) or try again later.",
                 retryable=True,
@@ -447,7 +448,7 @@ class SandboxService:
             log.exception("could not start a kernel")
             raise ApiError(
                 503,
-                "capacity_exceeded",
+                CAPACITY_EXCEEDED,
                 f"Could not start a kernel: {error}",
                 retryable=True,
                 headers={"Retry-After": "5"},
@@ -474,7 +475,7 @@ class SandboxService:
             memory_limit_mb=sandbox.jail.limits.memory_mb if sandbox.jail else None,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
-            await context.close(status="cancelled", reason="the sandbox was deleted")
+            await context.close(cancelled("the sandbox was deleted"))
             await self.pool.release(kernel)
             raise ApiError.not_found(f"Sandbox {sandbox.id} was deleted.")
         sandbox.contexts[context.id] = context
@@ -514,7 +515,7 @@ class SandboxService:
     async def delete_context(self, sandbox_id: str, context_id: str) -> None:
         context = self.context(sandbox_id, context_id)
         self.sandboxes[sandbox_id].contexts.pop(context_id, None)
-        await context.close(status="cancelled", reason="the context was deleted")
+        await context.close(cancelled("the context was deleted"))
         self._spawn(self.pool.release(context.kernel))
 
     async def default_context(self, sandbox_id: str, language: str | None) -> ContextRuntime:
