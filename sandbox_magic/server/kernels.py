@@ -230,9 +230,10 @@ class Kernel:
         """Stop the threads (own Python) and processes the last run left running."""
         if not self.confined:
             return
-        if self.choice.is_own_python:
+        if self.choice.is_own_python:  # threads and processes, from inside
             await self.execute(STOP_CODE, silent=True)
-        await self.kill_strays()
+        else:
+            await self.kill_strays()
 
     async def kill_strays(self) -> int:
         """Kill the processes the code left running (confined kernels only); how many."""
