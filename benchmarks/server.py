@@ -56,7 +56,12 @@ class LocalServer:
 
     @classmethod
     def start(
-        cls, state_dir: Path, *, warm_kernels: int = 1, isolation: str = "none"
+        cls,
+        state_dir: Path,
+        *,
+        warm_kernels: int = 1,
+        extra_args: list[str] | None = None,
+        isolation: str = "none",
     ) -> LocalServer:
         """Start a server on a free loopback port and wait for its ready line.
 
@@ -70,6 +75,7 @@ class LocalServer:
             "--state-dir", str(state_dir),
             "--warm-kernels", str(warm_kernels),
             "--isolation", isolation,
+            *(extra_args or []),
         ]  # fmt: skip
         env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
         process = subprocess.Popen(

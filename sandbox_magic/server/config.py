@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox_magic.server.classroom.quotas import Quotas
 from sandbox_magic.server.confinement import Confinement, LimitPolicy
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ISOLATION_ENV", "ServerConfig"]
@@ -53,3 +54,7 @@ class ServerConfig:
     max_contexts: int = 32
     #: Kernels started at the same time; further starts wait their turn.
     concurrent_starts: int = 2
+    #: Quotas of student keys (each key may override them); admins are unlimited.
+    student_quotas: Quotas = field(default_factory=Quotas)
+    #: Lower the CPU priority of runs that keep a core busy (see `classroom.fairness`).
+    cpu_demotion: bool = True

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from jupyter_client.manager import AsyncKernelManager
 
+from sandbox_magic.server import charts, kernel_side, runtime_area
 from sandbox_magic.server.confined_manager import ConfinedKernelManager
 from sandbox_magic.server.confinement import Confinement, Jail, lower_limits_code
 from sandbox_magic.server.kernelspecs import (
@@ -30,6 +31,7 @@ from sandbox_magic.server.kernelspecs import (
     KernelChoice,
     SandboxKernelSpecManager,
 )
+from sandbox_magic.server.languages import kernel_transport, sends_output_after_idle
 from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 from sandbox_magic.server.strays import kernel_pid, kill_strays
@@ -44,6 +46,7 @@ MessageHook = Callable[[str, dict[str, Any], dict[str, Any]], None]
 _READY_TIMEOUT: Final = 60.0
 _ALIVE_CHECK_INTERVAL: Final = 1.0
 _LOST_REPLY_GRACE: Final = 1.0
+_ROUND_TRIP_TIMEOUT: Final = 5.0
 
 
 class KernelDiedError(RuntimeError):
@@ -95,16 +98,18 @@ class Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
 
         Kernels talk over Unix sockets in a directory of their own under
-        ``runtime_dir`` (private, and faster than loopback TCP). With an active
-        ``confinement``, the kernel runs confined in ``jail``.
+        ``runtime_dir`` (private, and faster than loopback TCP; the few that cannot use
+        loopback TCP). With an active ``confinement``, the kernel runs confined in
+        ``jail``.
         """
         directory = runtime_dir / secrets.token_hex(4)
+        transport, ip = kernel_transport(choice.spec_name, directory / "k")
         options: dict[str, Any] = {
             "kernel_name": choice.spec_name,
             "kernel_spec_manager": spec_manager,
             "shutdown_wait_time": 1.0,
-            "transport": "ipc",
-            "ip": str(directory / "k"),
+            "transport": transport,
+            "ip": ip,
             "connection_file": str(directory / "kernel.json"),
         }
         if confinement is not None and confinement.active and jail is not None:
@@ -359,9 +364,26 @@ class Kernel:
                         return {"status": "aborted", "lost": True}
                 reply = pending.reply.result()
                 await self._await_alive(idle)
+                if sends_output_after_idle(self.choice.spec_name):
+                    await self._round_trip()
                 return reply
             finally:
                 idle.cancel()
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def _round_trip(self) -> None:
+        """Ask for kernel_info and wait for its ``idle``: IOPub output sent before it is in.
+
+        For kernels that publish an execution's last output after its ``idle``.
+        """
+        msg_id = self._client.kernel_info()
+        pending = _Pending(hook=None, reply=asyncio.get_running_loop().create_future())
+        self._pending[msg_id] = pending
+        try:
+            await self._await_alive(asyncio.wait_for(pending.idle.wait(), _ROUND_TRIP_TIMEOUT))
+        except TimeoutError:
+            log.warning("kernel %s did not answer kernel_info in time", self.choice.spec_name)
         finally:
             self._pending.pop(msg_id, None)
 
@@ -564,11 +586,20 @@ def _confined(confinement: Confinement | None) -> bool:
     return confinement is not None and confinement.active
 
 
-async def prepare_python(kernel: Kernel, *, cwd: str, env: Mapping[str, str]) -> None:
-    """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
-    code = f"__import__('os').chdir({cwd!r}); __import__('os').environ.update({dict(env)!r})"
+async def prepare_python(kernel: Kernel, *, cwd: str | Path, env: Mapping[str, str]) -> None:
+    """Move a Python kernel into ``cwd``, set ``env``, put the sandbox's own packages
+    first on ``sys.path``, install the chart formatter and set the kernel up for sandbox
+    use (see `runtime_area`, `charts`, `kernel_side`); a confined kernel also starts
+    watching the threads runs start (see `leftover_threads`).
+
+    Leaves no names behind in the user's namespace.
+    """
+    code = (
+        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})\n"
+        f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}\n{kernel_side.kernel_code()}"
+    )
     if kernel.confined:
-        code += f"; {WATCH_CODE}"
+        code += f"\n{WATCH_CODE}"
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

@@ -26,6 +26,7 @@ import uvicorn
 
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
+from sandbox_magic.server.classroom.quotas import Quotas
 from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
 from sandbox_magic.server.confinement import IsolationUnavailable, LimitPolicy, detect
 from sandbox_magic.server.runtime_dirs import raise_open_files_limit
@@ -60,6 +61,8 @@ class ServeOptions:
     pass_env: tuple[str, ...] = ()
     max_contexts: int = 32
     idle_timeout_ms: int = 0
+    student_quotas: Quotas = field(default_factory=Quotas)
+    cpu_demotion: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,6 +164,8 @@ def serve(options: ServeOptions) -> int:
         pass_env=options.pass_env,
         max_contexts=options.max_contexts,
         default_inactivity_timeout_ms=options.idle_timeout_ms,
+        student_quotas=options.student_quotas,
+        cpu_demotion=options.cpu_demotion,
     )
     uv_config = uvicorn.Config(
         create_app(config),

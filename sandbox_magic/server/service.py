@@ -29,8 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
+from sandbox_magic.server import runtime_area
 from sandbox_magic.server.config import ServerConfig
-from sandbox_magic.server.confinement import Confinement, Jail, Limits, detect, new_uid
+from sandbox_magic.server.confinement import (
+    WORKSPACE,
+    Confinement,
+    Jail,
+    Limits,
+    detect,
+    new_uid,
+)
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
@@ -389,6 +397,7 @@ class SandboxService:
         """The real directory for a requested cwd: inside the sandbox, or 400."""
         if not requested:
             return sandbox.workspace
+        runtime_area.check_cwd(requested, workspace=sandbox.workspace)
         path = Path(requested)
         if sandbox.jail is not None and path.is_relative_to("/sandbox"):
             path = path.relative_to("/sandbox")  # the sandbox's root, as its code sees it
@@ -436,13 +445,15 @@ class SandboxService:
                 retryable=True,
                 headers={"Retry-After": "5"},
             )
+        seen_as = WORKSPACE if sandbox.jail is not None else None
+        env = {**runtime_area.kernel_env(sandbox.workspace, seen_as=seen_as), **sandbox.envs}
         self._starting += 1
         try:
-            kernel = await self._take_warm(sandbox, choice, cwd, code_cwd)
+            kernel = await self._take_warm(sandbox, choice, cwd, code_cwd, env)
             if kernel is None:
                 async with self._starts:  # cold starts take turns instead of all at once
                     kernel = await self.pool.acquire(
-                        choice, cwd=cwd, env=sandbox.envs, jail=sandbox.jail, code_cwd=code_cwd
+                        choice, cwd=cwd, env=env, jail=sandbox.jail, code_cwd=code_cwd
                     )
         except Exception as error:
             log.exception("could not start a kernel")
@@ -458,7 +469,7 @@ class SandboxService:
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
-                await prepare_python(restarted, cwd=code_cwd, env=sandbox.envs)
+                await prepare_python(restarted, cwd=code_cwd, env=env)
 
         context = ContextRuntime(
             context_id=new_id("ctx"),
@@ -482,7 +493,12 @@ class SandboxService:
         return context
 
     async def _take_warm(
-        self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path, code_cwd: str
+        self,
+        sandbox: LiveSandbox,
+        choice: KernelChoice,
+        cwd: Path,
+        code_cwd: str,
+        env: dict[str, str],
     ) -> Kernel | None:
         """The sandbox's own warm kernel, given its limits and envs (a first Python context)."""
         kernel, sandbox.warm = sandbox.warm, None
@@ -492,8 +508,8 @@ class SandboxService:
             sandbox.warm = kernel
             return None
         try:
-            await kernel.reconfine(sandbox.jail, sandbox.envs)
-            await prepare_python(kernel, cwd=code_cwd, env=sandbox.envs)
+            await kernel.reconfine(sandbox.jail, env)
+            await prepare_python(kernel, cwd=code_cwd, env=env)
         except Exception:
             log.warning("a warm kernel could not be used; starting another", exc_info=True)
             self._spawn(self.pool.release(kernel))
