@@ -110,7 +110,7 @@ def test_the_end_of_a_run_kills_what_it_left_running_unless_asked(confined_serve
 
 
 def test_full_server_answers_503_with_retry_after_and_keeps_serving(server_factory: Any) -> None:
-    server = server_factory(None, None, "--isolation", "bwrap", "--max-contexts", "2")
+    server = server_factory(None, None, "--isolation", "bwrap", "--max-live-contexts", "2")
     with server.client() as client:
         sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
         contexts = [
