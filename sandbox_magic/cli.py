@@ -58,6 +58,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
+        "--api",
+        default="both",
+        choices=["both", "sandboxes", "machines"],
+        help="API generations to serve: 0.x /v1/sandboxes, 1.x /v1/machines, or both "
+        "(default both)",
+    )
+    parser.add_argument(
+        "--disable-async-runs",
+        action="store_true",
+        help="answer POST .../code/runs as a hosted deployment without async runs does "
+        "(503 feature_unavailable); streaming /code/execute keeps working",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -79,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
             interrupt_grace=args.interrupt_grace,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            api=args.api,
+            async_runs=not args.disable_async_runs,
         )
     )
 

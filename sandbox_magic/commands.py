@@ -52,6 +52,9 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
         try:
             client = ctl.io.run(session.client(), 30)
             healthy = "ok" if ctl.io.run(client.health(), 30) else "unhealthy"
+            if healthy == "ok":
+                ctl.io.run(client.api_generation(), 30)
+                facts = session.describe()
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     url = facts["url"] or (
@@ -61,7 +64,10 @@ def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
         ["server", str(url)],
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
+        ["url from", "embedded local server" if facts["embedded"] else facts["url_source"]],
         ["api key", "set (hidden)" if ctl.magics.api_key else "not set"],
+        ["key from", "the embedded server's token" if facts["embedded"] else facts["key_source"]],
+        ["api", facts["api"]],
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
     ]

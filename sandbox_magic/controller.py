@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import getpass
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from sandbox_magic.api.errors import RemoteExecutionError, SandboxError
+from sandbox_magic.api.generation import ServerFactsBook
 from sandbox_magic.api.models import Run
 from sandbox_magic.artifact_files import SavedArtifact, save_artifacts
 from sandbox_magic.artifacts_view import wants_preview
 from sandbox_magic.background import BackgroundRuns
 from sandbox_magic.cellrun import CellRun, FollowSettings
+from sandbox_magic.credentials import find_api_key, find_api_url, source_of
 from sandbox_magic.journal import Journal
 from sandbox_magic.loop import IOLoopThread
 from sandbox_magic.options import RunOptions
@@ -31,8 +33,9 @@ from sandbox_magic.poller import PollPolicy
 from sandbox_magic.redact import Redactor
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
-from sandbox_magic.session import ConnectionSettings, SandboxSession
+from sandbox_magic.session import ConnectionSettings, RunsUnavailableError, SandboxSession
 from sandbox_magic.status import RunSummary, StatusView, make_status_view
+from sandbox_magic.streamcell import follow_streamed
 from sandbox_magic.transfer import pull, push
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ class SandboxController:
         self._closed = False
         self._embedded_state_dir: Path | None = None
         self._session_lock = threading.RLock()
+        #: What each server speaks (API generation, async runs), kept across sessions.
+        self.server_facts = ServerFactsBook()
         self.background = BackgroundRuns(self)
         atexit.register(self.close)
 
@@ -61,13 +66,17 @@ class SandboxController:
 
     def _current_settings(self) -> ConnectionSettings:
         m = self.magics
+        api_key = m.api_key.reveal() if m.api_key else None
         return ConnectionSettings(
             api_url=m.api_url or None,
-            api_key=m.api_key.reveal() if m.api_key else None,
+            api_key=api_key,
             template=m.template or None,
             embedded=m.embedded,
             embedded_state_dir=self._embedded_state_dir,
             request_timeout=m.request_timeout,
+            api_generation=m.api_generation,
+            url_source=source_of(m.api_url, find_api_url(), setting="SandboxMagics.api_url"),
+            key_source=source_of(api_key, find_api_key(), setting="SandboxMagics.api_key"),
         )
 
     @property
@@ -83,7 +92,7 @@ class SandboxController:
             settings = self._current_settings()
             if self._session is None or settings != self._settings:
                 self._close_session()
-                self._session = SandboxSession(settings, self.journal)
+                self._session = SandboxSession(settings, self.journal, self.server_facts)
                 self._settings = settings
             return self._session
 
@@ -147,6 +156,9 @@ class SandboxController:
                 view.finish(None)  # nothing was submitted: take the live line away
                 raise
         timeout = options.timeout if options.timeout is not None else self.magics.default_timeout
+        if session.streams:
+            view.finish(None)
+            return self._run_streamed(code, options, session, sink, timeout)
         submit = self.io.submit(
             session.submit(
                 code,
@@ -157,7 +169,10 @@ class SandboxController:
                 run_timeout=timeout,
             )
         )
-        run = self._wait_for_submit(cell, submit, view)
+        try:
+            run = self._wait_for_submit(cell, submit, view)
+        except RunsUnavailableError:
+            return self._run_streamed(code, options, session, sink, timeout)
         for notice in session.take_notices():
             sink.notice(notice)
         if options.background:
@@ -166,6 +181,53 @@ class SandboxController:
         view.start(run, context=options.context)
         final = cell.follow(run)
         view.finish(final)
+        return self._finish_cell(cell, session, final, options)
+
+    def _run_streamed(
+        self,
+        code: str,
+        options: RunOptions,
+        session: SandboxSession,
+        sink: OutputSink,
+        timeout: int,
+    ) -> Any:
+        """The cell on a server without async runs: streamed through ``/code/execute``."""
+        if options.background:
+            sink.notice(
+                "--background: this server has no async runs, so cells cannot run in the "
+                "background here. This cell runs now, streamed; it cannot be re-attached."
+            )
+            options = dataclasses.replace(options, background=False)
+        view = self.status_view(options)
+        cell = CellRun(self.io, session, sink, view, self.follow_settings())
+        try:
+            fold = cell.wait(
+                self.io.submit(
+                    session.prepare_stream(
+                        context=options.context,
+                        language=options.language,
+                        sandbox=options.sandbox,
+                        run_timeout=timeout,
+                    )
+                ),
+                view.tick,
+            )
+            for notice in session.take_notices():
+                sink.notice(notice)
+            client = self.io.run(session.client())
+            view.start(fold.snapshot(), context=options.context)
+            final = follow_streamed(cell, client, fold, code=code, envs=options.envs or None)
+        except BaseException:
+            view.finish(None)
+            raise
+        view.finish(final)
+        return self._finish_cell(cell, session, final, options)
+
+    def _finish_cell(
+        self, cell: CellRun, session: SandboxSession, final: Run, options: RunOptions
+    ) -> Any:
+        """Store ``--out``, save artifacts, ``--pull``, then show how the run ended."""
+        sink, view = cell.sink, cell.view
         if options.out and self.magics.shell is not None:
             # Redacted like every output: displaying the record must not show secrets.
             self.magics.shell.user_ns[options.out] = self.redactor(options).record(final)
@@ -349,7 +411,8 @@ class SandboxController:
 
     def connect(self, url: str) -> None:
         """Point the session at another server; the key comes from env or a prompt."""
-        key = os.environ.get("NULLSPACE_API_KEY")
+        found = find_api_key()
+        key = found.value if found else None
         if not key:
             key = getpass.getpass(f"API key for {url} (input hidden; empty for none): ") or None
         self.magics.api_url = url

@@ -17,6 +17,7 @@ from IPython.core.magic_arguments import (
 )
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
+from sandbox_magic.credentials import find_api_key, find_api_url
 from sandbox_magic.options import RunOptions, parse_run_options
 from sandbox_magic.secret import Secret, SecretStr
 
@@ -37,11 +38,19 @@ class SandboxMagics(Magics):
     api_url = Unicode(
         None,
         allow_none=True,
-        help="Base URL of the sandbox API. Default: $NULLSPACE_API_URL; when unset, "
-        "the embedded local server is used.",
+        help="Base URL of the sandbox API. Default: where the service's SDK finds it "
+        "($NULLSPACE_API_URL, $NULLSPACE_BASE_URL, .env, ~/.config/nullspace/config.json, "
+        "~/.nullspace/config.json); when none has one, the embedded local server is used.",
     ).tag(config=True)
     api_key = Secret(
-        help="API key sent as a bearer token. Default: $NULLSPACE_API_KEY. Never shown."
+        help="API key sent as a bearer token. Default: where the service's SDK finds it "
+        "($NULLSPACE_API_KEY, $NULLSPACE_TOKEN, .env, the SDK's config files). Never shown."
+    ).tag(config=True)
+    api_generation = Enum(
+        ["auto", "0", "1"],
+        default_value="auto",
+        help="API generation of the server: '0' (/v1/sandboxes), '1' (/v1/machines), or "
+        "'auto' to find out with one probe per server.",
     ).tag(config=True)
     template = Unicode("code-interpreter", help="Template of sandboxes this session creates.").tag(
         config=True
@@ -109,12 +118,13 @@ class SandboxMagics(Magics):
 
     @default("api_url")
     def _default_api_url(self) -> str | None:
-        return os.environ.get("NULLSPACE_API_URL") or None
+        found = find_api_url()
+        return found.value if found else None
 
     @default("api_key")
     def _default_api_key(self) -> SecretStr | None:
-        key = os.environ.get("NULLSPACE_API_KEY")
-        return SecretStr(key) if key else None
+        found = find_api_key()
+        return SecretStr(found.value) if found else None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)

@@ -18,13 +18,15 @@ from typing import Any
 import httpx
 
 from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import NotFoundError, SandboxError
+from sandbox_magic.api.errors import NotFoundError, SandboxAPIError, SandboxError
+from sandbox_magic.api.generation import ServerFacts, ServerFactsBook, runs_unavailable
 from sandbox_magic.api.models import Context, Run
+from sandbox_magic.api.streamed import StreamFold
 from sandbox_magic.embedded import EmbeddedServer
 from sandbox_magic.journal import Journal, JournalEntry
 from sandbox_magic.poller import PollPolicy, poll_run, run_deadline
 
-__all__ = ["ConnectionSettings", "SandboxSession", "display_url"]
+__all__ = ["ConnectionSettings", "RunsUnavailableError", "SandboxSession", "display_url"]
 
 DEFAULT_CONTEXT = "default"
 
@@ -48,6 +50,11 @@ class ConnectionSettings:
     embedded: bool = True
     embedded_state_dir: Path | None = None
     request_timeout: float = 30.0
+    #: ``auto`` (probe once per server), ``0`` (/v1/sandboxes) or ``1`` (/v1/machines).
+    api_generation: str = "auto"
+    #: Where the URL and the key were read from, in words (never the key itself).
+    url_source: str = ""
+    key_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +65,17 @@ class ContextKey:
     language: str | None
 
 
-def _make_client(url: str, key: str | None, read_timeout: float) -> AsyncSandboxClient:
+class RunsUnavailableError(SandboxError):
+    """The server offers no async runs: the cell must be streamed instead."""
+
+
+def _make_client(
+    url: str, key: str | None, read_timeout: float, generation: str, facts: ServerFacts
+) -> AsyncSandboxClient:
     try:
-        return AsyncSandboxClient(url, key, read_timeout=read_timeout)
+        return AsyncSandboxClient(
+            url, key, read_timeout=read_timeout, api_generation=generation, facts=facts
+        )
     except ValueError as exc:
         raise SandboxError(f"{exc} (got {display_url(url)!r})") from None
 
@@ -68,9 +83,15 @@ def _make_client(url: str, key: str | None, read_timeout: float) -> AsyncSandbox
 class SandboxSession:
     """The connection, sandbox and contexts of one notebook kernel."""
 
-    def __init__(self, settings: ConnectionSettings, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        journal: Journal | None = None,
+        facts_book: ServerFactsBook | None = None,
+    ) -> None:
         self.settings = settings
         self.journal = journal
+        self.facts_book = facts_book if facts_book is not None else ServerFactsBook()
         self.embedded: EmbeddedServer | None = None
         self._client: AsyncSandboxClient | None = None
         self._url: str | None = None
@@ -103,7 +124,7 @@ class SandboxSession:
     async def _connect(self) -> AsyncSandboxClient:
         settings = self.settings
         if settings.api_url:
-            client = _make_client(settings.api_url, settings.api_key, settings.request_timeout)
+            client = self._new_client(settings.api_url, settings.api_key)
             self._url = settings.api_url
             return client
         if not settings.embedded:
@@ -124,7 +145,23 @@ class SandboxSession:
             f"Started the embedded local sandbox server at {url} "
             "(code runs on this machine, as you)."
         )
-        return _make_client(url, server.token, settings.request_timeout)
+        return self._new_client(url, server.token)
+
+    def _new_client(self, url: str, key: str | None) -> AsyncSandboxClient:
+        facts = self.facts_book.facts(display_url(url))
+        return _make_client(
+            url, key, self.settings.request_timeout, self.settings.api_generation, facts
+        )
+
+    @property
+    def facts(self) -> ServerFacts | None:
+        """What is known of the connected server (API generation, async runs)."""
+        return self._client.facts if self._client is not None else None
+
+    @property
+    def streams(self) -> bool:
+        """True when the server is known to have no async runs (cells are streamed)."""
+        return self.facts is not None and self.facts.async_runs is False
 
     async def ensure_sandbox(self, requested: str | None = None) -> str:
         """The sandbox to run in: the one named, or the session's own (created once)."""
@@ -182,6 +219,8 @@ class SandboxSession:
         data transfers).
         """
         client = await self.client()
+        if client.facts.async_runs is False:
+            raise RunsUnavailableError("This server has no async runs.")
         sandbox_id = await self.ensure_sandbox(sandbox)
         ctx = await self.ensure_context(sandbox_id, context, language)
         try:
@@ -198,9 +237,30 @@ class SandboxSession:
             run = await client.create_run(
                 sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
             )
+        except SandboxAPIError as exc:
+            if not runs_unavailable(exc):
+                raise
+            client.facts.async_runs = False
+            raise RunsUnavailableError(
+                f"This server has no async runs ({exc.message}); cells are streamed."
+            ) from exc
+        client.facts.async_runs = True
         if record:
             self._record(run, context, code)
         return run
+
+    async def prepare_stream(
+        self,
+        *,
+        context: str = DEFAULT_CONTEXT,
+        language: str | None = None,
+        sandbox: str | None = None,
+        run_timeout: int | None = None,
+    ) -> StreamFold:
+        """Sandbox and context for a streamed execution, and its empty `StreamFold`."""
+        sandbox_id = await self.ensure_sandbox(sandbox)
+        ctx = await self.ensure_context(sandbox_id, context, language)
+        return StreamFold(sandbox_id=sandbox_id, context_id=ctx.id, timeout_secs=run_timeout)
 
     async def run_to_end(
         self,
@@ -212,15 +272,26 @@ class SandboxSession:
         sandbox: str | None = None,
         run_timeout: int | None = None,
     ) -> Run:
-        """Submit an internal run (not journaled) and poll it until it ends."""
-        run = await self.submit(
-            code,
-            context=context,
-            language=language,
-            sandbox=sandbox,
-            run_timeout=run_timeout,
-            record=False,
-        )
+        """Submit an internal run (not journaled) and poll it until it ends.
+
+        On a server without async runs the code is streamed instead.
+        """
+        try:
+            run = await self.submit(
+                code,
+                context=context,
+                language=language,
+                sandbox=sandbox,
+                run_timeout=run_timeout,
+                record=False,
+            )
+        except RunsUnavailableError:
+            from sandbox_magic.streaming import stream_to_end
+
+            fold = await self.prepare_stream(
+                context=context, language=language, sandbox=sandbox, run_timeout=run_timeout
+            )
+            return await stream_to_end(await self.client(), fold, code=code)
         client = await self.client()
         return await poll_run(
             client,
@@ -303,4 +374,7 @@ class SandboxSession:
             "sandbox": self.sandbox_id,
             "contexts": {key.name: ctx.id for (_, key), ctx in self._contexts.items()},
             "key": "set" if self.settings.api_key else "not set",
+            "url_source": self.settings.url_source,
+            "key_source": self.settings.key_source,
+            "api": self.facts.describe() if self.facts is not None else "not connected yet",
         }

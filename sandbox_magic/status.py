@@ -111,6 +111,9 @@ def _ids(run_id: str | None, sandbox_id: str | None, context: str | None) -> lis
     return parts
 
 
+_STREAMED_NOTE = "streamed (this server has no async runs): cannot be re-attached"
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended, as one static line (``✓ succeeded in 0.42 s · run ...``)."""
@@ -121,6 +124,8 @@ class RunSummary:
     sandbox_id: str | None = None
     context: str | None = None
     detail: str | None = None
+    #: The run was streamed (``/code/execute``): it has no server-side id to attach to.
+    streamed: bool = False
 
     @classmethod
     def from_run(
@@ -134,13 +139,15 @@ class RunSummary:
             status, detail = "error", f"raised {error.name}"
         else:
             status, detail = run.status, None
+        streamed = run.extra.get("streamed") is True
         return cls(
             status=status,
             duration=duration if duration is not None else run.duration_seconds,
-            run_id=run.id,
+            run_id=None if streamed else run.id,
             sandbox_id=run.sandbox_id,
             context=context or run.context_id,
             detail=detail,
+            streamed=streamed,
         )
 
     def redacted(self, redactor: Redactor) -> RunSummary:
@@ -158,6 +165,7 @@ class RunSummary:
             r(self.sandbox_id),
             r(self.context),
             r(self.detail),
+            self.streamed,
         )
 
     def _head(self) -> str:
@@ -170,17 +178,20 @@ class RunSummary:
             head += f" ({_trim(self.detail, 160)})"
         return head
 
+    def _parts(self) -> list[str]:
+        parts = _ids(self.run_id, self.sandbox_id, self.context)
+        if self.streamed:
+            parts.append(_STREAMED_NOTE)
+        return parts
+
     def text(self) -> str:
         """The summary as plain text."""
-        return " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+        return " · ".join([self._head(), *self._parts()])
 
     def html(self) -> str:
         """The summary as one small HTML line."""
         colour = _ICON_COLOURS.get(self.status, "#616161")
-        ids = "".join(
-            f" · <code>{escape(part)}</code>"
-            for part in _ids(self.run_id, self.sandbox_id, self.context)
-        )
+        ids = "".join(f" · <code>{escape(part)}</code>" for part in self._parts())
         return (
             '<div class="sandbox-magic-summary" style="font-size:0.85em;opacity:0.8">'
             f'<span style="color:{colour}">{escape(self._head())}</span>{ids}</div>'

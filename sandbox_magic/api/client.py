@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -40,8 +40,16 @@ from sandbox_magic.api.errors import (
     SandboxProtocolError,
     api_error_for_status,
 )
+from sandbox_magic.api.generation import (
+    GENERATION_CHOICES,
+    MACHINES_PREFIX,
+    ApiGeneration,
+    ServerFacts,
+    runs_unavailable,
+)
 from sandbox_magic.api.models import Artifact, Context, Page, Run, Sandbox
 from sandbox_magic.api.retry import Clock, RetryPolicy, Sleep, parse_retry_after, retry_async
+from sandbox_magic.api.sse import read_events
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "AsyncSandboxClient"]
 
@@ -136,7 +144,14 @@ class AsyncSandboxClient:
         max_connections: int = 20,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        api_generation: str = "auto",
+        facts: ServerFacts | None = None,
     ) -> None:
+        if api_generation not in GENERATION_CHOICES:
+            raise ValueError(
+                f"api_generation must be one of {', '.join(GENERATION_CHOICES)}, "
+                f"got {api_generation!r}."
+            )
         if not isinstance(base_url, str) or not re.match(r"^https?://[^/]", base_url.strip()):
             raise ValueError(
                 "The sandbox server URL must start with http:// or https:// and name a host."
@@ -152,6 +167,11 @@ class AsyncSandboxClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._closed = False
+        self._facts = facts if facts is not None else ServerFacts()
+        if api_generation in ("0", "1"):
+            self._facts.generation = "1" if api_generation == "1" else "0"
+            self._facts.forced = True
+        self._probe_lock = asyncio.Lock()
         self._http = httpx.AsyncClient(
             base_url=httpx.URL(base_url.strip()).copy_with(query=None, fragment=None),
             auth=self._auth,
@@ -186,6 +206,38 @@ class AsyncSandboxClient:
     @property
     def is_closed(self) -> bool:
         return self._closed
+
+    @property
+    def facts(self) -> ServerFacts:
+        """What is known of the server: API generation, async runs (shared per URL)."""
+        return self._facts
+
+    async def api_generation(self) -> ApiGeneration:
+        """The server's API generation, probed once (``GET /v1/machines?limit=1``)."""
+        if self._facts.generation is None:
+            async with self._probe_lock:
+                if self._facts.generation is None:
+                    self._facts.generation = await self._probe()
+        return self._facts.generation
+
+    async def _probe(self) -> ApiGeneration:
+        async def once(attempt: int) -> ApiGeneration:
+            try:
+                response = await self._http.get(MACHINES_PREFIX, params={"limit": "1"})
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            except RuntimeError as exc:
+                raise self._closed_error(exc) from exc
+            if response.status_code in (404, 405):
+                return "0"
+            self._check_status(response, "GET", MACHINES_PREFIX)
+            try:
+                body = response.json()
+            except (ValueError, RecursionError):
+                return "0"  # a catch-all page, not an API answer
+            return "1" if isinstance(body, list | dict) else "0"
+
+        return await self._with_retries(once, idempotent=True)
 
     def __repr__(self) -> str:
         return f"<AsyncSandboxClient base_url={self._url!r}>"
@@ -351,6 +403,57 @@ class AsyncSandboxClient:
         data = await self._json("POST", f"{self._run_path(sandbox_id, run_id)}/cancel")
         return self._parse(Run.from_json, data, "run")
 
+    # -- streaming execution --------------------------------------------------------
+
+    async def execute_stream(
+        self,
+        sandbox_id: str,
+        *,
+        code: str,
+        context_id: str | None = None,
+        language: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the execution's server-side limit)
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run code synchronously on the server, yielding its events as they arrive.
+
+        ``POST .../code/execute`` answers with server-sent events (``stdout``,
+        ``stderr``, ``result``, ``error``, ``artifact``, ``number_of_executions``).
+        Not retried once sent (an execution is not idempotent); there is no read
+        timeout between events, so bound the whole stream from the caller.
+        """
+        body: dict[str, Any] = {"code": code}
+        if context_id is not None:
+            _segment(context_id, "context_id")
+            body["context_id"] = context_id
+        if language is not None:
+            body["language"] = language
+        if envs:
+            body["envs"] = dict(envs)
+        if timeout is not None:
+            body["timeout"] = max(1, math.ceil(timeout))
+        if self._closed:
+            raise SandboxConnectionError(self._url, "this client has been closed")
+        path = await self._spelled(f"{self._sandbox_path(sandbox_id)}/code/execute")
+        stream_timeout = httpx.Timeout(None, connect=self._connect_timeout)
+        try:
+            async with self._http.stream(
+                "POST",
+                path,
+                json=body,
+                timeout=stream_timeout,
+                headers={"Accept": "text/event-stream"},
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._check_status(response, "POST", path)
+                async for event in read_events(response.aiter_lines()):
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
+
     # -- artifacts ------------------------------------------------------------------
 
     async def list_artifacts(
@@ -491,7 +594,7 @@ class AsyncSandboxClient:
             not_sent = isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
             return idempotent or not_sent
         if isinstance(exc, SandboxAPIError):
-            if exc.retryable is False:
+            if exc.retryable is False or runs_unavailable(exc):
                 return False
             if exc.status_code in _RETRY_STATUSES:
                 return idempotent or exc.status_code in _NOT_PROCESSED_STATUSES
@@ -507,6 +610,7 @@ class AsyncSandboxClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        path = await self._spelled(path)
         try:
             response = await self._http.request(
                 method, path, json=json, params=params, headers=headers
@@ -521,6 +625,8 @@ class AsyncSandboxClient:
     async def _download(
         self, path: str, artifact_id: str, max_bytes: int | None
     ) -> tuple[bytes, str]:
+        path = await self._spelled(path)
+
         async def once(attempt: int) -> tuple[bytes, str]:
             try:
                 async with self._http.stream("GET", path) as response:
@@ -534,6 +640,12 @@ class AsyncSandboxClient:
                 raise self._closed_error(exc) from exc
 
         return await self._with_retries(once, idempotent=True)
+
+    async def _spelled(self, path: str) -> str:
+        """The 0.x-form path as this server spells it (probing its generation once)."""
+        if path.startswith("/v1/") and self._facts.generation is None:
+            await self.api_generation()
+        return self._facts.path(path)
 
     def _closed_error(self, exc: RuntimeError) -> SandboxConnectionError:
         if self._closed or self._http.is_closed:
@@ -600,6 +712,7 @@ class AsyncSandboxClient:
             code = code or _str_or_none(body.get("code"))
             request_id = request_id or _str_or_none(body.get("request_id"))
         request_id = request_id or response.headers.get("x-request-id")
+        code = code.lower() if code else None  # 1.x has upper-case codes (QUOTA_EXCEEDED)
         if message is None:
             excerpt = _excerpt(_safe_text(response))
             reason = response.reason_phrase or "error"
@@ -683,8 +796,7 @@ class AsyncSandboxClient:
 
     def _page(self, parse: Callable[[Any, str], _T], data: Any, what: str) -> Page[_T]:
         items = [self._parse(parse, item, path) for path, item in _items(data, what)]
-        cursor = data.get("next_cursor") if isinstance(data, Mapping) else None
-        return Page(tuple(items), cursor if isinstance(cursor, str) and cursor else None)
+        return Page(tuple(items), _next_cursor(data))
 
 
 class _GarbledReply(SandboxProtocolError):
@@ -702,6 +814,16 @@ def _items(data: Any, what: str = "items") -> list[tuple[str, Any]]:
             f"Malformed reply from the sandbox server: {what} should be a list, got {got}."
         )
     return [(f"{what}[{i}]", item) for i, item in enumerate(data)]
+
+
+def _next_cursor(data: Any) -> str | None:
+    """The next page's cursor: ``next_cursor``, or 1.x ``next_token`` (unless not ``has_next``)."""
+    if not isinstance(data, Mapping):
+        return None
+    cursor = data.get("next_cursor")
+    if cursor is None and data.get("has_next") is not False:
+        cursor = data.get("next_token")
+    return cursor if isinstance(cursor, str) and cursor else None
 
 
 def _new_key() -> str:

@@ -28,8 +28,20 @@ from sandbox_magic import __version__
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
-from sandbox_magic.server.errors import ApiError, error_body
+from sandbox_magic.server.errors import ApiError
+from sandbox_magic.server.generations import (
+    ASYNC_RUNS_UNAVAILABLE,
+    Generation,
+    error_body_for,
+    generation_of,
+    machine_list,
+    machine_view,
+    prefixes_for,
+    run_view,
+    with_links,
+)
 from sandbox_magic.server.runs import RunState
+from sandbox_magic.server.sdk_support import sdk_support_routes
 from sandbox_magic.server.service import SandboxService
 from sandbox_magic.server.store import Page
 from sandbox_magic.server.util import new_id
@@ -62,17 +74,22 @@ def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id") or new_id("req"))
 
 
+def _generation(request: Request) -> Generation:
+    return generation_of(request.url.path)
+
+
 def _error_response(
     request_id: str,
     status: int,
     code: str,
     message: str,
     *,
+    generation: Generation = "0",
     retryable: bool = False,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        error_body(code, message, request_id, retryable=retryable),
+        error_body_for(generation, code, message, request_id, retryable=retryable),
         status_code=status,
         headers={"X-Request-Id": request_id, **(headers or {})},
     )
@@ -104,7 +121,12 @@ class _Gate:
                 else "The bearer token is not accepted."
             )
             response = _error_response(
-                request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
+                request_id,
+                401,
+                "auth_failed",
+                message,
+                generation=generation_of(path),
+                headers={"WWW-Authenticate": "Bearer"},
             )
         elif _too_large(headers.get("content-length"), self.max_body_bytes):
             response = _error_response(
@@ -112,6 +134,7 @@ class _Gate:
                 413,
                 "invalid_request",
                 f"The request body is larger than {self.max_body_bytes} bytes.",
+                generation=generation_of(path),
             )
         if response is not None:
             await response(scope, receive, send)
@@ -176,8 +199,9 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _page(page: Page) -> JSONResponse:
-    return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
+def _page(page: Page, view: Callable[[dict[str, Any]], dict[str, Any]]) -> JSONResponse:
+    items = [view(item) for item in page.items]
+    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
 
 
 def _cursor(request: Request) -> int | None:
@@ -217,16 +241,23 @@ async def create_sandbox(request: Request) -> Response:
         return str(record["id"])
 
     sandbox_id = await service.idempotent("sandbox", _idempotency_key(request), body, create)
-    return JSONResponse(service.sandbox(sandbox_id).public(), status_code=201)
+    return JSONResponse(_sandbox_view(request, service.sandbox(sandbox_id).public()), 201)
+
+
+def _sandbox_view(request: Request, sandbox: dict[str, Any]) -> dict[str, Any]:
+    return machine_view(sandbox) if _generation(request) == "1" else sandbox
 
 
 async def list_sandboxes(request: Request) -> Response:
-    return JSONResponse(_service(request).list_sandboxes())
+    sandboxes = _service(request).list_sandboxes()
+    if _generation(request) == "1":
+        return JSONResponse(machine_list(sandboxes))
+    return JSONResponse(sandboxes)
 
 
 async def get_sandbox(request: Request) -> Response:
     sandbox = _service(request).sandbox(request.path_params["sandbox_id"])
-    return JSONResponse(sandbox.public())
+    return JSONResponse(_sandbox_view(request, sandbox.public()))
 
 
 async def delete_sandbox(request: Request) -> Response:
@@ -268,14 +299,15 @@ async def restart_context(request: Request) -> Response:
     params = request.path_params
     context = _service(request).context(params["sandbox_id"], params["context_id"])
     await context.restart()
-    return JSONResponse(context.to_json())
+    # The spec's body, with the context's own fields beside it.
+    return JSONResponse({**context.to_json(), "status": "restarted"})
 
 
 async def interrupt_context(request: Request) -> Response:
     params = request.path_params
     context = _service(request).context(params["sandbox_id"], params["context_id"])
     await context.interrupt()
-    return JSONResponse(context.to_json())
+    return JSONResponse({**context.to_json(), "status": "interrupted"})
 
 
 # -- routes: runs --------------------------------------------------------------------
@@ -292,6 +324,9 @@ async def create_run(request: Request) -> Response:
     sandbox_id = request.path_params["sandbox_id"]
     service = _service(request)
     service.sandbox(sandbox_id)
+    if not request.app.state.config.async_runs:
+        # As a hosted deployment without a run queue answers; /code/execute still works.
+        raise ApiError(503, "feature_unavailable", ASYNC_RUNS_UNAVAILABLE)
     body = await _read_object(request, required=True)
     code = required_str(body, "code", allow_empty=True)
     context_id = required_str(body, "context_id")
@@ -305,7 +340,9 @@ async def create_run(request: Request) -> Response:
     live = service.live_run(sandbox_id, run_id)
     version = str(live.version) if live is not None else "0"
     return JSONResponse(
-        service.get_run(sandbox_id, run_id), status_code=202, headers={"X-Run-Version": version}
+        run_view(service.get_run(sandbox_id, run_id), _generation(request)),
+        status_code=202,
+        headers={"X-Run-Version": version},
     )
 
 
@@ -324,7 +361,7 @@ async def get_run(request: Request) -> Response:
         await live.wait_for_change(after=after, within=wait_ms / 1000)
     run = service.get_run(params["sandbox_id"], params["run_id"])
     version = str(live.version) if live is not None else "0"
-    return JSONResponse(run, headers={"X-Run-Version": version})
+    return JSONResponse(run_view(run, _generation(request)), headers={"X-Run-Version": version})
 
 
 async def list_runs(request: Request) -> Response:
@@ -340,14 +377,15 @@ async def list_runs(request: Request) -> Response:
         limit=_limit(request),
         cursor=_cursor(request),
     )
-    return _page(page)
+    generation = _generation(request)
+    return _page(page, lambda run: run_view(run, generation))
 
 
 async def cancel_run(request: Request) -> Response:
     params = request.path_params
     run = _service(request).cancel_run(params["sandbox_id"], params["run_id"])
     terminal = run["status"] in ("succeeded", "failed", "cancelled")
-    return JSONResponse(run, status_code=200 if terminal else 202)
+    return JSONResponse(run_view(run, _generation(request)), status_code=200 if terminal else 202)
 
 
 # -- routes: streaming execution -----------------------------------------------------
@@ -369,10 +407,13 @@ async def execute(request: Request) -> Response:
     run = service.submit_run(context, code=code, envs=envs, timeout=timeout)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
+    generation = _generation(request)
 
     async def stream() -> AsyncIterator[str]:
         try:
             while (event := await events.get())["type"] != "end":
+                if event["type"] == "artifact" and isinstance(event.get("artifact"), dict):
+                    event = dict(event, artifact=with_links(event["artifact"], generation))
                 if event["type"] in _STREAM_EVENTS:
                     yield _sse(event)
             for event in _closing_events(run):
@@ -426,12 +467,14 @@ async def list_artifacts(request: Request) -> Response:
         limit=_limit(request),
         cursor=_cursor(request),
     )
-    return _page(page)
+    generation = _generation(request)
+    return _page(page, lambda artifact: with_links(artifact, generation))
 
 
 async def get_artifact(request: Request) -> Response:
     params = request.path_params
-    return JSONResponse(_service(request).get_artifact(params["sandbox_id"], params["artifact_id"]))
+    artifact = _service(request).get_artifact(params["sandbox_id"], params["artifact_id"])
+    return JSONResponse(with_links(artifact, _generation(request)))
 
 
 async def download_artifact(request: Request) -> Response:
@@ -480,6 +523,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
         error.status,
         error.code,
         error.message,
+        generation=_generation(request),
         retryable=error.retryable,
         headers=error.headers,
     )
@@ -494,6 +538,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
         error.status_code,
         code,
         message,
+        generation=_generation(request),
         headers=dict(error.headers or {}),
     )
 
@@ -505,41 +550,46 @@ async def _internal_error(request: Request, error: Exception) -> Response:
         500,
         "internal_error",
         f"The server failed: {type(error).__name__}.",
+        generation=_generation(request),
         retryable=True,
     )
 
 
 # -- the app -------------------------------------------------------------------------
 
-_SB = "/v1/sandboxes/{sandbox_id}"
 
-_ROUTES: list[tuple[str, str, Handler]] = [
-    ("/healthz", "GET", healthz),
-    ("/v1/sandboxes", "POST", create_sandbox),
-    ("/v1/sandboxes", "GET", list_sandboxes),
-    (_SB, "GET", get_sandbox),
-    (_SB, "DELETE", delete_sandbox),
-    (f"{_SB}/code/contexts", "POST", create_context),
-    (f"{_SB}/code/contexts", "GET", list_contexts),
-    (f"{_SB}/code/contexts/{{context_id}}", "DELETE", delete_context),
-    (f"{_SB}/code/contexts/{{context_id}}/restart", "POST", restart_context),
-    (f"{_SB}/code/contexts/{{context_id}}/interrupt", "POST", interrupt_context),
-    (f"{_SB}/code/runs", "POST", create_run),
-    (f"{_SB}/code/runs", "GET", list_runs),
-    (f"{_SB}/code/runs/{{run_id}}", "GET", get_run),
-    (f"{_SB}/code/runs/{{run_id}}/cancel", "POST", cancel_run),
-    (f"{_SB}/code/execute", "POST", execute),
-    (f"{_SB}/code/artifacts", "GET", list_artifacts),
-    (f"{_SB}/code/artifacts/{{artifact_id}}", "GET", get_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
-]
+def _code_routes(prefix: str) -> list[tuple[str, str, Handler]]:
+    """Every route of one API generation, under its prefix."""
+    sb = f"{prefix}/{{sandbox_id}}"
+    return [
+        (prefix, "POST", create_sandbox),
+        (prefix, "GET", list_sandboxes),
+        (sb, "GET", get_sandbox),
+        (sb, "DELETE", delete_sandbox),
+        (f"{sb}/code/contexts", "POST", create_context),
+        (f"{sb}/code/contexts", "GET", list_contexts),
+        (f"{sb}/code/contexts/{{context_id}}", "DELETE", delete_context),
+        (f"{sb}/code/contexts/{{context_id}}/restart", "POST", restart_context),
+        (f"{sb}/code/contexts/{{context_id}}/interrupt", "POST", interrupt_context),
+        (f"{sb}/code/runs", "POST", create_run),
+        (f"{sb}/code/runs", "GET", list_runs),
+        (f"{sb}/code/runs/{{run_id}}", "GET", get_run),
+        (f"{sb}/code/runs/{{run_id}}/cancel", "POST", cancel_run),
+        (f"{sb}/code/execute", "POST", execute),
+        (f"{sb}/code/artifacts", "GET", list_artifacts),
+        (f"{sb}/code/artifacts/{{artifact_id}}", "GET", get_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
+    ]
 
 
-def _routes() -> list[Route]:
+def _routes(config: ServerConfig) -> list[Route]:
+    table: list[tuple[str, str, Handler]] = [("/healthz", "GET", healthz), *sdk_support_routes()]
+    for prefix in prefixes_for(config.api):
+        table.extend(_code_routes(prefix))
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in _ROUTES:
+    for path, method, handler in table:
         by_path.setdefault(path, {})[method] = handler
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
@@ -570,7 +620,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=_routes(),
+        routes=_routes(config),
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

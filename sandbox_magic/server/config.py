@@ -30,3 +30,7 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
+    #: API generations served: ``both``, ``sandboxes`` (0.x only) or ``machines`` (1.x only).
+    api: str = "both"
+    #: False answers ``POST .../code/runs`` as a hosted deployment without async runs does.
+    async_runs: bool = True

@@ -1,16 +1,12 @@
 """The one exception the server raises to answer a request with an error.
 
-Every error body has the contract's nested shape::
-
-    {"error": {"message": "...", "code": "not_found", "request_id": "req_...",
-               "retryable": false}}
+The app writes it in the error shape of the request's API generation
+(`sandbox_magic.server.generations.error_body_for`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-__all__ = ["ApiError", "error_body"]
+__all__ = ["ApiError"]
 
 
 class ApiError(Exception):
@@ -43,15 +39,3 @@ class ApiError(Exception):
     @classmethod
     def conflict(cls, message: str) -> ApiError:
         return cls(409, "invalid_request", message)
-
-
-def error_body(code: str, message: str, request_id: str, *, retryable: bool) -> dict[str, Any]:
-    """The contract's JSON error shape."""
-    return {
-        "error": {
-            "message": message,
-            "code": code,
-            "request_id": request_id,
-            "retryable": retryable,
-        }
-    }

@@ -53,6 +53,8 @@ class ServeOptions:
     interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
+    api: str = "both"
+    async_runs: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -131,6 +133,8 @@ def serve(options: ServeOptions) -> int:
         default_run_timeout=options.default_run_timeout,
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
+        api=options.api,
+        async_runs=options.async_runs,
     )
     uv_config = uvicorn.Config(
         create_app(config),

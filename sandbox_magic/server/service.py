@@ -229,6 +229,12 @@ class SandboxService:
         """The real directory for a requested cwd: inside the sandbox, or 400."""
         if not requested:
             return sandbox.workspace
+        normal = "/" + "/".join(part for part in requested.split("/") if part not in ("", "."))
+        if normal == "/workspace/.nullspace" or normal.startswith("/workspace/.nullspace/"):
+            raise ApiError.bad_request(
+                f"cwd is reserved: {requested!r} (paths under /workspace/.nullspace belong "
+                "to the service)."
+            )
         path = Path(requested)
         if path.is_absolute():
             real_root = sandbox.root.resolve()

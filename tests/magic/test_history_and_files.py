@@ -73,7 +73,9 @@ async def _client_serving(payload: bytes) -> AsyncSandboxClient:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=payload)
 
-    return AsyncSandboxClient("http://sandbox.test", "k", transport=httpx.MockTransport(handler))
+    return AsyncSandboxClient(
+        "http://sandbox.test", "k", transport=httpx.MockTransport(handler), api_generation="0"
+    )
 
 
 @pytest.mark.anyio
