@@ -128,8 +128,8 @@ def _candidates(
         yield f"environment variable {name}", partial(env.get, name)
     for name in names:
         yield f"{name} in {files.dotenv_path}", partial(files.dotenv, name)
-    for path in config_paths(env):
-        for key in fields:
+    for key in fields:  # as the SDK: every file's base_url before any file's api_url
+        for path in config_paths(env):
             yield f"{key} in {_shown(path, env)}", partial(files.config, path, key)
 
 
