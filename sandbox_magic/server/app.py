@@ -237,6 +237,7 @@ async def create_sandbox(request: Request) -> Response:
             timeout_ms=300_000 if timeout_ms is None else timeout_ms,
             metadata=metadata,
             envs=envs,
+            id_prefix="mch" if _generation(request) == "1" else "sb",
         )
         return str(record["id"])
 

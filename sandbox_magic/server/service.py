@@ -171,8 +171,9 @@ class SandboxService:
         timeout_ms: int,
         metadata: dict[str, Any],
         envs: dict[str, str],
+        id_prefix: str = "sb",
     ) -> dict[str, Any]:
-        sandbox_id = new_id("sb")
+        sandbox_id = new_id(id_prefix)
         root = self.store.sandbox_root / sandbox_id
         (root / "workspace").mkdir(parents=True, exist_ok=True)
         created = now_iso()
