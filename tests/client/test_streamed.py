@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import SandboxProtocolError
-from sandbox_magic.api.sse import read_events
-from sandbox_magic.api.streamed import StreamFold, is_streamed
-from sandbox_magic.progress import OutputCursor
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._cursor import OutputCursor
+from sandbox_magic.client._errors import SandboxProtocolError
+from sandbox_magic.client._sse import read_events
+from sandbox_magic.client._streamed import StreamFold, is_streamed
+from sandbox_magic.notebook.status import RunSummary
 from sandbox_magic.render.failures import cell_exception
-from sandbox_magic.status import RunSummary
 
 pytestmark = pytest.mark.anyio
 
