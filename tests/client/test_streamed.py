@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -9,11 +10,13 @@ import pytest
 
 from sandbox_magic.client._client import AsyncSandboxClient
 from sandbox_magic.client._cursor import OutputCursor
-from sandbox_magic.client._errors import SandboxProtocolError
+from sandbox_magic.client._errors import SandboxError, SandboxProtocolError
+from sandbox_magic.client._models import Run
 from sandbox_magic.client._sse import read_events
 from sandbox_magic.client._streamed import StreamFold, is_streamed
 from sandbox_magic.notebook.status import RunSummary
 from sandbox_magic.render.failures import cell_exception
+from sandbox_magic.session.streaming import stream_to_end
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +164,60 @@ async def test_execute_stream_errors_are_api_errors(
         with pytest.raises(Exception, match="machine gone") as caught:
             _ = [e async for e in client.execute_stream("sb_1", code="1")]
     assert getattr(caught.value, "code", None) == "machine_not_found"
+
+
+# -- a streamed execution to its end, with faults a real server will not give on demand --
+
+
+class _Hanging(httpx.AsyncByteStream):
+    """Sends some events, then breaks the connection or never ends."""
+
+    def __init__(self, first: bytes, *, then: str) -> None:
+        self.first, self.then = first, then
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        if self.then == "break":
+            raise httpx.ReadError("connection reset by peer")
+        await asyncio.sleep(3600)
+
+
+def _stream_server(
+    body: _Hanging, interrupts: list[str]
+) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/interrupt"):
+            interrupts.append(request.url.path)
+            return httpx.Response(200, json={"status": "interrupted"})
+        return httpx.Response(200, stream=body, headers={"content-type": "text/event-stream"})
+
+    return handler
+
+
+async def test_a_broken_stream_keeps_what_arrived_and_says_it_cannot_be_reattached(
+    make_client: Callable[..., AsyncSandboxClient],
+) -> None:
+    seen: list[Run] = []
+    body = _Hanging(b'data: {"type": "stdout", "text": "before\\n"}\n\n', then="break")
+    async with make_client(_stream_server(body, [])) as client:
+        fold = StreamFold(sandbox_id="sb_1", context_id="ctx_1", timeout_secs=30)
+        with pytest.raises(SandboxError, match="cannot be re-attached") as caught:
+            await stream_to_end(client, fold, code="x", on_update=seen.append)
+    assert "connection broke" in str(caught.value)
+    assert seen[-1].status == "failed"
+    assert seen[-1].execution.logs.stdout == ("before\n",)
+
+
+async def test_a_stream_that_outlives_its_timeout_is_interrupted_and_fails(
+    make_client: Callable[..., AsyncSandboxClient],
+) -> None:
+    interrupts: list[str] = []
+    body = _Hanging(b'data: {"type": "stdout", "text": "slow\\n"}\n\n', then="hang")
+    async with make_client(_stream_server(body, interrupts)) as client:
+        fold = StreamFold(sandbox_id="sb_1", context_id="ctx_1", timeout_secs=1)
+        final = await stream_to_end(client, fold, code="x", grace=0.2)
+    assert final.status == "failed"
+    assert final.failure_reason is not None
+    assert final.failure_reason.startswith("timed out after 1 s")
+    assert interrupts == ["/v1/sandboxes/sb_1/code/contexts/ctx_1/interrupt"]
+    assert "timed out after 1 s" in str(cell_exception(final))
