@@ -30,7 +30,12 @@ from sandbox_magic.server.kernelspecs import (
     SandboxKernelSpecManager,
 )
 
-__all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
+__all__ = ["CREDENTIAL_VARIABLES", "Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
+
+#: The service's credentials, as its tools name them: never passed on to sandbox code.
+CREDENTIAL_VARIABLES: Final = frozenset(
+    {"NULLSPACE_API_KEY", "NULLSPACE_TOKEN", "NULLSPACE_API_URL", "NULLSPACE_BASE_URL"}
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ class Kernel:
             ip=str(runtime_dir / name),
             connection_file=str(runtime_dir / f"{name}.json"),
         )
-        kernel_env = dict(os.environ)
+        kernel_env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
         kernel_env.update(env or {})
         await manager.start_kernel(cwd=str(cwd), env=kernel_env)
         kernel = cls(manager, choice)

@@ -171,3 +171,24 @@ def test_serve_flags_are_documented() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert "--disable-async-runs" in readme
     assert "--api machines" in readme
+
+
+def test_the_services_credentials_never_reach_sandbox_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started where the SDK's credentials are set keeps them from its kernels."""
+    monkeypatch.setenv("NULLSPACE_TOKEN", "ns_live_do_not_leak")
+    monkeypatch.setenv("NULLSPACE_API_KEY", "ns_live_do_not_leak_either")
+    server = start_server(tmp_path / "state", None, "--warm-kernels", "0")
+    try:
+        with server.client() as api:
+            machine_id = api.post("/v1/machines", json={}).json()["id"]
+            code = "import os; print([k for k in os.environ if k.startswith('NULLSPACE')])"
+            with api.stream(
+                "POST", f"/v1/machines/{machine_id}/code/execute", json={"code": code}
+            ) as response:
+                text = "".join(response.iter_lines())
+        assert "[]" in text
+        assert "do_not_leak" not in text
+    finally:
+        server.stop()
