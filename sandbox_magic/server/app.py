@@ -56,7 +56,7 @@ from sandbox_magic.server.validation import (
 )
 from sandbox_magic.wire import RUN_STATUSES, TERMINAL_STATUSES
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "route_table"]
 
 log = logging.getLogger(__name__)
 
@@ -585,12 +585,17 @@ def _code_routes(prefix: str) -> list[tuple[str, str, Handler]]:
     ]
 
 
-def _routes(config: ServerConfig) -> list[Route]:
+def route_table(api: str = "both") -> list[tuple[str, str, Handler]]:
+    """``(path, method, handler)`` of every route served for an ``--api`` choice."""
     table: list[tuple[str, str, Handler]] = [("/healthz", "GET", healthz), *sdk_support_routes()]
-    for prefix in prefixes_for(config.api):
+    for prefix in prefixes_for(api):
         table.extend(_code_routes(prefix))
+    return table
+
+
+def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in table:
+    for path, method, handler in route_table(config.api):
         by_path.setdefault(path, {})[method] = handler
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
