@@ -8,7 +8,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["MIME_BY_FIELD", "RUN_STATUSES", "TERMINAL_STATUSES"]
+__all__ = [
+    "CANCELLED",
+    "CODE_RAISED",
+    "KERNEL_DIED",
+    "MIME_BY_FIELD",
+    "REASON_CODES",
+    "RUN_STATUSES",
+    "SERVER_STOPPED",
+    "TERMINAL_STATUSES",
+    "TIMED_OUT",
+]
 
 #: The statuses a run ends in; it never changes again after one of them.
 TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
@@ -29,3 +39,19 @@ MIME_BY_FIELD: Final[Mapping[str, str]] = {
     "json": "application/json",
     "javascript": "application/javascript",
 }
+
+# Why a run ended other than ``succeeded``: the run's ``failure_code``, next to the
+# ``failure_reason`` words. A server may send none; clients then read the words.
+
+#: The run took longer than its timeout and was stopped.
+TIMED_OUT: Final = "timed_out"
+#: Someone cancelled it: a cancel request, an interrupt, a restart or a deletion.
+CANCELLED: Final = "cancelled"
+#: The kernel died while running it.
+KERNEL_DIED: Final = "kernel_died"
+#: The server stopped before the run finished.
+SERVER_STOPPED: Final = "server_stopped"
+#: The code raised an exception.
+CODE_RAISED: Final = "code_raised"
+
+REASON_CODES: Final = frozenset({TIMED_OUT, CANCELLED, KERNEL_DIED, SERVER_STOPPED, CODE_RAISED})

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, BinaryIO, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -492,6 +492,29 @@ class AsyncSandboxClient:
         content, _ = await self._download(path, artifact_id, max_bytes)
         return content
 
+    async def download_artifact_to(
+        self, sandbox_id: str, artifact_id: str, target: BinaryIO, *, max_bytes: int | None = None
+    ) -> int:
+        """Stream the artifact's bytes into ``target`` (a seekable binary file), never
+        holding it whole in memory; returns the byte count. A retried download starts
+        ``target`` over. `ArtifactTooLargeError` past ``max_bytes``."""
+        path = f"{self._artifact_path(sandbox_id, artifact_id)}/download"
+        written = 0
+
+        def restart() -> None:
+            nonlocal written
+            target.seek(0)
+            target.truncate()
+            written = 0
+
+        def write(chunk: bytes) -> None:
+            nonlocal written
+            target.write(chunk)
+            written += len(chunk)
+
+        await self._stream(path, artifact_id, max_bytes, restart, write)
+        return written
+
     async def preview_artifact(
         self, sandbox_id: str, artifact_id: str, *, max_bytes: int | None = None
     ) -> tuple[bytes, str]:
@@ -625,15 +648,31 @@ class AsyncSandboxClient:
     async def _download(
         self, path: str, artifact_id: str, max_bytes: int | None
     ) -> tuple[bytes, str]:
+        chunks: list[bytes] = []
+        content_type = await self._stream(path, artifact_id, max_bytes, chunks.clear, chunks.append)
+        return b"".join(chunks), content_type
+
+    async def _stream(
+        self,
+        path: str,
+        artifact_id: str,
+        max_bytes: int | None,
+        restart: Callable[[], None],
+        write: Callable[[bytes], None],
+    ) -> str:
+        """GET ``path`` chunk by chunk into ``write`` (after ``restart`` on every
+        attempt); returns the content type."""
+
         path = await self._spelled(path)
 
-        async def once(attempt: int) -> tuple[bytes, str]:
+        async def once(attempt: int) -> str:
+            restart()
             try:
                 async with self._http.stream("GET", path) as response:
                     if not response.is_success:
                         await response.aread()
                         self._check_status(response, "GET", path)
-                    return await self._read_limited(response, artifact_id, max_bytes)
+                    return await self._read_limited(response, artifact_id, max_bytes, write)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
             except RuntimeError as exc:
@@ -654,21 +693,23 @@ class AsyncSandboxClient:
 
     @staticmethod
     async def _read_limited(
-        response: httpx.Response, artifact_id: str, max_bytes: int | None
-    ) -> tuple[bytes, str]:
+        response: httpx.Response,
+        artifact_id: str,
+        max_bytes: int | None,
+        write: Callable[[bytes], None],
+    ) -> str:
         content_type = response.headers.get("content-type") or "application/octet-stream"
         if max_bytes is not None:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise ArtifactTooLargeError(artifact_id, max_bytes, int(declared))
-        chunks: list[bytes] = []
         total = 0
         async for chunk in response.aiter_bytes():
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
                 raise ArtifactTooLargeError(artifact_id, max_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks), content_type
+            write(chunk)
+        return content_type
 
     # -- answers --------------------------------------------------------------------
 

@@ -218,13 +218,16 @@ async def poll_run(
 def _lost(run_id: str, seconds: float, error: SandboxError) -> SandboxError:
     """The error that ends a wait after every poll failed for ``seconds``."""
     after = (
-        f"no answer about run {run_id} for {seconds:.0f} s, so the cell stopped waiting. "
-        f"The run may still be going there: once the server is back, "
-        f"`%sandbox attach {run_id}` shows it"
+        f"no answer about run {run_id} for {seconds:.0f} s, so the wait stopped. "
+        "The run may still be going there: once the server is back, it can be followed again"
     )
+    lost: SandboxError
     if isinstance(error, SandboxConnectionError):
-        return SandboxConnectionError(error.url, f"{error.detail}; {after}")
-    return SandboxTimeoutError(f"The sandbox server failed every poll ({error}): {after}.")
+        lost = SandboxConnectionError(error.url, f"{error.detail}; {after}")
+    else:
+        lost = SandboxTimeoutError(f"The sandbox server failed every poll ({error}): {after}.")
+    lost.run_id = run_id
+    return lost
 
 
 def _timed_out(
@@ -233,9 +236,10 @@ def _timed_out(
     state = f"still {last.status}" if last is not None else "its status unknown"
     message = (
         f"Stopped waiting for run {run_id} after {now - started:.1f} s ({state}): the "
-        "local deadline passed. The run may still be going on the server; cancel it with "
-        f"`%sandbox cancel {run_id}` or look at it with `%sandbox runs`."
+        "local deadline passed. The run may still be going on the server."
     )
     if error is not None:
         message += f" The last poll failed: {error}"
-    return SandboxTimeoutError(message)
+    timed_out = SandboxTimeoutError(message)
+    timed_out.run_id = run_id
+    return timed_out

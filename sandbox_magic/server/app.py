@@ -54,7 +54,7 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.wire import RUN_STATUSES, TERMINAL_STATUSES
+from sandbox_magic.wire import CODE_RAISED, RUN_STATUSES, TERMINAL_STATUSES, TIMED_OUT
 
 __all__ = ["create_app", "route_table"]
 
@@ -440,11 +440,11 @@ def _closing_events(run: RunState) -> list[dict[str, Any]]:
     count = run.recorder.execution_count
     if count is not None:
         events.append({"type": "number_of_executions", "execution_count": count})
-    reason = run.failure_reason or ""
-    if run.status != "succeeded" and not reason.startswith("the code raised"):
+    if run.status != "succeeded" and run.failure_code != CODE_RAISED:
         name = "RunCancelled" if run.status == "cancelled" else "RunFailed"
-        if reason.startswith("timed out"):
+        if run.failure_code == TIMED_OUT:
             name = "TimeoutError"
+        reason = run.failure_reason or ""
         events.append({"type": "error", "name": name, "value": reason, "traceback": ""})
     return events
 

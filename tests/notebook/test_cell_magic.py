@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of
 
-from sandbox_magic.client._errors import RemoteExecutionError, RunFailedError
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import RemoteExecutionError, Run, RunFailedError
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
@@ -83,7 +83,7 @@ def test_javascript_is_shown_as_text_unless_allowed(shell: InteractiveShell) -> 
     _, captured = run_cell(shell, source)
     assert not any("application/javascript" in b for b in bundles(captured))
     assert any("alert(1)" in b.get("text/plain", "") for b in bundles(captured))
-    shell._sandbox_magics.allow_javascript = True  # type: ignore[attr-defined]
+    magics_of(shell).allow_javascript = True
     _, captured = run_cell(shell, source)
     assert any(b.get("application/javascript") == "alert(1)" for b in bundles(captured))
 
@@ -151,7 +151,7 @@ def test_bad_options_give_a_usage_error(shell: InteractiveShell, line: str, mess
 def test_wrong_key_is_a_clear_error_without_the_key(
     shell: InteractiveShell, live_server: Any
 ) -> None:
-    shell._sandbox_magics.api_key = "definitely-wrong-key"  # type: ignore[attr-defined]
+    magics_of(shell).api_key = "definitely-wrong-key"
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "HTTP 401" in text
@@ -160,7 +160,7 @@ def test_wrong_key_is_a_clear_error_without_the_key(
 
 
 def test_unreachable_server_names_the_url(shell: InteractiveShell) -> None:
-    shell._sandbox_magics.api_url = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+    magics_of(shell).api_url = "http://127.0.0.1:9"
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "Cannot reach the sandbox server at http://127.0.0.1:9" in text

@@ -11,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of, session_of
 
 LOOP = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
 
@@ -30,10 +31,6 @@ def shown(result: Any, captured: Any) -> str:
     if result.error_in_exec is not None:
         parts.append(str(result.error_in_exec))
     return "\n".join(parts)
-
-
-def session_of(shell: InteractiveShell) -> Any:
-    return shell._sandbox_magics.controller.session()  # type: ignore[attr-defined]
 
 
 def context_id(shell: InteractiveShell, name: str = "default") -> str:
@@ -181,10 +178,10 @@ def test_runs_local_lists_journal_entries_after_a_reload(
 ) -> None:
     run_cell(shell, "%%sandbox --out r\nprint('journalled')")
     run_id = shell.user_ns["r"].id
-    journal = shell._sandbox_magics.journal_path  # type: ignore[attr-defined]
+    journal = magics_of(shell).journal_path
     shell.run_line_magic("unload_ext", "sandbox_magic")
     shell.run_line_magic("load_ext", "sandbox_magic")
-    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(shell)
     magics.api_url, magics.api_key = live_server.url, live_server.token
     magics.journal_path = journal
     result, captured = run_cell(shell, "%sandbox runs --local")

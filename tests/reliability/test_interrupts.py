@@ -13,8 +13,9 @@ import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import session_of
 
-from sandbox_magic.client._errors import RunCancelledError
+from sandbox_magic.client import RunCancelledError
 
 ROUNDS = 20
 LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\nprint('not reached')"
@@ -68,7 +69,7 @@ def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
 ) -> None:
     result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
     assert result.success, result.error_in_exec
-    sandbox_id = ip._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = session_of(ip).sandbox_id
     to_cell_end: list[float] = []
     with live_server.client() as api:
         for _ in range(ROUNDS):
@@ -108,7 +109,7 @@ def test_run_cancelled_by_another_client_is_reported_as_cancelled(
 ) -> None:
     result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
     assert result.success, result.error_in_exec
-    sandbox_id = ip._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = session_of(ip).sandbox_id
 
     def cancel_elsewhere(run: dict) -> None:
         with live_server.client() as api:

@@ -63,6 +63,7 @@ def test_runs_and_artifacts_survive_restarts_and_crashes(server_factory, tmp_pat
         stopped = client.get(f"{base}/code/runs/{graceful}").json()
         assert stopped["status"] == "failed"
         assert stopped["failure_reason"] == REASON
+        assert stopped["failure_code"] == "server_stopped"
         assert stopped["execution"]["logs"]["stdout"] == ["started\n"]
         assert stopped["completed_at"] is not None
         assert client.get(artifact["download_url"]).content == b"kept"
@@ -81,6 +82,7 @@ def test_runs_and_artifacts_survive_restarts_and_crashes(server_factory, tmp_pat
         lost = client.get(f"{base}/code/runs/{crashed}").json()
         assert lost["status"] == "failed"
         assert lost["failure_reason"] == REASON
+        assert lost["failure_code"] == "server_stopped"
         statuses = {r["id"]: r["status"] for r in client.get(f"{base}/code/runs").json()["items"]}
         assert statuses == {done["id"]: "succeeded", graceful: "failed", crashed: "failed"}
         assert client.get(f"{base}").json()["id"] == sandbox
