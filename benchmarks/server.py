@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ class LocalServer:
 
     @classmethod
     def start(
-        cls, state_dir: Path, *, warm_kernels: int = 1, extra_args: Sequence[str] = ()
+        cls, state_dir: Path, *, warm_kernels: int = 1, extra_args: list[str] | None = None
     ) -> LocalServer:
         """Start a server on a free loopback port and wait for its ready line."""
         token = secrets.token_urlsafe(24)
@@ -66,7 +65,7 @@ class LocalServer:
             "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(state_dir),
             "--warm-kernels", str(warm_kernels),
-            *extra_args,
+            *(extra_args or []),
         ]  # fmt: skip
         env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
         process = subprocess.Popen(

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -58,6 +59,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BODY_BYTES,
         help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
     )
+    _quota_arguments(parser)
+    parser.add_argument(
+        "--no-cpu-demotion",
+        action="store_true",
+        help="do not lower the CPU priority of long CPU-bound runs (for comparisons)",
+    )
     parser.add_argument(
         "--api",
         default="both",
@@ -79,6 +86,46 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _quota_arguments(parser: argparse.ArgumentParser) -> None:
+    from sandbox_magic.server.classroom.quotas import Quotas
+
+    defaults = Quotas()
+    group = parser.add_argument_group(
+        "quotas of student keys", "each key may override them (sandbox-magic keys quota)"
+    )
+    for name, meaning in (
+        ("sandboxes", "live sandboxes"),
+        ("contexts", "live contexts (kernels)"),
+        ("concurrent-runs", "runs queued or running at once"),
+        ("run-timeout", "the longest run timeout, in seconds"),
+        ("output-bytes", "output of one run"),
+        ("artifact-bytes", "artifact bytes kept"),
+        ("requests-per-second", "requests per second, sustained (bursts of twice that)"),
+    ):
+        default = getattr(defaults, name.replace("-", "_"))
+        group.add_argument(
+            f"--max-{name}",
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"{meaning} per student key (default {default})",
+        )
+
+
+def _student_quotas(args: argparse.Namespace) -> Any:
+    from sandbox_magic.server.classroom.quotas import Quotas
+
+    return Quotas(
+        sandboxes=args.max_sandboxes,
+        contexts=args.max_contexts,
+        concurrent_runs=args.max_concurrent_runs,
+        run_timeout=args.max_run_timeout,
+        output_bytes=args.max_output_bytes,
+        artifact_bytes=args.max_artifact_bytes,
+        requests_per_second=args.max_requests_per_second,
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from sandbox_magic.server.main import ServeOptions, serve
 
@@ -95,8 +142,22 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             api=args.api,
             async_runs=not args.disable_async_runs,
+            student_quotas=_student_quotas(args),
+            cpu_demotion=not args.no_cpu_demotion,
         )
     )
+
+
+def _keys_arguments(parser: argparse.ArgumentParser) -> None:
+    from sandbox_magic.server.classroom.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.classroom.cli import run
+
+    return run(args)
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,13 +165,14 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--notebook",
         type=Path,
         default=None,
-        help="notebook to execute (default: notebooks/quickstart.ipynb of the checkout)",
+        help="notebook to execute (default: the quickstart notebook shipped with the package)",
     )
     parser.add_argument(
         "--output-dir",
         type=Path,
         default=None,
-        help="where to write the executed notebook and its HTML (default: beside it)",
+        help="where to run the notebook and write it executed, with its HTML "
+        "(default: the current folder)",
     )
 
 
@@ -130,6 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "serve": (_serve_arguments, _serve),
     "demo": (_demo_arguments, _demo),
+    "keys": (_keys_arguments, _keys),
 }
 
 
@@ -141,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "serve": "run the local sandbox server (real Jupyter kernels)",
         "demo": "execute the quickstart notebook headless and render it to HTML",
+        "keys": "add, list or revoke the keys of a class (a key per student)",
     }
     for name, (add_arguments, _run) in COMMANDS.items():
         add_arguments(subparsers.add_parser(name, help=helps.get(name)))

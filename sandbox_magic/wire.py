@@ -9,10 +9,15 @@ from collections.abc import Mapping
 from typing import Final
 
 __all__ = [
+    "AUTH_FAILED",
     "CANCELLED",
+    "CAPACITY_EXCEEDED",
     "CODE_RAISED",
+    "INTERNAL_ERROR",
+    "INVALID_REQUEST",
     "KERNEL_DIED",
     "MIME_BY_FIELD",
+    "NOT_FOUND",
     "REASON_CODES",
     "RUN_STATUSES",
     "SERVER_STOPPED",
@@ -55,3 +60,12 @@ SERVER_STOPPED: Final = "server_stopped"
 CODE_RAISED: Final = "code_raised"
 
 REASON_CODES: Final = frozenset({TIMED_OUT, CANCELLED, KERNEL_DIED, SERVER_STOPPED, CODE_RAISED})
+
+# The ``code`` of an error answer (``{"error": {"code": ...}}``) that the local server
+# gives; the hosted service has more (see the contract).
+
+INVALID_REQUEST: Final = "invalid_request"
+AUTH_FAILED: Final = "auth_failed"
+NOT_FOUND: Final = "not_found"
+CAPACITY_EXCEEDED: Final = "capacity_exceeded"
+INTERNAL_ERROR: Final = "internal_error"

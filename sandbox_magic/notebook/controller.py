@@ -26,13 +26,16 @@ from sandbox_magic.client import (
     save_artifacts,
 )
 from sandbox_magic.client._generation import ServerFactsBook
+from sandbox_magic.notebook.autosandbox import AutoSandbox
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions
 from sandbox_magic.notebook.settings import NotebookSettings
 from sandbox_magic.notebook.status import RunSummary, StatusView, make_status_view
 from sandbox_magic.notebook.streamcell import follow_streamed
-from sandbox_magic.render.artifacts import wants_preview
+from sandbox_magic.render.artifacts import files_only, wants_preview
+from sandbox_magic.render.cell_numbers import CellNumbers
+from sandbox_magic.render.display_ids import DisplayIds
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.blocking import BlockingSession
@@ -62,6 +65,9 @@ class SandboxController:
         #: What each server speaks (API generation, async runs), kept across sessions.
         self.server_facts = ServerFactsBook()
         self.background = BackgroundRuns(self.io)
+        self.display_ids = DisplayIds()
+        self.cell_numbers = CellNumbers()
+        self.auto = AutoSandbox(shell)
         atexit.register(self.close)
 
     # -- session ---------------------------------------------------------------
@@ -135,6 +141,7 @@ class SandboxController:
             allow_javascript=settings.allow_javascript,
             max_output_bytes=settings.max_output_bytes,
             redactor=settings.redactor(options.secret_values),
+            display_ids=self.display_ids,
         )
 
     def _status_view(self, options: RunOptions, settings: NotebookSettings) -> StatusView:
@@ -146,6 +153,7 @@ class SandboxController:
             quiet=(options.quiet or not settings.show_status) and not options.background,
             delay=0.0 if options.background else settings.status_delay,
             redactor=settings.redactor(options.secret_values),
+            summary=settings.summary,
         )
 
     def _cell(self, options: RunOptions, settings: NotebookSettings) -> CellRun:
@@ -182,7 +190,8 @@ class SandboxController:
             except RunsUnavailableError:
                 return self._run_streamed(None, code, options, settings, timeout)
             for notice in session.take_notices():
-                cell.sink.notice(notice)
+                if not cell.view.note(notice):  # above the status line, in its output
+                    cell.sink.notice(notice)
             if options.background:
                 view = cell.hand_over()
                 self.background.start(session, run, view, options, cell.sink, settings.poll)
@@ -241,14 +250,30 @@ class SandboxController:
         self, cell: CellRun, final: Run, options: RunOptions, settings: NotebookSettings
     ) -> Any:
         """Store ``--out``, save artifacts, ``--pull``, then show how the run ended."""
+        self._number_cells(final, cell.sink)
         if options.out and self.shell is not None:
             # Redacted like every output: displaying the record must not show secrets.
             self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
         if options.save_artifacts and final.execution.artifacts:
             self._save_artifacts(cell, final, options.save_artifacts, settings)
         if options.pull and final.status == "succeeded" and final.execution.error is None:
-            self._pull(cell, options, settings)
+            try:
+                self._pull(cell, options, settings)
+            except BaseException:
+                # Show what the cell produced (and its Out[n]) before the pull's error.
+                value = self._conclude(cell, final, options)
+                if value is not None and self.shell is not None:
+                    self.shell.displayhook(value)
+                raise
         return self._conclude(cell, final, options)
+
+    def _number_cells(self, run: Run, sink: OutputSink) -> None:
+        """Let the run's tracebacks name local cells (``Cell In[n]`` as in the prompt)."""
+        key = f"{run.sandbox_id}/{run.context_id}"
+        # The prompt's number (IPython 9 counts the cell before running it, 8 after).
+        local = getattr(getattr(self.shell, "displayhook", None), "prompt_count", None)
+        self.cell_numbers.record(key, run.execution.execution_count, local)
+        sink.cell_numbers = self.cell_numbers.of(key)
 
     # -- data and files ----------------------------------------------------------
 
@@ -316,9 +341,9 @@ class SandboxController:
     def _conclude(self, cell: CellRun, run: Run, options: RunOptions) -> Any:
         """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
         sink = cell.sink
-        if run.execution.artifacts:
+        if files := files_only(run.execution.artifacts):
             sink.artifacts(
-                run.execution.artifacts,
+                files,
                 previews=self._previews(cell.session, run),
                 base_url=cell.session.url,
             )
@@ -334,7 +359,8 @@ class SandboxController:
 
     def _previews(self, session: SandboxSession, run: Run) -> dict[str, bytes]:
         """Bytes of the small image artifacts, to show them inline."""
-        wanted = [a for a in run.execution.artifacts if wants_preview(a)][:_MAX_PREVIEWS]
+        wanted = [a for a in files_only(run.execution.artifacts) if wants_preview(a)]
+        wanted = wanted[:_MAX_PREVIEWS]
         if not wanted:
             return {}
 
@@ -353,11 +379,22 @@ class SandboxController:
 
     # -- %sandbox attach -----------------------------------------------------------
 
-    def attach(self, sandbox_id: str, run: Run, settings: NotebookSettings) -> Any:
-        """Render a run again; follow it first while it is still going."""
+    def attach(
+        self,
+        sandbox_id: str,
+        run: Run,
+        settings: NotebookSettings,
+        *,
+        context_name: str | None = None,
+    ) -> Any:
+        """Render a run again; follow it first while it is still going.
+
+        ``context_name`` is the name the journal recorded, for a run of another kernel.
+        """
         options = RunOptions(no_raise=True)
         with self._cell(options, settings) as cell:
-            name = cell.session.context_name(sandbox_id, run.context_id or "") or run.context_id
+            name = cell.session.context_name(sandbox_id, run.context_id or "") or context_name
+            name = name or run.context_id
             if run.is_terminal:
                 cell.render(run)
                 # The server's own timing: the view's clock only saw this re-rendering.
@@ -385,6 +422,7 @@ class SandboxController:
         if self._closed:
             return
         self._closed = True
+        self.auto.off()
         self._close_session()
         self.io.stop()
         with contextlib.suppress(Exception):

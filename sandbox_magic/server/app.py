@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,8 +27,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
+from sandbox_magic.server import languages
 from sandbox_magic.server.artifacts import is_previewable
-from sandbox_magic.server.auth import bearer_matches
+from sandbox_magic.server.classroom import keys_routes
+from sandbox_magic.server.classroom.dashboard import Dashboard
+from sandbox_magic.server.classroom.fairness import CpuDemoter, FairGate
+from sandbox_magic.server.classroom.keys_routes import principal
+from sandbox_magic.server.classroom.tenancy import Principal, Tenancy
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.generations import (
@@ -40,7 +47,8 @@ from sandbox_magic.server.generations import (
     run_view,
     with_links,
 )
-from sandbox_magic.server.runs import RunState
+from sandbox_magic.server.kernelspecs import resolve_language
+from sandbox_magic.server.runs import ContextRuntime, RunState
 from sandbox_magic.server.sdk_support import sdk_support_routes
 from sandbox_magic.server.service import SandboxService
 from sandbox_magic.server.store import Page
@@ -54,7 +62,16 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.wire import CODE_RAISED, RUN_STATUSES, TERMINAL_STATUSES, TIMED_OUT
+from sandbox_magic.wire import (
+    AUTH_FAILED,
+    CODE_RAISED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+)
 
 __all__ = ["create_app", "route_table"]
 
@@ -96,11 +113,22 @@ def _error_response(
 
 
 class _Gate:
-    """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies."""
+    """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies.
 
-    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int) -> None:
+    The authenticated `Principal` is put in ``scope["state"]["principal"]``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticate: Callable[[str | None], Principal | None],
+        throttle: Callable[[Principal], float | None],
+        max_body_bytes: int,
+    ) -> None:
         self.app = app
-        self.token = token
+        self.authenticate = authenticate
+        self.throttle = throttle
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,9 +140,12 @@ class _Gate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         response: Response | None = None
         path: str = scope["path"]
-        if (path == "/v1" or path.startswith("/v1/")) and not bearer_matches(
-            headers.get("authorization"), self.token
-        ):
+        caller = None
+        if path == "/v1" or path.startswith("/v1/"):
+            caller = self.authenticate(headers.get("authorization"))
+            scope["state"]["principal"] = caller
+        wait = self.throttle(caller) if caller is not None else None
+        if (path == "/v1" or path.startswith("/v1/")) and caller is None:
             message = (
                 "Missing bearer token: send 'Authorization: Bearer <token>'."
                 if "authorization" not in headers
@@ -123,16 +154,18 @@ class _Gate:
             response = _error_response(
                 request_id,
                 401,
-                "auth_failed",
+                AUTH_FAILED,
                 message,
                 generation=generation_of(path),
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        elif wait is not None and caller is not None:
+            response = _too_many(request_id, caller, wait)
         elif _too_large(headers.get("content-length"), self.max_body_bytes):
             response = _error_response(
                 request_id,
                 413,
-                "invalid_request",
+                INVALID_REQUEST,
                 f"The request body is larger than {self.max_body_bytes} bytes.",
                 generation=generation_of(path),
             )
@@ -151,6 +184,19 @@ class _Gate:
         await self.app(scope, receive, send_with_id)
 
 
+def _too_many(request_id: str, caller: Principal, wait: float) -> Response:
+    """429 for a key over its ``requests_per_second`` (retryable, with Retry-After)."""
+    return _error_response(
+        request_id,
+        429,
+        "rate_limit_exceeded",
+        f"Too many requests from {caller.name}: quota 'requests_per_second' is "
+        f"{caller.quotas.requests_per_second}. Retry after the Retry-After delay.",
+        retryable=True,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
 def _too_large(length: str | None, limit: int) -> bool:
     try:
         return length is not None and int(length) > limit
@@ -165,9 +211,7 @@ async def _read_json(request: Request) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                413, "invalid_request", f"The request body is larger than {limit} bytes."
-            )
+            raise ApiError(413, INVALID_REQUEST, f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -190,6 +234,11 @@ async def _read_object(request: Request, *, required: bool) -> dict[str, Any]:
 def _service(request: Request) -> SandboxService:
     service: SandboxService = request.app.state.service
     return service
+
+
+def _tenancy(request: Request) -> Tenancy:
+    tenancy: Tenancy = request.app.state.tenancy
+    return tenancy
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -218,8 +267,14 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     pool = _service(request).pool
+    offered = languages.report()
     return JSONResponse(
-        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+        {
+            "status": "ok",
+            "version": __version__,
+            "warm_kernels_ready": pool.ready_count,
+            "languages": offered,
+        }
     )
 
 
@@ -229,28 +284,40 @@ async def create_sandbox(request: Request) -> Response:
     timeout_ms = optional_int(body, "timeout_ms", minimum=0)
     metadata = optional_object(body, "metadata")
     envs = optional_str_map(body, "envs")
-    service = _service(request)
+    service, tenancy, caller = _service(request), _tenancy(request), principal(request)
 
     async def create() -> str:
-        record = service.create_sandbox(
-            template=template,
-            timeout_ms=300_000 if timeout_ms is None else timeout_ms,
-            metadata=metadata,
-            envs=envs,
-            id_prefix="mch" if _generation(request) == "1" else "sb",
-        )
+        with tenancy.reserve(caller, "sandboxes", "sandboxes"):
+            record = service.create_sandbox(
+                template=template,
+                timeout_ms=300_000 if timeout_ms is None else timeout_ms,
+                metadata=metadata,
+                envs=envs,
+                id_prefix="mch" if _generation(request) == "1" else "sb",
+            )
+            tenancy.set_owner(str(record["id"]), caller)
         return str(record["id"])
 
-    sandbox_id = await service.idempotent("sandbox", _idempotency_key(request), body, create)
-    return JSONResponse(_sandbox_view(request, service.sandbox(sandbox_id).public()), 201)
+    scope = "sandbox" if caller.key_id is None else f"sandbox:{caller.name}"
+    sandbox_id = await service.idempotent(scope, _idempotency_key(request), body, create)
+    return JSONResponse(_shown(request, service.sandbox(sandbox_id).public()), status_code=201)
 
 
-def _sandbox_view(request: Request, sandbox: dict[str, Any]) -> dict[str, Any]:
+def _shown(request: Request, sandbox: dict[str, Any]) -> dict[str, Any]:
+    """A sandbox record (a 1.x machine under /v1/machines); for an admin, with its
+    owner's name (ours)."""
+    if principal(request).admin:
+        sandbox = {**sandbox, "owner": _tenancy(request).owner_of(sandbox["id"])}
     return machine_view(sandbox) if _generation(request) == "1" else sandbox
 
 
 async def list_sandboxes(request: Request) -> Response:
-    sandboxes = _service(request).list_sandboxes()
+    tenancy, caller = _tenancy(request), principal(request)
+    sandboxes = [
+        _shown(request, sandbox)
+        for sandbox in _service(request).list_sandboxes()
+        if tenancy.may_see(caller, sandbox["id"])
+    ]
     if _generation(request) == "1":
         return JSONResponse(machine_list(sandboxes))
     return JSONResponse(sandboxes)
@@ -258,7 +325,7 @@ async def list_sandboxes(request: Request) -> Response:
 
 async def get_sandbox(request: Request) -> Response:
     sandbox = _service(request).sandbox(request.path_params["sandbox_id"])
-    return JSONResponse(_sandbox_view(request, sandbox.public()))
+    return JSONResponse(_shown(request, sandbox.public()))
 
 
 async def delete_sandbox(request: Request) -> Response:
@@ -277,8 +344,12 @@ async def create_context(request: Request) -> Response:
     language = optional_str(body, "language")
     cwd = optional_str(body, "cwd")
 
+    caller = principal(request)
+
     async def create() -> str:
-        context = await service.create_context(sandbox_id, language=language, cwd=cwd)
+        with _tenancy(request).reserve(caller, "contexts", "contexts"):
+            async with _kernel_starts(request).slot(caller.name):
+                context = await service.create_context(sandbox_id, language=language, cwd=cwd)
         return str(context["id"])
 
     scope = f"context:{sandbox_id}"
@@ -314,6 +385,30 @@ async def interrupt_context(request: Request) -> Response:
 # -- routes: runs --------------------------------------------------------------------
 
 
+def _submit(
+    request: Request,
+    caller: Principal,
+    context: ContextRuntime,
+    code: str,
+    envs: dict[str, str],
+    timeout: int | None,
+) -> RunState:
+    """Submit a run within the caller's quotas."""
+    tenancy = _tenancy(request)
+    timeout = tenancy.run_timeout(caller, timeout)
+    tenancy.check_artifact_room(caller)
+    with tenancy.reserve(caller, "concurrent_runs", "runs queued or running"):
+        run = _service(request).submit_run(context, code=code, envs=envs, timeout=timeout)
+    tenancy.watch_output(caller, run)
+    tenancy.note_failures(caller, run)
+    return run
+
+
+def _kernel_starts(request: Request) -> FairGate:
+    gate: FairGate = request.app.state.kernel_starts
+    return gate
+
+
 def _run_options(body: dict[str, Any]) -> tuple[dict[str, str], int | None]:
     return (
         optional_str_map(body, "envs"),
@@ -333,9 +428,10 @@ async def create_run(request: Request) -> Response:
     context_id = required_str(body, "context_id")
     envs, timeout = _run_options(body)
     context = service.context(sandbox_id, context_id)
+    caller = principal(request)
 
     async def create() -> str:
-        return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
+        return _submit(request, caller, context, code, envs, timeout).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
@@ -401,11 +497,12 @@ async def execute(request: Request) -> Response:
     context_id = optional_str(body, "context_id")
     language = optional_str(body, "language")
     envs, timeout = _run_options(body)
+    caller = principal(request)
     if context_id:
         context = service.context(sandbox_id, context_id)
     else:
-        context = await service.default_context(sandbox_id, language)
-    run = service.submit_run(context, code=code, envs=envs, timeout=timeout)
+        context = await _default_context(request, caller, sandbox_id, language)
+    run = _submit(request, caller, context, code, envs, timeout)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
     generation = _generation(request)
@@ -428,6 +525,21 @@ async def execute(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Run-Id": run.id},
     )
+
+
+async def _default_context(
+    request: Request, caller: Principal, sandbox_id: str, language: str | None
+) -> ContextRuntime:
+    """The sandbox's default context; making it counts against the contexts quota."""
+    service = _service(request)
+    sandbox = service.sandbox(sandbox_id)
+    choice = resolve_language(language, service.pool.spec_manager)
+    existing = sandbox.contexts.get(sandbox.defaults.get(choice.spec_name, ""))
+    if existing is not None:
+        return existing
+    with _tenancy(request).reserve(caller, "contexts", "contexts"):
+        async with _kernel_starts(request).slot(caller.name):
+            return await service.default_context(sandbox_id, language)
 
 
 def _sse(event: dict[str, Any]) -> str:
@@ -514,6 +626,13 @@ async def delete_artifact(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# -- routes: keys --------------------------------------------------------------------
+
+
+async def create_key(request: Request) -> Response:
+    return await keys_routes.create_key(request, await _read_object(request, required=False))
+
+
 # -- errors --------------------------------------------------------------------------
 
 
@@ -532,7 +651,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
+    code = {404: NOT_FOUND, 405: INVALID_REQUEST}.get(error.status_code, INVALID_REQUEST)
     message = "No such route." if error.status_code == 404 else str(error.detail)
     return _error_response(
         _request_id(request),
@@ -549,7 +668,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return _error_response(
         _request_id(request),
         500,
-        "internal_error",
+        INTERNAL_ERROR,
         f"The server failed: {type(error).__name__}.",
         generation=_generation(request),
         retryable=True,
@@ -590,17 +709,37 @@ def route_table(api: str = "both") -> list[tuple[str, str, Handler]]:
     table: list[tuple[str, str, Handler]] = [("/healthz", "GET", healthz), *sdk_support_routes()]
     for prefix in prefixes_for(api):
         table.extend(_code_routes(prefix))
+    table += [
+        ("/v1/keys", "POST", create_key),
+        ("/v1/keys", "GET", keys_routes.list_keys),
+        ("/v1/keys/{key_id}", "DELETE", keys_routes.revoke_key),
+        ("/v1/keys/{key_id}/rotate", "POST", keys_routes.rotate_key),
+        ("/v1/account/me", "GET", keys_routes.account_me),
+    ]
     return table
 
 
 def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
     for path, method, handler in route_table(config.api):
-        by_path.setdefault(path, {})[method] = handler
+        scoped = (
+            _owner_only(handler) if path.startswith("/v1/") and "{sandbox_id}" in path else handler
+        )
+        by_path.setdefault(path, {})[method] = scoped
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
         for path, handlers in by_path.items()
     ]
+
+
+def _owner_only(handler: Handler) -> Handler:
+    """The handler, answering 404 unless the caller owns the sandbox (or is an admin)."""
+
+    async def scoped(request: Request) -> Response:
+        _tenancy(request).check_sandbox(principal(request), request.path_params["sandbox_id"])
+        return await handler(request)
+
+    return scoped
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
@@ -616,17 +755,24 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
 def create_app(config: ServerConfig) -> Starlette:
     """The ASGI app; its lifespan starts and stops the `SandboxService`."""
     service = SandboxService(config)
+    tenancy = Tenancy(service, admin_token=config.token, defaults=config.student_quotas)
+    demoter = CpuDemoter(service, tenancy.owner_of)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        if config.cpu_demotion:
+            demoter.start()
         try:
             yield
         finally:
+            await demoter.stop()
             await service.stop()
+            tenancy.close()
 
+    dashboard = Dashboard(tenancy, demoter.niceness)
     app = Starlette(
-        routes=_routes(config),
+        routes=[*_routes(config), *dashboard.routes()],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
@@ -636,5 +782,13 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.config = config
     app.state.service = service
-    app.add_middleware(_Gate, token=config.token, max_body_bytes=config.max_body_bytes)
+    app.state.tenancy = tenancy
+    app.state.demoter = demoter
+    app.state.kernel_starts = FairGate(max(2, os.cpu_count() or 1))
+    app.add_middleware(
+        _Gate,
+        authenticate=tenancy.authenticate,
+        throttle=tenancy.throttle,
+        max_body_bytes=config.max_body_bytes,
+    )
     return app

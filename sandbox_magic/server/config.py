@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox_magic.server.classroom.quotas import Quotas
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
 
@@ -34,3 +36,7 @@ class ServerConfig:
     api: str = "both"
     #: False answers ``POST .../code/runs`` as a hosted deployment without async runs does.
     async_runs: bool = True
+    #: Quotas of student keys (each key may override them); admins are unlimited.
+    student_quotas: Quotas = field(default_factory=Quotas)
+    #: Lower the CPU priority of runs that keep a core busy (see `classroom.fairness`).
+    cpu_demotion: bool = True

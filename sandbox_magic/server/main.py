@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -26,6 +26,7 @@ import uvicorn
 
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
+from sandbox_magic.server.classroom.quotas import Quotas
 from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
 
 __all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
@@ -55,6 +56,8 @@ class ServeOptions:
     log_level: str = "warning"
     api: str = "both"
     async_runs: bool = True
+    student_quotas: Quotas = field(default_factory=Quotas)
+    cpu_demotion: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -135,6 +138,8 @@ def serve(options: ServeOptions) -> int:
         max_body_bytes=options.max_body_bytes,
         api=options.api,
         async_runs=options.async_runs,
+        student_quotas=options.student_quotas,
+        cpu_demotion=options.cpu_demotion,
     )
     uv_config = uvicorn.Config(
         create_app(config),

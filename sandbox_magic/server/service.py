@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
+from sandbox_magic.server import runtime_area
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
@@ -35,6 +36,7 @@ from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
 from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
 from sandbox_magic.server.store import Page, Store
 from sandbox_magic.server.util import new_id, now_iso
+from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
@@ -230,12 +232,7 @@ class SandboxService:
         """The real directory for a requested cwd: inside the sandbox, or 400."""
         if not requested:
             return sandbox.workspace
-        normal = "/" + "/".join(part for part in requested.split("/") if part not in ("", "."))
-        if normal == "/workspace/.nullspace" or normal.startswith("/workspace/.nullspace/"):
-            raise ApiError.bad_request(
-                f"cwd is reserved: {requested!r} (paths under /workspace/.nullspace belong "
-                "to the service)."
-            )
+        runtime_area.check_cwd(requested, workspace=sandbox.workspace)
         path = Path(requested)
         if path.is_absolute():
             real_root = sandbox.root.resolve()
@@ -263,16 +260,17 @@ class SandboxService:
         self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path
     ) -> ContextRuntime:
         try:
-            kernel = await self.pool.acquire(choice, cwd=cwd, env=sandbox.envs)
+            env = {**runtime_area.kernel_env(sandbox.workspace), **sandbox.envs}
+            kernel = await self.pool.acquire(choice, cwd=cwd, env=env)
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
-                503, "capacity_exceeded", f"Could not start a kernel: {error}", retryable=True
+                503, CAPACITY_EXCEEDED, f"Could not start a kernel: {error}", retryable=True
             ) from error
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
-                await prepare_python(restarted, cwd=cwd, env=sandbox.envs)
+                await prepare_python(restarted, cwd=cwd, env=env)
 
         context = ContextRuntime(
             context_id=new_id("ctx"),

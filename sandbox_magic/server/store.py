@@ -248,6 +248,18 @@ class Store:
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return Page(items, next_cursor)
 
+    def artifact_bytes(self, sandbox_ids: list[str]) -> int:
+        """Bytes of the artifacts kept for these sandboxes."""
+        if not sandbox_ids:
+            return 0
+        marks = ", ".join("?" * len(sandbox_ids))
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(json_extract(body, '$.size_bytes')), 0) FROM artifacts "
+            f"WHERE sandbox_id IN ({marks})",
+            sandbox_ids,
+        ).fetchone()
+        return int(row[0])
+
     def delete_artifact(self, artifact_id: str) -> None:
         self._db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
         self.artifact_path(artifact_id).unlink(missing_ok=True)

@@ -46,6 +46,10 @@ class BlockingSession:
         """The server's API generation (probed once per server)."""
         return self._call(lambda c: c.api_generation(), QUICK)
 
+    def account(self) -> dict[str, Any] | None:
+        """What the server says about the key (name, quotas, usage), or None."""
+        return self._call(lambda c: c.account(), QUICK)
+
     def list_contexts(self, sandbox_id: str) -> list[Context]:
         return self._call(lambda c: c.list_contexts(sandbox_id), QUICK)
 

@@ -17,7 +17,7 @@ import pytest
 from benign_outputs import benign_outputs
 from playwright.sync_api import Browser, Page
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.markdown_html import markdown_to_html
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.markdown_html import markdown_to_html
 

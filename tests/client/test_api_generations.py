@@ -9,7 +9,12 @@ import httpx
 import pytest
 
 from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import AuthenticationError, SandboxAPIError, ServerError
+from sandbox_magic.client._errors import (
+    AuthenticationError,
+    QuotaExceededError,
+    SandboxAPIError,
+    ServerError,
+)
 from sandbox_magic.client._generation import ServerFactsBook, runs_unavailable
 from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
 from tests.conftest import LiveServer, start_server
@@ -126,7 +131,7 @@ async def test_upper_case_codes_are_read_and_the_request_id_is_kept(
         )
 
     async with make_client(handler) as client:
-        with pytest.raises(AuthenticationError) as caught:
+        with pytest.raises(QuotaExceededError) as caught:  # the upper-case code is recognised
             await client.get_sandbox("sb_1")
     assert caught.value.code == "quota_exceeded"
     assert "request req_abc123" in str(caught.value)

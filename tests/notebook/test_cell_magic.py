@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import magics_of
 
@@ -27,16 +28,16 @@ def test_print_and_last_expression_become_stdout_and_out(shell: InteractiveShell
     result, captured = run_cell(shell, "%%sandbox\nprint('hello from afar')\n6 * 7")
     assert result.success, result.error_in_exec
     assert "hello from afar\n" in captured.stdout
-    assert result.result.data["text/plain"] == "42"
+    assert pretty(result.result) == "42"
     assert shell.user_ns["_"] is result.result
 
 
 def test_state_persists_in_a_context_and_contexts_are_isolated(shell: InteractiveShell) -> None:
     run_cell(shell, "%%sandbox\nsecret_number = 17")
     result, _ = run_cell(shell, "%%sandbox\nsecret_number + 1")
-    assert result.result.data["text/plain"] == "18"
+    assert pretty(result.result) == "18"
     result, _captured = run_cell(shell, "%%sandbox --context other\n'secret_number' in globals()")
-    assert result.result.data["text/plain"] == "False"
+    assert pretty(result.result) == "False"
 
 
 def test_stdout_and_displays_interleave_in_order(shell: InteractiveShell) -> None:
@@ -68,7 +69,11 @@ def test_every_rich_type_keeps_its_whole_bundle(shell: InteractiveShell) -> None
     result, captured = run_cell(shell, source)
     assert result.success, result.error_in_exec
     found = bundles(captured)
-    assert any(b.get("text/markdown") == "**bold**" for b in found)
+    # Markdown arrives rendered to sanitised HTML, its source as the text form.
+    assert any(
+        b.get("text/html") == "<p><strong>bold</strong></p>\n" and b["text/plain"] == "**bold**"
+        for b in found
+    )
     assert any("\\alpha" in b.get("text/latex", "") for b in found)
     assert any("<svg" in b.get("image/svg+xml", "") for b in found)
     assert any(b.get("application/json") == {"a": [1, 2]} for b in found)
@@ -112,7 +117,7 @@ def test_timeout_fails_the_cell_and_says_so(shell: InteractiveShell) -> None:
     assert isinstance(result.error_in_exec, RunFailedError)
     assert "timed out after 1 s" in str(result.error_in_exec)
     after, _ = run_cell(shell, "%%sandbox\n'still usable'")
-    assert after.result.data["text/plain"] == "'still usable'"
+    assert pretty(after.result) == "'still usable'"
 
 
 def test_out_stores_the_run_record(shell: InteractiveShell) -> None:
@@ -129,7 +134,7 @@ def test_out_stores_the_run_record(shell: InteractiveShell) -> None:
 
 def test_env_values_reach_the_run(shell: InteractiveShell) -> None:
     result, _ = run_cell(shell, "%%sandbox --env GREETING=hej\nimport os\nos.environ['GREETING']")
-    assert result.result.data["text/plain"] == "'hej'"
+    assert pretty(result.result) == "'hej'"
 
 
 @pytest.mark.parametrize(
@@ -155,6 +160,7 @@ def test_wrong_key_is_a_clear_error_without_the_key(
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "HTTP 401" in text
+    assert "%config SandboxMagics.api_key" in text  # the notebook's hint
     assert "definitely-wrong-key" not in text
     assert "Traceback" not in text
 
@@ -164,6 +170,18 @@ def test_unreachable_server_names_the_url(shell: InteractiveShell) -> None:
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "Cannot reach the sandbox server at http://127.0.0.1:9" in text
+    assert "`%sandbox status`" in text
+
+
+def test_no_server_at_all_names_the_notebook_commands(shell: InteractiveShell) -> None:
+    magics = magics_of(shell)
+    magics.api_url, magics.embedded = None, False
+    result, captured = run_cell(shell, "%%sandbox\n1")
+    text = captured.stdout + captured.stderr + str(result.error_in_exec)
+    assert "No sandbox server is configured" in text
+    assert "%sandbox connect URL" in text
+    assert "SandboxMagics.embedded = True" in text
+    assert "Traceback" not in text
 
 
 def test_config_listing_never_shows_the_key(shell: InteractiveShell, live_server: Any) -> None:

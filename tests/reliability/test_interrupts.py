@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
-from testkit import session_of
+from testkit import session_of, wait_until
 
 from sandbox_magic.client import RunCancelledError
 
@@ -23,15 +24,15 @@ LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\npr
 
 def _running_run_with_output(server: Any, sandbox_id: str, timeout: float = 60.0) -> dict:
     """Wait (polling the server directly) for a run of the sandbox that has printed."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as api:
-        while time.monotonic() < deadline:
+
+        def printing() -> dict | None:
             page = api.get(f"/v1/sandboxes/{sandbox_id}/code/runs", params={"status": "running"})
-            for run in page.json()["items"]:
-                if run["execution"]["logs"]["stdout"]:
-                    return dict(run)
-            time.sleep(0.01)
-    raise AssertionError("no run started printing in time")
+            found = [run for run in page.json()["items"] if run["execution"]["logs"]["stdout"]]
+            return dict(found[0]) if found else None
+
+        result: dict = wait_until(printing, timeout=timeout, interval=0.01, what="a printing run")
+        return result
 
 
 def _when_running(server: Any, sandbox_id: str, action: Callable[[dict], None]) -> dict:
@@ -91,7 +92,7 @@ def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
             assert remote["cancel_requested_at"] is not None
 
     result, _ = _run_cell(ip, "%%sandbox\nkept")
-    assert result.result.data["text/plain"] == "'still here'"
+    assert pretty(result.result) == "'still here'"
     assert max(to_cell_end) < 15
     record_figures(
         "interrupts",
@@ -124,4 +125,4 @@ def test_run_cancelled_by_another_client_is_reported_as_cancelled(
     assert str(error) == f"Remote run {seen['run']['id']} ended cancelled: cancelled by request"
     assert "Traceback (most recent call last)" not in captured.stdout + captured.stderr
     after, _ = _run_cell(ip, "%%sandbox\nkept")
-    assert after.result.data["text/plain"] == "'still here'"
+    assert pretty(after.result) == "'still here'"

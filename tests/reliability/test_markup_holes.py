@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render import markup_sanitiser
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.markup_depth import nesting_depth

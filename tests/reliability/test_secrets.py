@@ -15,6 +15,7 @@ from typing import Any
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 
 from sandbox_magic.demo.runner import execute_notebook
@@ -100,7 +101,7 @@ def test_secrets_never_reach_outputs_errors_logs_or_config(
     assert "key from the token file: [redacted]" in captured.stdout
     assert "key from the environment: None" in captured.stdout  # kernels do not get it
     assert "other: [redacted]" in captured.stdout
-    assert "'[redacted]'" in repr(result.result.data)
+    assert "'[redacted]'" in pretty(result.result)
     seen.append(shown)
     record = ip.user_ns["r"]  # the record kept by --out is redacted too
     assert record.execution.logs.stdout[0] == "stdout: [redacted]\n"

@@ -7,7 +7,7 @@ import re
 import pytest
 from benign_outputs import benign_outputs
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.bundle import result_bundle
 
 OUTPUTS = {name: (mime, markup) for name, mime, markup in benign_outputs()}

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import psutil
+from testkit import wait_until
 
 REASON = "the server stopped before the run finished"
 
 
 def _wait(client, path: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    def answered():
         body = client.get(path).json()
-        if check(body):
-            return body
-        assert time.monotonic() < deadline, f"gave up waiting on {path}: {body}"
-        time.sleep(0.01)
+        return body if check(body) else None
+
+    return wait_until(answered, timeout=timeout, interval=0.01, what=path)
 
 
 def _start_long_run(client, sandbox: str, context: str) -> str:

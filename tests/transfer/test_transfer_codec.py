@@ -21,7 +21,7 @@ from sandbox_magic.transfer import (
     local_formats,
     parse_names,
 )
-from sandbox_magic.transfer._portable import _arrow_check_uncompressed
+from sandbox_magic.transfer._portable.arrow_guard import _arrow_check_uncompressed
 
 
 def mixed_frame() -> pd.DataFrame:
