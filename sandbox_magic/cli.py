@@ -7,6 +7,7 @@ package (``serve`` -> `sandbox_magic.server.main.serve`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,6 +80,50 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "(503 feature_unavailable); streaming /code/execute keeps working",
     )
     parser.add_argument(
+        "--isolation",
+        default=os.environ.get("SANDBOX_MAGIC_ISOLATION") or "auto",
+        choices=["auto", "bwrap", "none"],
+        help="confine kernels with bubblewrap (bwrap), not at all (none), or bwrap when "
+        "this machine allows it, else none with a warning (default: auto, or "
+        "$SANDBOX_MAGIC_ISOLATION)",
+    )
+    parser.add_argument(
+        "--default-memory-mb", type=int, default=1024, help="a sandbox's memory (default 1024)"
+    )
+    parser.add_argument(
+        "--max-memory-mb", type=int, default=4096, help="most memory a sandbox may ask for"
+    )
+    parser.add_argument(
+        "--default-vcpus", type=int, default=1, help="CPUs of a sandbox (default 1)"
+    )
+    parser.add_argument(
+        "--max-processes",
+        type=int,
+        default=256,
+        help="processes and threads per sandbox (default 256)",
+    )
+    parser.add_argument(
+        "--max-live-contexts",
+        type=int,
+        default=32,
+        help="most live contexts (kernels) on the whole server; more get "
+        "503 capacity_exceeded (default 32)",
+    )
+    parser.add_argument(
+        "--idle-timeout-ms",
+        type=int,
+        default=0,
+        help="stop sandboxes idle (no runs) this long, unless they set "
+        "inactivity_timeout_ms (default 0: never)",
+    )
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let confined kernels see this variable of the server's environment (repeatable)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -127,6 +172,7 @@ def _student_quotas(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.confinement import LimitPolicy
     from sandbox_magic.server.main import ServeOptions, serve
 
     return serve(
@@ -142,6 +188,16 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             api=args.api,
             async_runs=not args.disable_async_runs,
+            isolation=args.isolation,
+            limits=LimitPolicy(
+                default_vcpus=args.default_vcpus,
+                default_memory_mb=args.default_memory_mb,
+                max_memory_mb=args.max_memory_mb,
+                processes=args.max_processes,
+            ),
+            pass_env=tuple(args.pass_env),
+            max_contexts=args.max_live_contexts,
+            idle_timeout_ms=args.idle_timeout_ms,
             student_quotas=_student_quotas(args),
             cpu_demotion=not args.no_cpu_demotion,
         )

@@ -276,6 +276,17 @@ class AsyncSandboxClient:
             return False
         return response.is_success
 
+    async def health_details(self) -> dict[str, Any] | None:
+        """The ``/healthz`` body (isolation, limits…), or None; never raises."""
+        if self._closed:
+            return None
+        try:
+            response = await self._http.get("/healthz")
+            body = response.json() if response.is_success else None
+        except Exception:
+            return None
+        return body if isinstance(body, dict) else None
+
     async def account(self) -> dict[str, Any] | None:
         """What the server says about the caller's key (``GET /v1/account/me``), if it can.
 

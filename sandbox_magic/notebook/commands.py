@@ -118,7 +118,27 @@ def _sandbox_or_fail(cmd: CommandContext) -> str:
     return sandbox_id
 
 
-@subcommand("status", "server URL (no key), sandbox, contexts, health")
+def describe_isolation(health: dict[str, Any] | None) -> str:
+    """One line about a server's isolation and limits, from its ``/healthz``."""
+    info = (health or {}).get("isolation")
+    if not isinstance(info, dict):
+        return "not reported"
+    mode = str(info.get("mode", "unknown"))
+    if mode == "none":
+        note = str(info.get("note") or "")
+        return f"none: code runs unconfined{f' ({note})' if note else ''}"
+    limits = (health or {}).get("limits")
+    shown = ""
+    if isinstance(limits, dict):
+        shown = (
+            f"; per sandbox {limits.get('default_memory_mb')} MB (max "
+            f"{limits.get('max_memory_mb')}), {limits.get('default_vcpus')} CPU, "
+            f"{limits.get('processes')} processes"
+        )
+    return f"{mode} ({info.get('network', '')} network){shown}"
+
+
+@subcommand("status", "server URL (no key), sandbox, contexts, health, isolation")
 def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Server URL (never the key), health, sandbox and contexts."""
     from sandbox_magic.client import SandboxError
@@ -126,10 +146,13 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
 
     facts = cmd.session.describe()
     healthy = "not connected yet"
+    isolation = "unknown"
     account: dict[str, Any] | None = None
     if facts["url"] is not None:
         try:
-            healthy = "ok" if cmd.calls.health() else "unhealthy"
+            details = cmd.calls.health_details()
+            healthy = "ok" if details is not None else "unhealthy"
+            isolation = describe_isolation(details)
             account = cmd.calls.account()
             if healthy == "ok":
                 cmd.calls.api_generation()
@@ -145,6 +168,7 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
         ["url from", "embedded local server" if facts["embedded"] else facts["url_source"]],
+        ["isolation", isolation],
         ["api key", "set (hidden)" if connection.api_key else "not set"],
         ["key from", "the embedded server's token" if facts["embedded"] else facts["key_source"]],
         ["api", facts["api"]],

@@ -7,9 +7,12 @@ key fails at ``connect`` and not at the next cell.
 
 from __future__ import annotations
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import SandboxConnectionError, SandboxError
-from sandbox_magic.client._retry import RetryPolicy
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    RetryPolicy,
+    SandboxConnectionError,
+    SandboxError,
+)
 
 __all__ = ["check_server"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 
 __all__ = ["NOT_CARRIED", "VALUE_MIME", "carried_value"]

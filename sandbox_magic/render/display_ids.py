@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.publish import new_display_id
 
 __all__ = ["DisplayChanges", "DisplayIds", "is_update", "remote_display_id"]

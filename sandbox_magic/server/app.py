@@ -55,6 +55,7 @@ from sandbox_magic.server.store import Page
 from sandbox_magic.server.util import new_id
 from sandbox_magic.server.validation import (
     expect_object,
+    optional_bool,
     optional_int,
     optional_object,
     optional_str,
@@ -266,14 +267,16 @@ def _limit(request: Request) -> int:
 
 
 async def healthz(request: Request) -> Response:
-    pool = _service(request).pool
+    service = _service(request)
     offered = languages.report()
     return JSONResponse(
         {
             "status": "ok",
             "version": __version__,
-            "warm_kernels_ready": pool.ready_count,
+            "warm_kernels_ready": service.pool.ready_count,
             "languages": offered,
+            "isolation": service.confinement.describe(),
+            "limits": service.config.limits.describe() if service.confinement.active else None,
         }
     )
 
@@ -284,15 +287,21 @@ async def create_sandbox(request: Request) -> Response:
     timeout_ms = optional_int(body, "timeout_ms", minimum=0)
     metadata = optional_object(body, "metadata")
     envs = optional_str_map(body, "envs")
+    inactivity_timeout_ms = optional_int(body, "inactivity_timeout_ms", minimum=0)
+    vcpus = optional_int(body, "vcpus", minimum=1)
+    memory_mb = optional_int(body, "memory_mb", minimum=1)
     service, tenancy, caller = _service(request), _tenancy(request), principal(request)
 
     async def create() -> str:
         with tenancy.reserve(caller, "sandboxes", "sandboxes"):
             record = service.create_sandbox(
                 template=template,
-                timeout_ms=300_000 if timeout_ms is None else timeout_ms,
+                timeout_ms=timeout_ms,
+                inactivity_timeout_ms=inactivity_timeout_ms,
                 metadata=metadata,
                 envs=envs,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
                 id_prefix="mch" if _generation(request) == "1" else "sb",
             )
             tenancy.set_owner(str(record["id"]), caller)
@@ -392,13 +401,16 @@ def _submit(
     code: str,
     envs: dict[str, str],
     timeout: int | None,
+    keep_processes: bool = False,
 ) -> RunState:
     """Submit a run within the caller's quotas."""
     tenancy = _tenancy(request)
     timeout = tenancy.run_timeout(caller, timeout)
     tenancy.check_artifact_room(caller)
     with tenancy.reserve(caller, "concurrent_runs", "runs queued or running"):
-        run = _service(request).submit_run(context, code=code, envs=envs, timeout=timeout)
+        run = _service(request).submit_run(
+            context, code=code, envs=envs, timeout=timeout, keep_processes=keep_processes
+        )
     tenancy.watch_output(caller, run)
     tenancy.note_failures(caller, run)
     return run
@@ -431,7 +443,8 @@ async def create_run(request: Request) -> Response:
     caller = principal(request)
 
     async def create() -> str:
-        return _submit(request, caller, context, code, envs, timeout).id
+        keep = bool(optional_bool(body, "keep_processes"))
+        return _submit(request, caller, context, code, envs, timeout, keep).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
@@ -502,7 +515,8 @@ async def execute(request: Request) -> Response:
         context = service.context(sandbox_id, context_id)
     else:
         context = await _default_context(request, caller, sandbox_id, language)
-    run = _submit(request, caller, context, code, envs, timeout)
+    keep = bool(optional_bool(body, "keep_processes"))
+    run = _submit(request, caller, context, code, envs, timeout, keep)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
     generation = _generation(request)

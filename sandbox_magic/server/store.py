@@ -134,6 +134,13 @@ class Store:
         rows = self._db.execute("SELECT body FROM sandboxes WHERE deleted = 0 ORDER BY seq")
         return [json.loads(body) for (body,) in rows]
 
+    def ended_sandbox(self, sandbox_id: str) -> dict[str, Any] | None:
+        """The last record of a deleted or expired sandbox (None if it is live or unknown)."""
+        row = self._db.execute(
+            "SELECT body FROM sandboxes WHERE id = ? AND deleted = 1", (sandbox_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def sandbox_was_deleted(self, sandbox_id: str) -> bool:
         row = self._db.execute(
             "SELECT deleted FROM sandboxes WHERE id = ?", (sandbox_id,)

@@ -46,6 +46,10 @@ class BlockingSession:
         """The server's API generation (probed once per server)."""
         return self._call(lambda c: c.api_generation(), QUICK)
 
+    def health_details(self) -> dict[str, Any] | None:
+        """The server's ``/healthz`` body (isolation, limits…), or None if unhealthy."""
+        return self._call(lambda c: c.health_details(), QUICK)
+
     def account(self) -> dict[str, Any] | None:
         """What the server says about the key (name, quotas, usage), or None."""
         return self._call(lambda c: c.account(), QUICK)

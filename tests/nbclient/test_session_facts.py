@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from nbkit import RAISES, Cell, ExecutedNotebook, kernel_env, remote_env, run_notebook
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 from sandbox_magic.notebook.magics import SandboxMagics
 from sandbox_magic.notebook.status import TextStatusView
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox_magic.client._models import Result
+from sandbox_magic.client import Result
 from sandbox_magic.render.bundle import result_bundle
 from sandbox_magic.render.carried import NOT_CARRIED, VALUE_MIME, carried_value
 from sandbox_magic.render.cell_numbers import CellNumbers, relabel_cells
