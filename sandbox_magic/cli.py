@@ -17,7 +17,7 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES
+    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FILE_BYTES
 
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -58,6 +58,24 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
     )
     parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help=f"largest file PUT .../file accepts (default {DEFAULT_MAX_FILE_BYTES})",
+    )
+    parser.add_argument(
+        "--no-long-poll",
+        dest="long_poll",
+        action="store_false",
+        help="answer run reads at once, never held open (as the hosted service does)",
+    )
+    parser.add_argument(
+        "--no-file-endpoints",
+        dest="file_endpoints",
+        action="store_false",
+        help="do not offer PUT/GET .../file (push and pull then travel as code)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
@@ -79,6 +97,9 @@ def _serve(args: argparse.Namespace) -> int:
             interrupt_grace=args.interrupt_grace,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            max_file_bytes=args.max_file_bytes,
+            long_poll=args.long_poll,
+            file_endpoints=args.file_endpoints,
         )
     )
 

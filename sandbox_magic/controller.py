@@ -34,6 +34,7 @@ from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session import ConnectionSettings, SandboxSession
 from sandbox_magic.status import RunSummary, StatusView, make_status_view
 from sandbox_magic.transfer import pull, push
+from sandbox_magic.transfer.files import FileChannel, pull_via_file, push_via_file
 
 if TYPE_CHECKING:
     from sandbox_magic.magics import SandboxMagics
@@ -198,6 +199,43 @@ class SandboxController:
 
         return run_code
 
+    async def _file_channel(
+        self, session: SandboxSession, options: RunOptions
+    ) -> FileChannel | None:
+        """The sandbox's raw file endpoints, if its server advertises them."""
+        sandbox_id = await session.ensure_sandbox(options.sandbox)
+        context = await session.ensure_context(sandbox_id, options.context, options.language)
+        client = await session.client()  # it has heard the server's features by now
+        if not client.features.has_files or not (context.cwd or "").startswith("/"):
+            return None
+
+        async def put(path: str, data: bytes) -> None:
+            await client.put_file(sandbox_id, path, data)
+
+        async def get(path: str, max_bytes: int) -> bytes:
+            return await client.get_file(sandbox_id, path, max_bytes=max_bytes)
+
+        return FileChannel(put=put, get=get, cwd=context.cwd or "/")
+
+    async def _push_one(
+        self, session: SandboxSession, options: RunOptions, name: str, value: object
+    ) -> None:
+        run_code = self._transfer_runner(session, options)
+        limit = self.magics.max_transfer_bytes
+        channel = await self._file_channel(session, options)
+        if channel is not None:
+            await push_via_file(run_code, channel, name, value, max_bytes=limit)
+        else:
+            await push(run_code, name, value, max_bytes=limit)
+
+    async def _pull_one(self, session: SandboxSession, options: RunOptions, name: str) -> object:
+        run_code = self._transfer_runner(session, options)
+        limit = self.magics.max_transfer_bytes
+        channel = await self._file_channel(session, options)
+        if channel is not None:
+            return await pull_via_file(run_code, channel, name, max_bytes=limit)
+        return await pull(run_code, name, max_bytes=limit)
+
     def _push(
         self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
     ) -> None:
@@ -205,24 +243,17 @@ class SandboxController:
         missing = [name for name in options.push if name not in namespace]
         if missing:
             raise UsageError(f"--push: no local variable named {', '.join(missing)}.")
-        run_code = self._transfer_runner(session, options)
         for name in options.push:
             cell.wait(
-                self.io.submit(
-                    push(run_code, name, namespace[name], max_bytes=self.magics.max_transfer_bytes)
-                ),
+                self.io.submit(self._push_one(session, options, name, namespace[name])),
                 view.tick,
             )
 
     def _pull(
         self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
     ) -> None:
-        run_code = self._transfer_runner(session, options)
         for name in options.pull:
-            value = cell.wait(
-                self.io.submit(pull(run_code, name, max_bytes=self.magics.max_transfer_bytes)),
-                view.tick,
-            )
+            value = cell.wait(self.io.submit(self._pull_one(session, options, name)), view.tick)
             if self.magics.shell is not None:
                 self.magics.shell.user_ns[name] = value
 

@@ -16,6 +16,9 @@ seconds (a server that is gone ends the wait in bounded time, naming the run to
 re-attach); other errors (not found, bad key, malformed reply) end the wait at once.
 Cancelling the awaiting task simply propagates: sending ``cancel`` to the server is the
 caller's decision.
+
+On a server that advertises run watching, `poll_run` hands over to
+`sandbox_magic.run_watch`: one held-open request per ~25 s instead of polls.
 """
 
 from __future__ import annotations
@@ -159,6 +162,20 @@ async def poll_run(
     last = initial
     if last is not None and last.is_terminal:
         return last
+    from sandbox_magic.run_watch import can_watch, watch_run_to_end
+
+    if can_watch(client):
+        return await watch_run_to_end(
+            client,  # type: ignore[arg-type]  # can_watch checked the extra methods
+            sandbox_id,
+            run_id,
+            policy=policy,
+            deadline=deadline,
+            on_update=on_update,
+            initial=initial,
+            sleep=sleep,
+            clock=clock,
+        )
     last_key = progress_key(last) if last is not None else None
     last_error: SandboxError | None = None
     started = clock()

@@ -16,14 +16,16 @@ unchanged on every retry, so a retried submit never creates a second run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
+import json as jsonlib
 import math
 import re
 import socket
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -40,6 +42,7 @@ from sandbox_magic.api.errors import (
     SandboxProtocolError,
     api_error_for_status,
 )
+from sandbox_magic.api.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 from sandbox_magic.api.models import Artifact, Context, Page, Run, Sandbox
 from sandbox_magic.api.retry import Clock, RetryPolicy, Sleep, parse_retry_after, retry_async
 
@@ -152,6 +155,7 @@ class AsyncSandboxClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._closed = False
+        self._features = ServerFeatures()
         self._http = httpx.AsyncClient(
             base_url=httpx.URL(base_url.strip()).copy_with(query=None, fragment=None),
             auth=self._auth,
@@ -182,6 +186,20 @@ class AsyncSandboxClient:
     @property
     def retry_policy(self) -> RetryPolicy:
         return self._retry
+
+    @property
+    def features(self) -> ServerFeatures:
+        """What the server advertised beyond the plain contract (none until it answers)."""
+        return self._features
+
+    @property
+    def read_timeout(self) -> float:
+        return self._read_timeout
+
+    def _learn(self, response: httpx.Response) -> None:
+        advertised = response.headers.get(FEATURES_HEADER)
+        if advertised is not None:
+            self._features = ServerFeatures.parse(advertised)
 
     @property
     def is_closed(self) -> bool:
@@ -331,6 +349,62 @@ class AsyncSandboxClient:
         data = await self._json("GET", self._run_path(sandbox_id, run_id))
         return self._parse(Run.from_json, data, "run")
 
+    async def watch_run(
+        self,
+        sandbox_id: str,
+        run_id: str,
+        *,
+        wait: float,
+        after_version: int | None = None,
+    ) -> AsyncGenerator[tuple[int, Run]]:
+        """Snapshots ``(version, run)`` of a run, each as soon as the run changes.
+
+        One request, held open by the server for up to ``wait`` seconds (see
+        `sandbox_magic.api.features`); it ends after the terminal snapshot or when the
+        wait passes. Not retried: the caller asks again with the last version. A server
+        that answers a plain snapshot instead gives that one (version 0) and is no
+        longer asked to watch.
+        """
+        path = self._run_path(sandbox_id, run_id)
+        params = {"watch_ms": str(max(1, int(wait * 1000)))}
+        if after_version is not None:
+            params["after_version"] = str(after_version)
+        timeout = httpx.Timeout(self._read_timeout + wait, connect=self._connect_timeout)
+        if self._closed:
+            raise SandboxConnectionError(self._url, "this client has been closed")
+        try:
+            async with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                self._learn(response)
+                if not response.is_success:
+                    await response.aread()
+                    self._check_status(response, "GET", path)
+                media_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if media_type != WATCH_MEDIA_TYPE:
+                    await response.aread()
+                    self._features = dataclasses.replace(self._features, watch_max_ms=None)
+                    yield 0, self._parse(Run.from_json, self._decode(response), "run")
+                    return
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield self._watch_line(line)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
+
+    def _watch_line(self, line: str) -> tuple[int, Run]:
+        try:
+            data = jsonlib.loads(line)
+        except (ValueError, RecursionError):
+            data = None
+        version = data.get("version") if isinstance(data, dict) else None
+        if type(version) is not int or version < 0:
+            raise SandboxProtocolError(
+                f"Malformed reply from the sandbox server at {self._url}: a line of a run "
+                "watch is not a versioned snapshot."
+            )
+        return version, self._parse(Run.from_json, data.get("run"), "run")
+
     async def list_runs(
         self,
         sandbox_id: str,
@@ -399,6 +473,33 @@ class AsyncSandboxClient:
     async def delete_artifact(self, sandbox_id: str, artifact_id: str) -> None:
         await self._delete(self._artifact_path(sandbox_id, artifact_id))
 
+    # -- raw files (servers whose `features` have them) -----------------------------
+
+    async def put_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` in the sandbox (``PUT .../file?path=``)."""
+        await self._request(
+            "PUT",
+            f"{self._sandbox_path(sandbox_id)}/file",
+            params={"path": path},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    async def get_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of ``path`` in the sandbox; `SandboxError` past ``max_bytes``."""
+
+        def too_large(size: int | None) -> SandboxError:
+            actual = f"{size} bytes" if size is not None else "more than that"
+            return SandboxError(
+                f"The sandbox file {path!r} is too large to fetch: the limit is "
+                f"{max_bytes} bytes, it has {actual}."
+            )
+
+        content, _ = await self._fetch(
+            f"{self._sandbox_path(sandbox_id)}/file", {"path": path}, max_bytes, too_large
+        )
+        return content
+
     # -- paths ----------------------------------------------------------------------
 
     @staticmethod
@@ -460,12 +561,18 @@ class AsyncSandboxClient:
         params: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         idempotent: bool = True,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         # A creating call's key is chosen once per logical call and sent on every retry.
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        sent = dict(headers or {})
+        if idempotency_key:
+            sent["Idempotency-Key"] = idempotency_key
 
         async def once(attempt: int) -> httpx.Response:
-            return await self._send_once(method, path, json=json, params=params, headers=headers)
+            return await self._send_once(
+                method, path, json=json, params=params, headers=sent, content=content
+            )
 
         return await self._with_retries(once, idempotent=idempotent)
 
@@ -506,28 +613,43 @@ class AsyncSandboxClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         try:
             response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
+                method, path, json=json, params=params, headers=headers, content=content
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         except RuntimeError as exc:  # httpx refuses to send on a closed client
             raise self._closed_error(exc) from exc
+        self._learn(response)
         self._check_status(response, method, path)
         return response
 
     async def _download(
         self, path: str, artifact_id: str, max_bytes: int | None
     ) -> tuple[bytes, str]:
+        def too_large(size: int | None) -> SandboxError:
+            return ArtifactTooLargeError(artifact_id, max_bytes or 0, size)
+
+        return await self._fetch(path, None, max_bytes, too_large)
+
+    async def _fetch(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        max_bytes: int | None,
+        too_large: Callable[[int | None], SandboxError],
+    ) -> tuple[bytes, str]:
         async def once(attempt: int) -> tuple[bytes, str]:
             try:
-                async with self._http.stream("GET", path) as response:
+                async with self._http.stream("GET", path, params=params) as response:
+                    self._learn(response)
                     if not response.is_success:
                         await response.aread()
                         self._check_status(response, "GET", path)
-                    return await self._read_limited(response, artifact_id, max_bytes)
+                    return await self._read_limited(response, max_bytes, too_large)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
             except RuntimeError as exc:
@@ -542,19 +664,21 @@ class AsyncSandboxClient:
 
     @staticmethod
     async def _read_limited(
-        response: httpx.Response, artifact_id: str, max_bytes: int | None
+        response: httpx.Response,
+        max_bytes: int | None,
+        too_large: Callable[[int | None], SandboxError],
     ) -> tuple[bytes, str]:
         content_type = response.headers.get("content-type") or "application/octet-stream"
         if max_bytes is not None:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise ArtifactTooLargeError(artifact_id, max_bytes, int(declared))
+                raise too_large(int(declared))
         chunks: list[bytes] = []
         total = 0
         async for chunk in response.aiter_bytes():
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
-                raise ArtifactTooLargeError(artifact_id, max_bytes)
+                raise too_large(None)
             chunks.append(chunk)
         return b"".join(chunks), content_type
 

@@ -25,10 +25,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
+from sandbox_magic.api.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError, error_body
+from sandbox_magic.server.files import get_file, put_file
 from sandbox_magic.server.runs import RunState
 from sandbox_magic.server.service import SandboxService
 from sandbox_magic.server.store import Page
@@ -42,6 +44,7 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
+from sandbox_magic.server.watch import MAX_WATCH_MS, watch_lines
 
 __all__ = ["create_app"]
 
@@ -81,10 +84,23 @@ def _error_response(
 class _Gate:
     """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies."""
 
-    def __init__(self, app: ASGIApp, *, token: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        max_body_bytes: int,
+        max_file_bytes: int,
+        features: ServerFeatures,
+    ) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
+        self.max_file_bytes = max_file_bytes
+        advertised = features.header_value()
+        self.feature_header = (
+            [(FEATURES_HEADER.lower().encode(), advertised.encode())] if advertised else []
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,12 +122,12 @@ class _Gate:
             response = _error_response(
                 request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
             )
-        elif _too_large(headers.get("content-length"), self.max_body_bytes):
+        elif _too_large(headers.get("content-length"), limit := self._limit(scope)):
             response = _error_response(
                 request_id,
                 413,
                 "invalid_request",
-                f"The request body is larger than {self.max_body_bytes} bytes.",
+                f"The request body is larger than {limit} bytes.",
             )
         if response is not None:
             await response(scope, receive, send)
@@ -122,10 +138,18 @@ class _Gate:
                 raw = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in raw):
                     raw.append((b"x-request-id", request_id.encode()))
+                if path.startswith("/v1/"):
+                    raw.extend(self.feature_header)
                 message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+    def _limit(self, scope: Scope) -> int:
+        """Raw file uploads have their own, larger limit."""
+        if scope["method"] == "PUT" and scope["path"].endswith("/file"):
+            return self.max_file_bytes
+        return self.max_body_bytes
 
 
 def _too_large(length: str | None, limit: int) -> bool:
@@ -314,13 +338,28 @@ async def get_run(request: Request) -> Response:
 
     ``after_version`` (the ``X-Run-Version`` of the previous answer) makes the wait
     return at once if something changed in between, so no change is ever missed.
+    ``?watch_ms=N`` (ours) holds the answer open and streams every change
+    (`sandbox_magic.server.watch`). With ``long_poll`` off, both are ignored.
     """
     params = request.path_params
     service = _service(request)
-    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=30_000)
-    after = query_int(request.query_params, "after_version", default=None, minimum=0, maximum=2**62)
+    query = request.query_params
+    long_poll = service.config.long_poll
+    wait_ms = query_int(query, "wait_ms", default=0, minimum=0, maximum=30_000)
+    watch_ms = query_int(query, "watch_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
+    after = query_int(query, "after_version", default=None, minimum=0, maximum=2**62)
     live = service.live_run(params["sandbox_id"], params["run_id"])
-    if live is not None and wait_ms:
+    if long_poll and watch_ms:
+        service.get_run(params["sandbox_id"], params["run_id"])  # 404 before streaming
+
+        def read() -> dict[str, Any]:
+            return service.get_run(params["sandbox_id"], params["run_id"])
+
+        lines = watch_lines(live, read, after=after, within=(watch_ms or 0) / 1000)
+        return StreamingResponse(
+            lines, media_type=WATCH_MEDIA_TYPE, headers={"Cache-Control": "no-cache"}
+        )
+    if long_poll and live is not None and wait_ms:
         await live.wait_for_change(after=after, within=wait_ms / 1000)
     run = service.get_run(params["sandbox_id"], params["run_id"])
     version = str(live.version) if live is not None else "0"
@@ -536,10 +575,15 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     (f"{_SB}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
 ]
 
+_FILE_ROUTES: list[tuple[str, str, Handler]] = [
+    (f"{_SB}/file", "PUT", put_file),
+    (f"{_SB}/file", "GET", get_file),
+]
 
-def _routes() -> list[Route]:
+
+def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in _ROUTES:
+    for path, method, handler in _ROUTES + (_FILE_ROUTES if config.file_endpoints else []):
         by_path.setdefault(path, {})[method] = handler
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
@@ -570,7 +614,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=_routes(),
+        routes=_routes(config),
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
@@ -580,5 +624,15 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.config = config
     app.state.service = service
-    app.add_middleware(_Gate, token=config.token, max_body_bytes=config.max_body_bytes)
+    features = ServerFeatures(
+        watch_max_ms=MAX_WATCH_MS if config.long_poll else None,
+        files_max_bytes=config.max_file_bytes if config.file_endpoints else None,
+    )
+    app.add_middleware(
+        _Gate,
+        token=config.token,
+        max_body_bytes=config.max_body_bytes,
+        max_file_bytes=config.max_file_bytes,
+        features=features,
+    )
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "ServerConfig"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +31,10 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
+    #: Offer ``GET .../runs/{id}?watch_ms=`` and ``?wait_ms=`` (ours; the hosted API has
+    #: neither). Off, the server answers run reads at once, like the hosted service.
+    long_poll: bool = True
+    #: Offer ``PUT``/``GET .../file?path=`` (the hosted 1.x API's raw file endpoints).
+    file_endpoints: bool = True
+    #: Largest file ``PUT .../file`` accepts.
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES

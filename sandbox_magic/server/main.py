@@ -26,7 +26,7 @@ import uvicorn
 
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
-from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
+from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FILE_BYTES, ServerConfig
 
 __all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
 
@@ -53,6 +53,9 @@ class ServeOptions:
     interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    long_poll: bool = True
+    file_endpoints: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -131,6 +134,9 @@ def serve(options: ServeOptions) -> int:
         default_run_timeout=options.default_run_timeout,
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
+        max_file_bytes=options.max_file_bytes,
+        long_poll=options.long_poll,
+        file_endpoints=options.file_endpoints,
     )
     uv_config = uvicorn.Config(
         create_app(config),
