@@ -55,7 +55,9 @@ class LocalServer:
     output: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, state_dir: Path, *, warm_kernels: int = 1) -> LocalServer:
+    def start(
+        cls, state_dir: Path, *, warm_kernels: int = 1, extra_args: tuple[str, ...] = ()
+    ) -> LocalServer:
         """Start a server on a free loopback port and wait for its ready line."""
         token = secrets.token_urlsafe(24)
         command = [
@@ -63,6 +65,7 @@ class LocalServer:
             "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(state_dir),
             "--warm-kernels", str(warm_kernels),
+            *extra_args,
         ]  # fmt: skip
         env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
         process = subprocess.Popen(
