@@ -124,7 +124,7 @@ async def watch_run_to_end(
                             final = run  # read on to the end: the connection is reused
         except _TRANSIENT as exc:
             last_error = exc
-            pause = policy.next_interval(pause or policy.min_interval)
+            pause = policy.next_interval(pause) if pause else policy.min_interval
             if isinstance(exc, RateLimitedError):
                 if exc.retry_after:
                     pause = max(pause, min(exc.retry_after, _MAX_RATE_LIMIT_PAUSE))
@@ -140,7 +140,7 @@ async def watch_run_to_end(
             return final
         if seen == 0 and clock() - opened < wait / 2:
             # An empty answer long before the wait passed: do not hammer such a server.
-            pause = policy.next_interval(pause or policy.min_interval)
+            pause = policy.next_interval(pause) if pause else policy.min_interval
             await sleep(pause)
         else:
             pause = 0.0
