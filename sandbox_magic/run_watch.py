@@ -32,10 +32,13 @@ from sandbox_magic.poller import (
     progress_key,
 )
 
-__all__ = ["WatchSource", "can_watch", "watch_run_to_end"]
+__all__ = ["MAX_WAIT", "SUBMIT_SETTLE", "WatchSource", "can_watch", "watch_run_to_end"]
 
 #: Longest hold asked of the server, in seconds (it may allow less).
 MAX_WAIT = 25.0
+#: How long a submit may wait for its run to end or show output (one request for a
+#: short run); on servers that can watch runs.
+SUBMIT_SETTLE = 0.25
 
 
 class WatchSource(Protocol):

@@ -23,6 +23,7 @@ from sandbox_magic.api.models import Context, Run
 from sandbox_magic.embedded import EmbeddedServer
 from sandbox_magic.journal import Journal, JournalEntry
 from sandbox_magic.poller import PollPolicy, poll_run, run_deadline
+from sandbox_magic.run_watch import SUBMIT_SETTLE
 
 __all__ = ["ConnectionSettings", "SandboxSession", "display_url"]
 
@@ -184,9 +185,16 @@ class SandboxSession:
         client = await self.client()
         sandbox_id = await self.ensure_sandbox(sandbox)
         ctx = await self.ensure_context(sandbox_id, context, language)
+        # A server that can watch runs holds the answer until a short run has ended.
+        settle = SUBMIT_SETTLE if client.features.can_watch else None
         try:
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
@@ -196,7 +204,12 @@ class SandboxSession:
                 "one (variables from earlier cells are gone)."
             )
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
         if record:
             self._record(run, context, code)

@@ -326,10 +326,14 @@ class AsyncSandboxClient:
         envs: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's server-side limit)
         idempotency_key: str | None = None,
+        settle: float | None = None,
     ) -> Run:
         """Submit code to run asynchronously; returns at once (status usually ``queued``).
 
-        ``timeout`` is in seconds (sent rounded up to a whole second).
+        ``timeout`` is in seconds (sent rounded up to a whole second). ``settle`` (for
+        servers whose `features` can watch runs) lets the server hold its answer until
+        the run has ended or shown output, at most that many seconds: a short run is
+        then complete in the answer.
         """
         _segment(context_id, "context_id")
         body: dict[str, Any] = {"code": code, "context_id": context_id}
@@ -337,10 +341,12 @@ class AsyncSandboxClient:
             body["envs"] = dict(envs)
         if timeout is not None:
             body["timeout"] = max(1, math.ceil(timeout))
+        params = {"wait_ms": str(max(1, int(settle * 1000)))} if settle else None
         data = await self._json(
             "POST",
             f"{self._sandbox_path(sandbox_id)}/code/runs",
             json=body,
+            params=params,
             idempotency_key=idempotency_key or _new_key(),
         )
         return self._parse(Run.from_json, data, "run")

@@ -44,7 +44,7 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.server.watch import MAX_WATCH_MS, watch_lines
+from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
 
 __all__ = ["create_app"]
 
@@ -321,12 +321,16 @@ async def create_run(request: Request) -> Response:
     context_id = required_str(body, "context_id")
     envs, timeout = _run_options(body)
     context = service.context(sandbox_id, context_id)
+    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
 
     async def create() -> str:
         return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
+    # Ours: ``?wait_ms=N`` answers once the run has ended or shown output (at most N ms).
+    if service.config.long_poll and live is not None and wait_ms:
+        await settle(live, within=wait_ms / 1000)
     version = str(live.version) if live is not None else "0"
     return JSONResponse(
         service.get_run(sandbox_id, run_id), status_code=202, headers={"X-Run-Version": version}

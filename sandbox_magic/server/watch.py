@@ -10,6 +10,9 @@ last version it got, so it misses nothing in between).
 A busy run (output every few microseconds) would otherwise cost one whole snapshot per
 chunk; snapshots are at least `MIN_GAP` apart, except the terminal one, which leaves
 as soon as the run ends.
+
+``POST .../code/runs?wait_ms=N`` (`settle`) holds the creation answer until the run
+has ended or shown its first output, at most N ms: a short run then costs one request.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Final
 
 from sandbox_magic.server.runs import TERMINAL, RunState
 
-__all__ = ["MAX_WATCH_MS", "MIN_GAP", "watch_lines"]
+__all__ = ["MAX_WATCH_MS", "MIN_GAP", "settle", "watch_lines"]
 
 #: Longest hold of one watch response (below the 30 s read timeout of clients).
 MAX_WATCH_MS: Final = 25_000
@@ -69,3 +72,14 @@ async def watch_lines(
         if remaining <= 0:
             return
         await live.wait_for_change(after=sent, within=remaining)
+
+
+async def settle(live: RunState, *, within: float) -> None:
+    """Return once ``live`` has ended or produced output, or after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (live.terminal or live.recorder.order or live.recorder.error is not None):
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await live.wait_for_change(after=live.version, within=remaining)
