@@ -12,7 +12,8 @@ chunk; snapshots are at least `MIN_GAP` apart, except the terminal one, which le
 as soon as the run ends.
 
 ``POST .../code/runs?wait_ms=N`` (`settle`) holds the creation answer until the run
-has ended or shown its first output, at most N ms: a short run then costs one request.
+has ended, or shortly after its first output, at most N ms: a short run then costs one
+request, and output is never held back by more than `SETTLE_LINGER`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = ["MAX_WATCH_MS", "MIN_GAP", "settle", "watch_lines"]
 MAX_WATCH_MS: Final = 25_000
 #: Seconds between two snapshots of a run that keeps changing.
 MIN_GAP: Final = 0.02
+#: Seconds a held submit still waits for the run to end once it has shown output.
+SETTLE_LINGER: Final = 0.05
 
 
 def _line(version: int, record: dict[str, Any]) -> bytes:
@@ -74,12 +77,17 @@ async def watch_lines(
         await live.wait_for_change(after=sent, within=remaining)
 
 
-async def settle(live: RunState, *, within: float) -> None:
-    """Return once ``live`` has ended or produced output, or after ``within`` seconds."""
+async def settle(live: RunState, *, within: float, linger: float = SETTLE_LINGER) -> None:
+    """Return once ``live`` has ended, or ``linger`` s after its first output, or after
+    ``within`` s: a run that ends right after its output (``1+1``) answers complete."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not (live.terminal or live.recorder.order or live.recorder.error is not None):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
+    output_since: float | None = None
+    while not live.terminal:
+        now = loop.time()
+        if output_since is None and (live.recorder.order or live.recorder.error is not None):
+            output_since = now
+        limit = deadline if output_since is None else min(deadline, output_since + linger)
+        if now >= limit:
             return
-        await live.wait_for_change(after=live.version, within=remaining)
+        await live.wait_for_change(after=live.version, within=limit - now)

@@ -78,6 +78,32 @@ def test_a_watch_of_an_unchanged_run_ends_after_its_wait(sbx) -> None:
     assert 0.25 <= time.monotonic() - started < 1.5
 
 
+def test_a_submit_may_wait_until_its_run_ends_or_shows_output(sbx) -> None:
+    ctx = sbx.context()
+    runs = f"{sbx.base}/code/runs"
+
+    def submit(code: str, wait_ms: int) -> tuple[dict[str, Any], float]:
+        started = time.monotonic()
+        response = sbx.api.post(
+            runs, params={"wait_ms": wait_ms}, json={"code": code, "context_id": ctx}
+        )
+        assert response.status_code == 202, response.text
+        return response.json(), time.monotonic() - started
+
+    short, _ = submit("1+1", 20_000)
+    assert short["status"] == "succeeded"  # the whole trivial run in one answer
+    assert short["execution"]["results"][0]["text"] == "2"
+    printing, took = submit("print('hi', flush=True)\nimport time\ntime.sleep(3)", 20_000)
+    assert printing["status"] == "running"
+    assert printing["execution"]["logs"]["stdout"] == ["hi\n"]
+    assert took < 2.5  # answered at the first output, not at the end
+    silent, took = submit("import time\ntime.sleep(2)", 300)
+    assert silent["status"] in ("queued", "running")
+    assert took < 1.8
+    bad = sbx.api.post(runs, params={"wait_ms": -1}, json={"code": "1", "context_id": ctx})
+    assert bad.status_code == 400
+
+
 def test_watch_refuses_bad_requests(sbx) -> None:
     ctx = sbx.context()
     run = sbx.run("1", ctx)
@@ -192,6 +218,12 @@ def test_flags_turn_the_extras_off(server_factory) -> None:
             f"{base}/code/runs", json={"code": "import time; time.sleep(2)", "context_id": ctx}
         )
         path = f"{base}/code/runs/{run.json()['id']}"
+        held = api.post(
+            f"{base}/code/runs",
+            params={"wait_ms": 5000},
+            json={"code": "import time; time.sleep(1)", "context_id": ctx},
+        )
+        assert held.json()["status"] == "queued"  # answered at once: nothing held
         for params in ({"watch_ms": 5000}, {"wait_ms": 5000}):
             started = time.monotonic()
             answer = api.get(path, params=params)
