@@ -20,9 +20,8 @@ secrets; all text is.
 
 from __future__ import annotations
 
-from sandbox_magic.api.models import Result
-from sandbox_magic.artifacts_view import artifacts_bundle, safe_link, wants_preview
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import Result
+from sandbox_magic.render.artifacts import artifacts_bundle, safe_link, wants_preview
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, result_bundle
 from sandbox_magic.render.composite import composite_bundle
 from sandbox_magic.render.failures import (
@@ -32,6 +31,7 @@ from sandbox_magic.render.failures import (
     run_error,
 )
 from sandbox_magic.render.publish import publish_bundle
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.render.text import human_size
 from sandbox_magic.render.value import RemoteValue

@@ -31,9 +31,9 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Final
 
-from sandbox_magic.api.models import MIME_BY_FIELD, Result, decode_base64
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import MIME_BY_FIELD, Result, decode_base64
 from sandbox_magic.render.html_safety import sanitize_markdown, sanitize_markup
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
 
 __all__ = [

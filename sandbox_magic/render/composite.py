@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from html import escape
 from typing import Any, Final, Protocol
 
-from sandbox_magic.api.models import ExecutionError, Result
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import ExecutionError, Result
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import CONFIG_HINT, human_size, strip_ansi, utf8_len
 
 __all__ = ["StreamLike", "as_stream", "composite_bundle"]
@@ -33,7 +33,7 @@ _RED: Final = ";background:rgba(255,0,0,0.07)"
 
 
 class StreamLike(Protocol):
-    """A stream chunk: `sandbox_magic.progress.StreamChunk` or anything alike."""
+    """A stream chunk: `sandbox_magic.client._cursor.StreamChunk` or anything alike."""
 
     @property
     def name(self) -> str: ...

@@ -6,15 +6,15 @@ import dataclasses
 import re
 from typing import Final
 
-from sandbox_magic.api.errors import (
+from sandbox_magic.client._errors import (
     RemoteExecutionError,
     RunCancelledError,
     RunFailedError,
     SandboxError,
 )
-from sandbox_magic.api.models import ExecutionError, Run
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.client._models import ExecutionError, Run
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import limit_note, utf8_len
 
 __all__ = [

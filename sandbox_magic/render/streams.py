@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from sandbox_magic.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import (
     CONFIG_HINT,
     human_size,

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
-from sandbox_magic.api.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
+from sandbox_magic.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
@@ -45,12 +45,12 @@ from sandbox_magic.server.validation import (
     required_str,
 )
 from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
+from sandbox_magic.wire import RUN_STATUSES, TERMINAL_STATUSES
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-_RUN_STATUSES = frozenset({"queued", "running", "succeeded", "failed", "cancelled"})
 _ARTIFACT_KINDS = frozenset({"file", "image", "html", "document"})
 _MAX_TIMEOUT = 7 * 24 * 3600
 _STREAM_EVENTS = frozenset({"stdout", "stderr", "result", "error", "artifact"})
@@ -372,9 +372,9 @@ async def get_run(request: Request) -> Response:
 
 async def list_runs(request: Request) -> Response:
     status = request.query_params.get("status") or None
-    if status is not None and status not in _RUN_STATUSES:
+    if status is not None and status not in RUN_STATUSES:
         raise ApiError.bad_request(
-            f"Unknown status {status!r}; use one of {', '.join(sorted(_RUN_STATUSES))}."
+            f"Unknown status {status!r}; use one of {', '.join(sorted(RUN_STATUSES))}."
         )
     page = _service(request).list_runs(
         request.path_params["sandbox_id"],
@@ -389,7 +389,7 @@ async def list_runs(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     params = request.path_params
     run = _service(request).cancel_run(params["sandbox_id"], params["run_id"])
-    terminal = run["status"] in ("succeeded", "failed", "cancelled")
+    terminal = run["status"] in TERMINAL_STATUSES
     return JSONResponse(run, status_code=200 if terminal else 202)
 
 

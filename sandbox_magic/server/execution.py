@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sandbox_magic.api.models import MIME_BY_FIELD
+from sandbox_magic.wire import MIME_BY_FIELD
 
 __all__ = ["EventListener", "ExecutionRecorder", "result_from_bundle"]
 

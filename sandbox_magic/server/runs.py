@@ -41,12 +41,12 @@ from sandbox_magic.server.execution import ExecutionRecorder
 from sandbox_magic.server.kernels import Kernel, KernelDiedError
 from sandbox_magic.server.store import INTERRUPTED_REASON, Store
 from sandbox_magic.server.util import iso, now, now_iso
+from sandbox_magic.wire import TERMINAL_STATUSES
 
-__all__ = ["TERMINAL", "ContextRuntime", "RunState"]
+__all__ = ["ContextRuntime", "RunState"]
 
 log = logging.getLogger(__name__)
 
-TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 _INLINE_SNAPSHOT_FILES: Final = 200
 _RESTART_NOTE: Final = (
     "; the kernel did not stop when interrupted and was restarted, "
@@ -122,7 +122,7 @@ class RunState:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATUSES
 
     def request_stop(self, *, status: str, reason: str, interrupt: bool = True) -> None:
         """Ask a running run to end (first request wins)."""

@@ -24,7 +24,8 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
-from sandbox_magic.server.runs import TERMINAL, RunState
+from sandbox_magic.server.runs import RunState
+from sandbox_magic.wire import TERMINAL_STATUSES
 
 __all__ = ["MAX_WATCH_MS", "MIN_GAP", "settle", "watch_lines"]
 
@@ -68,7 +69,7 @@ async def watch_lines(
                     await asyncio.wait_for(live.done.wait(), pause)
             version, record = live.version, read()
             yield _line(version, record)
-            if record.get("status") in TERMINAL:
+            if record.get("status") in TERMINAL_STATUSES:
                 return
             sent, last_sent = version, loop.time()
         remaining = deadline - loop.time()

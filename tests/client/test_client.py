@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from sandbox_magic import __version__
-from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import (
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._errors import (
     ArtifactTooLargeError,
     AuthenticationError,
     InvalidRequestError,
@@ -26,8 +26,8 @@ from sandbox_magic.api.errors import (
     SandboxProtocolError,
     ServerError,
 )
-from sandbox_magic.api.models import Page, Run, Sandbox
-from sandbox_magic.api.retry import RetryPolicy
+from sandbox_magic.client._models import Page, Run, Sandbox
+from sandbox_magic.client._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

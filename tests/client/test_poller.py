@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import NotFoundError, SandboxTimeoutError
-from sandbox_magic.api.models import Run
-from sandbox_magic.api.retry import RetryPolicy
-from sandbox_magic.poller import PollPolicy, poll_run, progress_key, run_deadline
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._errors import NotFoundError, SandboxTimeoutError
+from sandbox_magic.client._models import Run
+from sandbox_magic.client._poller import PollPolicy, poll_run, progress_key, run_deadline
+from sandbox_magic.client._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

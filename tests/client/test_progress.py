@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_magic.api.models import Execution, Logs, OutputRef, Result
-from sandbox_magic.progress import Output, OutputCursor, StreamChunk, ordered_outputs
+from sandbox_magic.client._cursor import Output, OutputCursor, StreamChunk, ordered_outputs
+from sandbox_magic.client._models import Execution, Logs, OutputRef, Result
 
 
 def execution(

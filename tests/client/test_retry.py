@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from sandbox_magic.api.errors import (
+from sandbox_magic.client._errors import (
     NotFoundError,
     RateLimitedError,
     SandboxConnectionError,
     SandboxError,
     ServerError,
 )
-from sandbox_magic.api.retry import RetryPolicy, parse_retry_after, retry_async
+from sandbox_magic.client._retry import RetryPolicy, parse_retry_after, retry_async
 
 pytestmark = pytest.mark.anyio
 

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import SandboxConnectionError, SandboxProtocolError
-from sandbox_magic.api.features import FEATURES_HEADER, ServerFeatures
-from sandbox_magic.api.models import Run
-from sandbox_magic.api.retry import RetryPolicy
-from sandbox_magic.poller import PollPolicy, poll_run
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._errors import SandboxConnectionError, SandboxProtocolError
+from sandbox_magic.client._models import Run
+from sandbox_magic.client._poller import PollPolicy, poll_run
+from sandbox_magic.client._retry import RetryPolicy
+from sandbox_magic.features import FEATURES_HEADER, ServerFeatures
 
 pytestmark = pytest.mark.anyio
 

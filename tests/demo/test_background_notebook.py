@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from sandbox_magic.notebook_runner import execute_notebook
+from sandbox_magic.demo.runner import execute_notebook
 
 pytestmark = pytest.mark.slow
 

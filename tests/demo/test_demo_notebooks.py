@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from sandbox_magic.notebook_runner import execute_notebook
+from sandbox_magic.demo.runner import execute_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

@@ -1,33 +1,25 @@
-"""Fixtures for the notebook tests: kernels driven by jupyter_client, the showcase notebook."""
+"""Fixtures for driving the magics through a real IPython shell against the real server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from nbkit import SHOWCASE, KernelSession, Showcase, remote_env, run_notebook
+from IPython.core.interactiveshell import InteractiveShell
 
 
 @pytest.fixture
-def kernel_factory(tmp_path: Path) -> Iterator[Callable[[Mapping[str, str]], KernelSession]]:
-    """Start notebook kernels; each one is shut down after the test."""
-    started: list[KernelSession] = []
-
-    def start(env: Mapping[str, str]) -> KernelSession:
-        session = KernelSession(env, tmp_path)
-        started.append(session)
-        return session
-
-    yield start
-    for session in started:
-        session.shutdown()
-
-
-@pytest.fixture(scope="session")
-def showcase(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Showcase:
-    """The showcase notebook executed once against the live server, saved and re-read."""
-    home = tmp_path_factory.mktemp("showcase")
-    executed = run_notebook(home, list(SHOWCASE.values()), remote_env(home, live_server))
-    return Showcase(executed=executed, token=live_server.token)
+def shell(ip: InteractiveShell, live_server: Any, tmp_path: Any) -> Iterator[InteractiveShell]:
+    """A shell with the extension loaded and pointed at the live local server."""
+    ip.run_line_magic("load_ext", "sandbox_magic")
+    magics = ip._sandbox_magics  # type: ignore[attr-defined]
+    magics.api_url = live_server.url
+    magics.api_key = live_server.token
+    magics.journal_path = str(tmp_path / "journal.jsonl")
+    magics.status_delay = 0.2
+    magics.keep_sandbox = False  # unloading deletes the sandbox and its kernels
+    yield ip
+    ip.run_line_magic("unload_ext", "sandbox_magic")
+    for name in ("r", "run", "_"):
+        ip.user_ns.pop(name, None)

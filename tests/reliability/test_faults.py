@@ -15,9 +15,9 @@ from faultproxy import Exchange, FaultProxy
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.api.errors import SandboxConnectionError, SandboxError
-from sandbox_magic.api.models import Run
-from sandbox_magic.poller import PollPolicy, poll_run
+from sandbox_magic.client._errors import SandboxConnectionError, SandboxError
+from sandbox_magic.client._models import Run
+from sandbox_magic.client._poller import PollPolicy, poll_run
 
 CELLS = 100
 #: Each cell counts itself and naps a little, so that it is polled a few times.

@@ -22,15 +22,15 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-import sandbox_magic.cellrun
-from sandbox_magic.api.client import AsyncSandboxClient
-from sandbox_magic.api.errors import SandboxError, SandboxProtocolError
-from sandbox_magic.api.models import Run
-from sandbox_magic.poller import progress_key, run_deadline
-from sandbox_magic.progress import OutputCursor, ordered_outputs
-from sandbox_magic.redact import Redactor
+import sandbox_magic.notebook.cellrun
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._cursor import OutputCursor, ordered_outputs
+from sandbox_magic.client._errors import SandboxError, SandboxProtocolError
+from sandbox_magic.client._models import Run
+from sandbox_magic.client._poller import progress_key, run_deadline
+from sandbox_magic.notebook.status import RunSummary
+from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.sink import OutputSink
-from sandbox_magic.status import RunSummary
 
 SECRET = "hostile-secret-4242"
 LIMIT = 4096
@@ -315,7 +315,7 @@ def test_unknown_status_keeps_polling_until_the_deadline_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        sandbox_magic.cellrun, "run_deadline", functools.partial(run_deadline, slack=2.0)
+        sandbox_magic.notebook.cellrun, "run_deadline", functools.partial(run_deadline, slack=2.0)
     )
 
     def hibernate(run: Any) -> Any:

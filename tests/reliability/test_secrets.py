@@ -17,7 +17,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.notebook_runner import execute_notebook
+from sandbox_magic.demo.runner import execute_notebook
 
 SECRET = "s3cr3t-from-env-4f9a2c"
 OTHER = "another-secret-77e1b0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from sandbox_magic.api.models import Run
+from sandbox_magic.client._models import Run
 
 
 def test_stdout_stderr_and_main_result(sbx) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sandbox_magic.api.errors import SandboxError
+from sandbox_magic.client._errors import SandboxError
 from sandbox_magic.transfer import (
     TransferError,
     check_name,

@@ -1,0 +1,1 @@
+"""The notebook edge: the magics and everything that imports IPython."""

@@ -1,0 +1,198 @@
+"""``%%sandbox --background``: runs that keep going while the notebook does other work.
+
+The cell returns as soon as the run is created. Its status view (with a Cancel button
+in a widget frontend) is followed on the I/O loop; when the run ends, the view's
+output is replaced in place by everything the run produced, rendered as one bundle.
+All background runs share the session's connection pool and the one I/O loop.
+
+``%sandbox wait`` blocks until runs end and then publishes each final bundle again
+from the waiting cell, so that headless runners (nbclient, papermill), which only
+record messages of the cell they are executing, save the outputs into the cell that
+started the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from sandbox_magic.client._cursor import OutputCursor, StreamChunk, ordered_outputs
+from sandbox_magic.client._models import Run
+from sandbox_magic.client._poller import poll_run, run_deadline
+from sandbox_magic.notebook.status import RunSummary, StatusView, WidgetStatusView
+from sandbox_magic.render.composite import composite_bundle
+from sandbox_magic.render.publish import display_bundle
+from sandbox_magic.render.streams import last_line
+
+if TYPE_CHECKING:
+    from sandbox_magic.notebook.controller import SandboxController
+    from sandbox_magic.notebook.options import RunOptions
+
+__all__ = ["BackgroundRun", "BackgroundRuns"]
+
+_TICK = 0.5
+
+
+@dataclass
+class BackgroundRun:
+    """One run started with ``--background`` and what is known of it."""
+
+    run: Run
+    view: StatusView
+    options: RunOptions
+    started: float = field(default_factory=time.monotonic)
+    future: concurrent.futures.Future[Run] | None = None
+    final_bundle: dict[str, str] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+
+class BackgroundRuns:
+    """The background runs of one session."""
+
+    def __init__(self, controller: SandboxController) -> None:
+        self.controller = controller
+        self.runs: dict[str, BackgroundRun] = {}
+
+    def start(self, run: Run, view: StatusView, options: RunOptions) -> BackgroundRun:
+        """Follow a freshly created run in the background."""
+        entry = BackgroundRun(run, view, options)
+        view.start(run, context=options.context)
+        if isinstance(view, WidgetStatusView):
+            view.on_cancel = lambda: self.cancel(run.id)
+        entry.future = self.controller.io.submit(self._follow(entry))
+        self.runs[run.id] = entry
+        return entry
+
+    def cancel(self, run_id: str) -> None:
+        """Ask the server to cancel a background run (from the Cancel button)."""
+        entry = self.runs.get(run_id)
+        if entry is None or entry.done:
+            return
+        entry.view.cancelling()
+        session = self.controller.session()
+
+        async def send() -> None:
+            client = await session.client()
+            await client.cancel_run(entry.run.sandbox_id or session.sandbox_id or "", run_id)
+
+        self.controller.io.submit(send())
+
+    async def _follow(self, entry: BackgroundRun) -> Run:
+        session = self.controller.session()
+        client = await session.client()
+        cursor = OutputCursor()
+
+        def on_update(run: Run) -> None:
+            latest = None
+            for output in cursor.advance(run.execution):
+                if isinstance(output, StreamChunk):
+                    latest = last_line(output.text) or latest
+            entry.view.update(run, latest)
+
+        ticker = asyncio.get_running_loop().create_task(self._tick(entry.view))
+        try:
+            final = await poll_run(
+                client,
+                entry.run.sandbox_id or session.sandbox_id or "",
+                entry.run.id,
+                policy=self.controller.follow_settings().poll,
+                deadline=run_deadline(entry.run),
+                on_update=on_update,
+                initial=entry.run,
+            )
+        finally:
+            ticker.cancel()
+        entry.final_bundle = self._final_bundle(entry, final)
+        self._publish(entry)
+        return final
+
+    @staticmethod
+    async def _tick(view: StatusView) -> None:
+        while True:
+            await asyncio.sleep(_TICK)
+            view.tick()
+
+    def _final_bundle(self, entry: BackgroundRun, final: Run) -> dict[str, str]:
+        magics = self.controller.magics
+        summary = RunSummary.from_run(
+            final, duration=time.monotonic() - entry.started, context=entry.options.context
+        )
+        redactor = self.controller.redactor(entry.options)
+        return composite_bundle(
+            ordered_outputs(final.execution),
+            allow_javascript=magics.allow_javascript,
+            max_bytes=magics.max_output_bytes,
+            redactor=redactor,
+            error=final.execution.error,
+            summary=summary.redacted(redactor).text(),
+        )
+
+    @staticmethod
+    def _publish(entry: BackgroundRun) -> None:
+        """Replace the run's status output with its final bundle."""
+        if entry.final_bundle is None:
+            return
+        handle = getattr(entry.view, "handle", None)
+        entry.view.finish(None)
+        if handle is not None:
+            handle.update(entry.final_bundle)
+        else:
+            display_bundle(entry.final_bundle)
+
+    def wait(self, run_ids: list[str], timeout: float | None = None) -> None:
+        """Block until the runs (all background runs by default) end."""
+        unknown = [r for r in run_ids if r not in self.runs]
+        if unknown:
+            raise UsageError(f"Not a background run of this session: {', '.join(unknown)}.")
+        entries = [self.runs[r] for r in run_ids] if run_ids else list(self.runs.values())
+        if not entries:
+            print("No background runs to wait for.")
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for entry in entries:
+                assert entry.future is not None
+                while not entry.future.done():
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TimeoutError
+                    concurrent.futures.wait([entry.future], timeout=0.1)
+        except KeyboardInterrupt:
+            print("Stopped waiting; the background runs go on.")
+            return
+        except TimeoutError:
+            pending = [e.run.id for e in entries if not e.done]
+            print(f"Still running after {timeout} s: {', '.join(pending)}.")
+        self._report(entries)
+
+    def _report(self, entries: list[BackgroundRun]) -> None:
+        for entry in entries:
+            if not entry.done:
+                continue
+            assert entry.future is not None
+            error = entry.future.exception()
+            if error is not None:
+                print(f"{entry.run.id}: could not be followed: {error}")
+                continue
+            # Publish again from this cell so headless runners record it.
+            handle = getattr(entry.view, "handle", None)
+            if handle is not None and entry.final_bundle is not None:
+                handle.update(entry.final_bundle)
+            final = entry.future.result()
+            reason = f" ({final.failure_reason})" if final.failure_reason else ""
+            print(f"{final.id}: {final.status}{reason}")
+
+    def results(self) -> dict[str, Any]:
+        """Finished runs by id (for tests and scripts)."""
+        return {
+            run_id: entry.future.result()
+            for run_id, entry in self.runs.items()
+            if entry.future is not None and entry.future.done() and not entry.future.exception()
+        }

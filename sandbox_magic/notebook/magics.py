@@ -1,0 +1,250 @@
+"""``%%sandbox`` and ``%sandbox``: argument parsing and configuration, then delegation."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import (
+    MagicArgumentParser,
+    argument,
+    magic_arguments,
+    parse_argstring,
+)
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+
+from sandbox_magic.notebook.options import RunOptions, parse_run_options
+from sandbox_magic.notebook.secret import Secret, SecretStr
+
+if TYPE_CHECKING:
+    from sandbox_magic.notebook.controller import SandboxController
+
+__all__ = ["SandboxMagics"]
+
+
+@magics_class
+class SandboxMagics(Magics):
+    """Run cells in a remote code sandbox.
+
+    Every trait below can be set with ``%config SandboxMagics.<name> = value`` or in
+    ``ipython_config.py`` as ``c.SandboxMagics.<name> = value``.
+    """
+
+    api_url = Unicode(
+        None,
+        allow_none=True,
+        help="Base URL of the sandbox API. Default: $NULLSPACE_API_URL; when unset, "
+        "the embedded local server is used.",
+    ).tag(config=True)
+    api_key = Secret(
+        help="API key sent as a bearer token. Default: $NULLSPACE_API_KEY. Never shown."
+    ).tag(config=True)
+    template = Unicode("code-interpreter", help="Template of sandboxes this session creates.").tag(
+        config=True
+    )
+    default_timeout = Int(
+        300, help="Seconds a run may take before the server stops it (--timeout overrides)."
+    ).tag(config=True)
+    poll_min_interval = Float(0.02, help="First interval between polls of a run, in seconds.").tag(
+        config=True
+    )
+    poll_max_interval = Float(1.0, help="Longest interval between polls of a run, in seconds.").tag(
+        config=True
+    )
+    poll_max_outage = Float(
+        60.0,
+        help="Seconds the polls of a run may keep failing (server unreachable or in "
+        "error) before the cell stops waiting; the run can be re-attached later.",
+    ).tag(config=True)
+    request_timeout = Float(
+        30.0,
+        help="Seconds to wait for each answer from the server; a request that gets "
+        "none in time is retried (retries of one request stop after 30 s).",
+    ).tag(config=True)
+    show_status = Bool(True, help="Show the live status view and summary line.").tag(config=True)
+    status_delay = Float(
+        0.5, help="Seconds a run must take before the live status view appears."
+    ).tag(config=True)
+    status_view = Enum(
+        ["auto", "widget", "html", "text"],
+        default_value="auto",
+        help="How to show live status: 'widget' (ipywidgets), 'html' (an output updated "
+        "in place), 'text' (terminal lines), or 'auto' to pick from the frontend.",
+    ).tag(config=True)
+    allow_javascript = Bool(
+        False, help="Execute JavaScript outputs from the sandbox (off: shown as text)."
+    ).tag(config=True)
+    max_output_bytes = Int(
+        10 * 1024 * 1024, help="Largest output shown per cell; larger ones are truncated."
+    ).tag(config=True)
+    max_transfer_bytes = Int(
+        200 * 1024 * 1024, help="Largest value --push or --pull moves, in bytes."
+    ).tag(config=True)
+    embedded = Bool(True, help="Start the local sandbox server when no api_url is configured.").tag(
+        config=True
+    )
+    prestart_embedded = Bool(
+        True,
+        help="Start the embedded server in the background right after the cell that "
+        "loaded the extension, so the first %%sandbox cell waits less.",
+    ).tag(config=True)
+    secret_env = List(
+        Unicode(),
+        help="Names of local environment variables sent to every run and redacted "
+        "from every output (like --secret-env).",
+    ).tag(config=True)
+    keep_sandbox = Bool(
+        True,
+        help="Keep the sandbox this session created when the kernel exits, so its runs "
+        "can be re-attached from a new kernel (it still ends at its own timeout; "
+        "`%sandbox stop` deletes it at once). False deletes it at exit.",
+    ).tag(config=True)
+    journal_path = Unicode(
+        None, allow_none=True, help="File listing recent runs (default: Jupyter's data dir)."
+    ).tag(config=True)
+
+    @default("api_url")
+    def _default_api_url(self) -> str | None:
+        return os.environ.get("NULLSPACE_API_URL") or None
+
+    @default("api_key")
+    def _default_api_key(self) -> SecretStr | None:
+        key = os.environ.get("NULLSPACE_API_KEY")
+        return SecretStr(key) if key else None
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._controller: SandboxController | None = None
+        self._controller_lock = threading.Lock()
+
+    @property
+    def controller(self) -> SandboxController:
+        """The controller, made on first use: its imports (httpx and the rest) would
+        otherwise add a few hundred milliseconds to ``%load_ext``."""
+        with self._controller_lock:
+            if self._controller is None:
+                from sandbox_magic.notebook.controller import SandboxController
+
+                self._controller = SandboxController(self)
+            return self._controller
+
+    def prestart(self) -> None:
+        """Start the embedded server in the background, if it is what the next cell uses.
+
+        Called once the cell that loaded the extension has finished: by then any
+        ``%config`` of a URL in that cell has taken effect. The first ``%%sandbox`` cell
+        then finds the server starting or ready instead of waiting for all of it.
+        """
+        if self.api_url or not self.embedded or not self.prestart_embedded:
+            return
+        threading.Thread(
+            target=lambda: self.controller.prestart(), name="sandbox-magic-prestart", daemon=True
+        ).start()
+
+    @magic_arguments()
+    @argument("--context", "-c", default="default", help="Named persistent context to run in.")
+    @argument("--timeout", "-t", type=int, help="Seconds the run may take.")
+    @argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE",
+              help="Environment variable for this run (repeatable).")  # fmt: skip
+    @argument("--secret-env", action="append", default=[], metavar="NAME",
+              help="Send local env variable NAME; its value is redacted from output.")  # fmt: skip
+    @argument("--sandbox", metavar="ID", help="Run in this existing sandbox.")
+    @argument("--language", "-l", metavar="NAME", help="Language of the context (e.g. python).")
+    @argument("--out", "-o", metavar="NAME",
+              help="Store the finished run record in this variable.")  # fmt: skip
+    @argument("--no-raise", action="store_true",
+              help="Show a remote error without failing the cell.")  # fmt: skip
+    @argument("--quiet", "-q", action="store_true", help="No status view or summary.")
+    @argument("--background", "-b", action="store_true",
+              help="Return at once; outputs land in this cell when the run ends.")  # fmt: skip
+    @argument("--push", metavar="NAME[,NAME]", action="append", default=[],
+              help="Send these local variables to the context before the run.")  # fmt: skip
+    @argument("--pull", metavar="NAME[,NAME]", action="append", default=[],
+              help="Bring these remote variables back after the run.")  # fmt: skip
+    @argument("--save-artifacts", metavar="DIR",
+              help="Download the run's artifacts to DIR and verify their sha256.")  # fmt: skip
+    @cell_magic("sandbox")  # type: ignore[arg-type]  # IPython types this too narrowly
+    def sandbox_cell(self, line: str, cell: str) -> Any:
+        """Run this cell's code in the remote sandbox and show its outputs here."""
+        options = parse_run_options(
+            parse_argstring(self.sandbox_cell, line),
+            os.environ,
+            default_secret_env=self.secret_env,
+        )
+        return self.controller.run_cell(cell, options)
+
+    @line_magic("sandbox")  # type: ignore[arg-type]
+    def sandbox_line(self, line: str) -> Any:
+        """Manage the sandbox session.
+
+        Subcommands::
+
+          %sandbox status                 server URL (no key), sandbox, contexts, health
+          %sandbox connect URL            use this server (key from $NULLSPACE_API_KEY or a prompt)
+          %sandbox contexts               contexts of the sandbox
+          %sandbox restart [CONTEXT]      restart a context's kernel (variables are lost)
+          %sandbox interrupt [CONTEXT]    interrupt what a context is running
+          %sandbox runs [--status S] [--limit N] [--context C]   recent runs as a table
+          %sandbox cancel RUN_ID          cancel a run
+          %sandbox attach RUN_ID          render a run again, or follow a running one
+          %sandbox wait [RUN_ID ...]      wait for background runs to end
+          %sandbox artifacts [--run RUN_ID]   artifacts with name, kind, size and sha256
+          %sandbox preview ARTIFACT       show an artifact inline (image, HTML, PDF, text)
+          %sandbox stop                   delete the sandbox this session created
+        """
+        words = shlex.split(line)
+        if not words:
+            raise UsageError(f"%sandbox needs a subcommand.\n{_subcommand_summary()}")
+        name, rest = words[0], words[1:]
+        parser = _LINE_PARSERS.get(name)
+        if parser is None:
+            raise UsageError(f"Unknown subcommand {name!r}.\n{_subcommand_summary()}")
+        args = parser.parse_args(rest)
+        return self.controller.line_command(name, args)
+
+    def close(self) -> None:
+        """Stop background runs, close connections, stop the embedded server."""
+        if self._controller is not None:
+            self._controller.close()
+
+
+def _subcommand_summary() -> str:
+    doc: str = SandboxMagics.sandbox_line.__doc__ or ""
+    return doc[doc.index("Subcommands") :].strip()
+
+
+def _line_parser(
+    name: str, *arguments: tuple[tuple[str, ...], dict[str, Any]]
+) -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog=f"%sandbox {name}", add_help=False)
+    for flags, kwargs in arguments:
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+_LINE_PARSERS: dict[str, MagicArgumentParser] = {
+    "status": _line_parser("status"),
+    "connect": _line_parser("connect", (("url",), {})),
+    "contexts": _line_parser("contexts"),
+    "restart": _line_parser("restart", (("context",), {"nargs": "?", "default": "default"})),
+    "interrupt": _line_parser("interrupt", (("context",), {"nargs": "?", "default": "default"})),
+    "runs": _line_parser(
+        "runs",
+        (("--status",), {}),
+        (("--context",), {}),
+        (("--limit",), {"type": int, "default": 20}),
+        (("--local",), {"action": "store_true"}),
+    ),
+    "cancel": _line_parser("cancel", (("run_id",), {})),
+    "attach": _line_parser("attach", (("run_id",), {})),
+    "wait": _line_parser("wait", (("run_ids",), {"nargs": "*"}), (("--timeout",), {"type": float})),
+    "artifacts": _line_parser("artifacts", (("--run",), {"dest": "run_id"}), (("--context",), {})),
+    "preview": _line_parser("preview", (("artifact",), {"metavar": "ARTIFACT"})),
+    "stop": _line_parser("stop"),
+}
+
+__all__ += ["RunOptions"]

@@ -1,0 +1,1 @@
+"""Which server, sandbox and contexts a kernel uses: session, embedded server, journal, I/O loop."""

@@ -1,0 +1,319 @@
+"""Which server, which sandbox and which contexts one notebook kernel uses.
+
+A session connects lazily: the first run resolves the server (a configured URL, or
+the embedded local server), creates a sandbox unless one was named, and creates a
+code context per ``--context`` name. All methods are coroutines for the I/O loop.
+Nothing here imports IPython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._errors import NotFoundError, SandboxError
+from sandbox_magic.client._models import Context, Run
+from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
+from sandbox_magic.client._watch import SUBMIT_SETTLE
+from sandbox_magic.session.embedded import EmbeddedServer
+from sandbox_magic.session.journal import Journal, JournalEntry
+
+__all__ = ["ConnectionSettings", "SandboxSession", "display_url"]
+
+DEFAULT_CONTEXT = "default"
+
+
+def display_url(url: str) -> str:
+    """The URL without any user:password part, safe to show."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else url
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to connect; the key is kept out of the repr."""
+
+    api_url: str | None
+    api_key: str | None = field(default=None, repr=False)
+    template: str | None = "code-interpreter"
+    embedded: bool = True
+    embedded_state_dir: Path | None = None
+    request_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ContextKey:
+    """A context as the user names it, with its language."""
+
+    name: str
+    language: str | None
+
+
+def _make_client(url: str, key: str | None, read_timeout: float) -> AsyncSandboxClient:
+    try:
+        return AsyncSandboxClient(url, key, read_timeout=read_timeout)
+    except ValueError as exc:
+        raise SandboxError(f"{exc} (got {display_url(url)!r})") from None
+
+
+class SandboxSession:
+    """The connection, sandbox and contexts of one notebook kernel."""
+
+    def __init__(self, settings: ConnectionSettings, journal: Journal | None = None) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.embedded: EmbeddedServer | None = None
+        self._client: AsyncSandboxClient | None = None
+        self._url: str | None = None
+        self.sandbox_id: str | None = None
+        self.created_sandbox: bool = False
+        self._contexts: dict[tuple[str, ContextKey], Context] = {}
+        self._lock = asyncio.Lock()
+        self.notices: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"SandboxSession(url={self.url!r}, sandbox_id={self.sandbox_id!r})"
+
+    @property
+    def url(self) -> str | None:
+        """The server's URL (without credentials), once connected."""
+        return display_url(self._url) if self._url else None
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when this session uses the embedded local server."""
+        return self.embedded is not None
+
+    async def client(self) -> AsyncSandboxClient:
+        """The HTTP client, connecting (and starting the embedded server) on first use."""
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._connect()
+            return self._client
+
+    async def _connect(self) -> AsyncSandboxClient:
+        settings = self.settings
+        if settings.api_url:
+            client = _make_client(settings.api_url, settings.api_key, settings.request_timeout)
+            self._url = settings.api_url
+            return client
+        if not settings.embedded:
+            raise SandboxError(
+                "No sandbox server is configured. Set NULLSPACE_API_URL (and "
+                "NULLSPACE_API_KEY), use `%sandbox connect URL`, or turn the embedded "
+                "local server back on with `%config SandboxMagics.embedded = True`."
+            )
+        server = EmbeddedServer()
+        self.embedded = server  # known before it starts, so close() can stop it
+        try:
+            url = await asyncio.to_thread(server.start, settings.embedded_state_dir)
+        except BaseException:
+            self.embedded = None
+            raise
+        self._url = url
+        self.notices.append(
+            f"Started the embedded local sandbox server at {url} "
+            "(code runs on this machine, as you)."
+        )
+        return _make_client(url, server.token, settings.request_timeout)
+
+    async def ensure_sandbox(self, requested: str | None = None) -> str:
+        """The sandbox to run in: the one named, or the session's own (created once)."""
+        client = await self.client()
+        if requested:
+            await client.get_sandbox(requested)
+            return requested
+        if self.sandbox_id is None:
+            sandbox = await client.create_sandbox(template=self.settings.template)
+            self.sandbox_id = sandbox.id
+            self.created_sandbox = True
+        return self.sandbox_id
+
+    async def ensure_context(
+        self, sandbox_id: str, name: str = DEFAULT_CONTEXT, language: str | None = None
+    ) -> Context:
+        """The context called ``name`` in a sandbox, created on first use."""
+        key = (sandbox_id, ContextKey(name, language))
+        if (context := self._contexts.get(key)) is None:
+            client = await self.client()
+            context = await client.create_context(sandbox_id, language=language)
+            self._contexts[key] = context
+        return context
+
+    def context_name(self, sandbox_id: str, context_id: str) -> str | None:
+        """The user's name for a context id, if this session created it."""
+        for (sandbox, key), context in self._contexts.items():
+            if sandbox == sandbox_id and context.id == context_id:
+                return key.name
+        return None
+
+    def known_contexts(self) -> list[tuple[str, str, Context]]:
+        """(sandbox id, name, context) for every context this session created."""
+        return [(sb, key.name, ctx) for (sb, key), ctx in self._contexts.items()]
+
+    def forget_context(self, sandbox_id: str, name: str) -> None:
+        """Drop a context from the cache (it was deleted or lost on the server)."""
+        for key in [k for k in self._contexts if k[0] == sandbox_id and k[1].name == name]:
+            del self._contexts[key]
+
+    async def submit(
+        self,
+        code: str,
+        *,
+        context: str = DEFAULT_CONTEXT,
+        language: str | None = None,
+        sandbox: str | None = None,
+        envs: dict[str, str] | None = None,
+        run_timeout: int | None = None,
+        record: bool = True,
+    ) -> Run:
+        """Submit code as an async run; recreates a context the server has lost.
+
+        ``record`` adds the run to the local journal (off for internal runs such as
+        data transfers).
+        """
+        client = await self.client()
+        sandbox_id = await self.ensure_sandbox(sandbox)
+        ctx = await self.ensure_context(sandbox_id, context, language)
+        # A server that can watch runs holds the answer until a short run has ended.
+        settle = SUBMIT_SETTLE if client.features.can_watch else None
+        try:
+            run = await client.create_run(
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
+            )
+        except NotFoundError:
+            sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
+            ctx = await self.ensure_context(sandbox_id, context, language)
+            self.notices.append(
+                f"Context {context!r} no longer existed on the server; started a fresh "
+                "one (variables from earlier cells are gone)."
+            )
+            run = await client.create_run(
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
+            )
+        if record:
+            self._record(run, context, code)
+        return run
+
+    async def run_to_end(
+        self,
+        code: str,
+        *,
+        policy: PollPolicy,
+        context: str = DEFAULT_CONTEXT,
+        language: str | None = None,
+        sandbox: str | None = None,
+        run_timeout: int | None = None,
+    ) -> Run:
+        """Submit an internal run (not journaled) and poll it until it ends."""
+        run = await self.submit(
+            code,
+            context=context,
+            language=language,
+            sandbox=sandbox,
+            run_timeout=run_timeout,
+            record=False,
+        )
+        client = await self.client()
+        return await poll_run(
+            client,
+            run.sandbox_id or self.sandbox_id or "",
+            run.id,
+            policy=policy,
+            deadline=run_deadline(run),
+            initial=run,
+        )
+
+    async def _recover_lost(
+        self, client: AsyncSandboxClient, sandbox_id: str, requested: str | None
+    ) -> str:
+        """Forget what the server no longer has; recreate our own sandbox if it is gone."""
+        self._contexts = {k: v for k, v in self._contexts.items() if k[0] != sandbox_id}
+        try:
+            await client.get_sandbox(sandbox_id)
+        except NotFoundError:
+            if requested is not None or not self.created_sandbox:
+                raise
+            self.sandbox_id = None
+            return await self.ensure_sandbox(None)
+        return sandbox_id
+
+    def _record(self, run: Run, context: str, code: str) -> None:
+        if self.journal is None or self._url is None:
+            return
+        head = next((line.strip() for line in code.splitlines() if line.strip()), "")
+        state_dir = self.embedded.state_dir if self.embedded is not None else None
+        self.journal.record(
+            JournalEntry(
+                run_id=run.id,
+                sandbox_id=run.sandbox_id or self.sandbox_id or "",
+                context=context,
+                url=display_url(self._url),
+                code_head=head[:200],
+                submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                embedded_state_dir=str(state_dir) if state_dir else None,
+            )
+        )
+
+    def take_notices(self) -> list[str]:
+        """One-line notices for the user gathered since the last call."""
+        notices, self.notices = self.notices, []
+        return notices
+
+    async def delete_sandbox(self) -> str | None:
+        """Delete the sandbox this session created; returns its id, if there was one."""
+        if self.sandbox_id is None or not self.created_sandbox or self._client is None:
+            return None
+        sandbox_id, self.sandbox_id = self.sandbox_id, None
+        self.created_sandbox = False
+        self._contexts = {k: v for k, v in self._contexts.items() if k[0] != sandbox_id}
+        with contextlib.suppress(NotFoundError):
+            await self._client.delete_sandbox(sandbox_id)
+        return sandbox_id
+
+    async def close(self) -> None:
+        """Close the connection pool and stop the embedded server (and its kernels)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        server, self.embedded = self.embedded, None
+        if server is not None:
+            try:
+                await asyncio.to_thread(server.stop)
+            except RuntimeError:
+                # At interpreter exit (atexit) no new threads may start: stop it here,
+                # or the server would outlive the kernel where no PDEATHSIG exists.
+                server.stop()
+        self._contexts.clear()
+        self.sandbox_id = None
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``%sandbox status`` (never the key)."""
+        return {
+            "url": self.url,
+            "embedded": self.is_embedded,
+            "sandbox": self.sandbox_id,
+            "contexts": {key.name: ctx.id for (_, key), ctx in self._contexts.items()},
+            "key": "set" if self.settings.api_key else "not set",
+        }

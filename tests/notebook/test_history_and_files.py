@@ -1,0 +1,142 @@
+"""Run history, languages and artifact integrity."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client._download import ArtifactIntegrityError, safe_file_name, save_artifacts
+from sandbox_magic.client._models import Artifact
+
+
+def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
+    with capture_output() as captured:
+        result = shell.run_cell(source)
+    return result, captured
+
+
+def test_runs_lists_history_and_filters_by_status(shell: InteractiveShell) -> None:
+    run_cell(shell, "%%sandbox --out r\nprint('first')")
+    ok_id = shell.user_ns["r"].id
+    _failed, _ = run_cell(shell, "%%sandbox --no-raise --out r\nraise ValueError('x')")
+    failed_id = shell.user_ns["r"].id
+    table = shell.run_line_magic("sandbox", "runs --limit 10")
+    assert ok_id in repr(table)
+    assert failed_id in repr(table)
+    assert "print('first')" in repr(table)  # first line of code, from the journal
+    only_failed = repr(shell.run_line_magic("sandbox", "runs --status failed"))
+    assert failed_id in only_failed
+    assert ok_id not in only_failed
+    local = repr(shell.run_line_magic("sandbox", "runs --local"))
+    assert ok_id in local
+
+
+def test_language_python_works_and_an_unknown_one_is_a_clear_error(
+    shell: InteractiveShell,
+) -> None:
+    result, _ = run_cell(shell, "%%sandbox --language python --context py\n1 + 1")
+    assert result.result.data["text/plain"] == "2"
+    result, captured = run_cell(shell, "%%sandbox --language cobol\nDISPLAY 'HI'")
+    message = str(result.error_in_exec)
+    assert "cobol" in message
+    assert "python" in message  # says what is offered
+    assert "Traceback" not in captured.stdout + captured.stderr
+
+
+def test_attach_renders_a_finished_run_again(shell: InteractiveShell) -> None:
+    run_cell(shell, "%%sandbox --out r\nprint('once more')\n'value'")
+    run_id = shell.user_ns["r"].id
+    result, captured = run_cell(shell, f"%sandbox attach {run_id}")
+    assert "once more" in captured.stdout
+    assert result.result.data["text/plain"] == "'value'"
+
+
+def _artifact(data: bytes, *, sha: str | None = None, name: str = "data.bin") -> Artifact:
+    return Artifact(
+        id="art_1", name=name, size_bytes=len(data), sha256=sha or hashlib.sha256(data).hexdigest()
+    )
+
+
+def files_in(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
+async def _client_serving(payload: bytes) -> AsyncSandboxClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=payload)
+
+    return AsyncSandboxClient("http://sandbox.test", "k", transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.anyio
+async def test_save_artifacts_refuses_a_corrupted_download(tmp_path: Path) -> None:
+    good = b"the real bytes"
+    client = await _client_serving(b"the real bytez")  # one byte flipped in transit
+    with pytest.raises(ArtifactIntegrityError, match="is corrupt: its sha256"):
+        await save_artifacts(client, "sb_1", [_artifact(good)], tmp_path)
+    assert files_in(tmp_path) == []  # nothing half-written is left behind
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_save_artifacts_writes_verified_files(tmp_path: Path) -> None:
+    data = b"payload"
+    client = await _client_serving(data)
+    [saved] = await save_artifacts(client, "sb_1", [_artifact(data)], tmp_path)
+    assert saved.verified
+    assert saved.path.read_bytes() == data
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("../../etc/passwd", "passwd"), ("/abs/x.png", "x.png"), ("..", "artifact-art_1"),
+     ("dir\\evil.txt", "evil.txt"), (".hidden", "artifact-art_1")],
+)  # fmt: skip
+def test_artifact_names_cannot_leave_the_folder(name: str, expected: str) -> None:
+    assert safe_file_name(_artifact(b"x", name=name)) == expected
+
+
+def test_preview_shows_html_sanitised_pdf_and_images_on_request(shell: InteractiveShell) -> None:
+    source = (
+        "%%sandbox\nfrom pathlib import Path\n"
+        "Path('page.html').write_text('<h1>Report</h1><script>alert(1)</script>')\n"
+        "Path('doc.pdf').write_bytes(b'%PDF-1.4 tiny')\n"
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.savefig('fig.png')\n"
+        "Path('notes.txt').write_text('plain words')"
+    )
+    assert run_cell(shell, source)[0].success
+    html = shell.run_line_magic("sandbox", "preview page.html").data
+    assert "<h1>Report</h1>" in html["text/html"]
+    assert "<script" not in html["text/html"]
+    pdf = shell.run_line_magic("sandbox", "preview doc.pdf").data
+    assert base64.b64decode(pdf["application/pdf"]) == b"%PDF-1.4 tiny"
+    png = shell.run_line_magic("sandbox", "preview fig.png").data
+    assert base64.b64decode(png["image/png"]).startswith(b"\x89PNG")
+    assert shell.run_line_magic("sandbox", "preview notes.txt").data["text/plain"] == "plain words"
+    result, _ = run_cell(shell, "%sandbox preview missing.bin")
+    assert "No artifact 'missing.bin'" in str(result.error_in_exec)
+
+
+def test_runs_pages_through_more_runs_than_one_page(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox_magic.notebook import commands
+
+    monkeypatch.setattr(commands, "_PAGE_SIZE", 2)  # force several pages
+    ids = []
+    for i in range(5):
+        run_cell(shell, f"%%sandbox --quiet --out r\n{i}")
+        ids.append(shell.user_ns["r"].id)
+    listing = repr(shell.run_line_magic("sandbox", "runs --limit 5"))
+    assert all(run_id in listing for run_id in ids)
+    assert "More runs exist" not in listing
+    assert "More runs exist" in repr(shell.run_line_magic("sandbox", "runs --limit 3"))
