@@ -44,7 +44,8 @@ from typing import Any, TextIO
 if __package__ in (None, ""):  # run as a script by the parent: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import REPO_ROOT, summarize
+from benchmarks.blocks import put_block
+from benchmarks.common import REPO_ROOT, machine_facts, summarize
 
 __all__ = ["VARIANTS", "main", "render"]
 
@@ -428,6 +429,27 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def _section(results: dict[str, dict[str, Any]], tables: str, args: argparse.Namespace) -> str:
+    """The BENCHMARKS.md section: how it was made, the machine, the tables."""
+    facts = machine_facts()
+    load = os.getloadavg()
+    head = (
+        "## Issue 16: watching runs, a leaner run, file transfers (`benchmarks/speed.py`)\n\n"
+        "Measured in one run of `python -m benchmarks.speed"
+        + (" --baseline-src DIR" if "before" in results else "")
+        + f"` on {facts['date']} ({facts['cpu_model']}, {facts['logical_cores']} cores, "
+        f"load average {load[0]:.1f} at the end; the machine was shared). Each column "
+        "is its own process with its own local server:\n\n"
+        "- `before`: the code of the commit before this work (`DIR` from "
+        "`git archive <commit> sandbox_magic`);\n"
+        "- `fallback`: this code against `sandbox-magic serve --no-long-poll "
+        "--no-file-endpoints`, i.e. what a server like the hosted service gets;\n"
+        "- `after`: this code against the local server with run watching and file "
+        "endpoints.\n"
+    )
+    return head + tables
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -437,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-seconds", type=int, default=20)
     parser.add_argument("--megabytes", type=float, default=100.0)
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--markdown", type=Path, help="put the tables into this file's `speed` block"
+    )
     args = parser.parse_args(argv)
     if args.worker:
         print(_RESULT + json.dumps(run_variant(json.loads(args.worker))), flush=True)
@@ -464,7 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(render(results))
+    tables = render(results)
+    print(tables)
+    if args.markdown is not None:
+        put_block(args.markdown, "speed", _section(results, tables, args))
     return 0 if all(ok is not False for *_, ok in targets(results)) or args.quick else 1
 
 

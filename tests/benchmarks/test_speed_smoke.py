@@ -20,9 +20,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_speed_run_prints_before_and_after_side_by_side(tmp_path: Path) -> None:
-    raw = tmp_path / "speed.json"
+    raw, markdown = tmp_path / "speed.json", tmp_path / "BENCHMARKS.md"
+    markdown.write_text("# Benchmarks\n")
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--quick", "--json", str(raw)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.speed",
+            "--quick",
+            "--json",
+            str(raw),
+            "--markdown",
+            str(markdown),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -39,6 +49,9 @@ def test_quick_speed_run_prints_before_and_after_side_by_side(tmp_path: Path) ->
     ):
         assert heading in out
     assert "| | fallback | after |" in out
+    section = markdown.read_text()
+    assert section.startswith("# Benchmarks\n\n<!-- speed:begin -->\n## Issue 16")
+    assert "| | fallback | after |" in section
     results = json.loads(raw.read_text())
     assert set(results) == {"fallback", "after"}
     after, fallback = results["after"]["streaming"], results["fallback"]["streaming"]
