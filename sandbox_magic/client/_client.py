@@ -16,6 +16,7 @@ unchanged on every retry, so a retried submit never creates a second run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import html
 import json as jsonlib
@@ -25,7 +26,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -156,6 +157,8 @@ class AsyncSandboxClient:
         self._read_timeout = read_timeout
         self._closed = False
         self._features = ServerFeatures()
+        # Watches hold a connection each: leave at least half the pool for the rest.
+        self._watch_slots = max(1, max_connections // 2)
         self._http = httpx.AsyncClient(
             base_url=httpx.URL(base_url.strip()).copy_with(query=None, fragment=None),
             auth=self._auth,
@@ -195,6 +198,18 @@ class AsyncSandboxClient:
     @property
     def read_timeout(self) -> float:
         return self._read_timeout
+
+    @contextlib.contextmanager
+    def watch_slot(self) -> Iterator[bool]:
+        """Reserve one of the connections watches may hold; yields False when none is free."""
+        if self._watch_slots <= 0:
+            yield False
+            return
+        self._watch_slots -= 1
+        try:
+            yield True
+        finally:
+            self._watch_slots += 1
 
     def _learn(self, response: httpx.Response) -> None:
         advertised = response.headers.get(FEATURES_HEADER)

@@ -176,6 +176,35 @@ async def poll_run(
             sleep=sleep,
             clock=clock,
         )
+    return await poll_adaptively(
+        client,
+        sandbox_id,
+        run_id,
+        policy=policy,
+        deadline=deadline,
+        on_update=on_update,
+        initial=initial,
+        sleep=sleep,
+        clock=clock,
+    )
+
+
+async def poll_adaptively(
+    client: RunSource,
+    sandbox_id: str,
+    run_id: str,
+    *,
+    policy: PollPolicy,
+    deadline: float | None,
+    on_update: Callable[[Run], None] | None = None,
+    initial: Run | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Run:
+    """`poll_run` by plain reads only, whatever the server offers."""
+    last = initial
+    if last is not None and last.is_terminal:
+        return last
     last_key = progress_key(last) if last is not None else None
     last_error: SandboxError | None = None
     started = clock()

@@ -28,6 +28,7 @@ from sandbox_magic.client._poller import (
     PollPolicy,
     _lost,
     _timed_out,
+    poll_adaptively,
     progress_key,
 )
 from sandbox_magic.features import ServerFeatures
@@ -50,6 +51,8 @@ class WatchSource(Protocol):
     def watch_run(
         self, sandbox_id: str, run_id: str, *, wait: float, after_version: int | None = None
     ) -> AsyncGenerator[tuple[int, Run]]: ...
+
+    def watch_slot(self) -> contextlib.AbstractContextManager[bool]: ...
 
     async def get_run(self, sandbox_id: str, run_id: str) -> Run: ...
 
@@ -76,9 +79,37 @@ async def watch_run_to_end(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Run:
-    """Follow ``run_id`` until it ends; see `sandbox_magic.client._poller.poll_run`."""
-    from sandbox_magic.client._poller import poll_run
+    """Follow ``run_id`` until it ends; see `sandbox_magic.client._poller.poll_run`.
 
+    Watches are limited to half the client's connections; past that, runs are polled.
+    """
+    with client.watch_slot() as granted:
+        follow = _watch if granted else poll_adaptively
+        return await follow(
+            client,
+            sandbox_id,
+            run_id,
+            policy=policy,
+            deadline=deadline,
+            on_update=on_update,
+            initial=initial,
+            sleep=sleep,
+            clock=clock,
+        )
+
+
+async def _watch(
+    client: WatchSource,
+    sandbox_id: str,
+    run_id: str,
+    *,
+    policy: PollPolicy,
+    deadline: float | None,
+    on_update: Callable[[Run], None] | None = None,
+    initial: Run | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Run:
     last = initial
     last_key = progress_key(last) if last is not None else None
     version: int | None = None
@@ -89,7 +120,7 @@ async def watch_run_to_end(
 
     while True:
         if not can_watch(client):  # the server stopped offering it: poll instead
-            return await poll_run(
+            return await poll_adaptively(
                 client,
                 sandbox_id,
                 run_id,

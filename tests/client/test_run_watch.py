@@ -194,3 +194,26 @@ async def test_a_garbled_watch_line_is_a_clear_protocol_error(
     _, client = watching(httpx.Response(200, headers=headers, content=b'{"run": 1}\n'))
     with pytest.raises(SandboxProtocolError, match="versioned snapshot"):
         await follow(client, fake_time)
+
+
+async def test_watches_leave_half_the_connections_to_other_requests(
+    make_client: Callable[..., AsyncSandboxClient],
+    fake_time: Any,
+    run_json: Callable[..., dict[str, Any]],
+) -> None:
+    server = WatchServer(
+        httpx.Response(200, json=run_json(status="running"), headers=ADVERTISED),
+        httpx.Response(200, json=run_json(status="succeeded"), headers=ADVERTISED),
+    )
+    client = make_client(server, retry=RetryPolicy(max_attempts=1), max_connections=4)
+    client._features = ServerFeatures.parse(ADVERTISED[FEATURES_HEADER])
+    with client.watch_slot() as first, client.watch_slot() as second:
+        assert (first, second) == (True, True)
+        with client.watch_slot() as third:
+            assert third is False
+        # Every slot taken: this run is polled, though the server could watch it.
+        final = await follow(client, fake_time)
+    assert final.status == "succeeded"
+    assert all("watch_ms" not in query for query in server.queries)
+    with client.watch_slot() as again:
+        assert again is True  # slots come back
