@@ -66,6 +66,9 @@ class CellRun:
 
     def follow(self, run: Run) -> Run:
         """Render the run's outputs as they arrive; returns the final run record."""
+        if run.is_terminal:  # the submit's answer already holds the whole run
+            self._show(run)
+            return run
         updates: queue.SimpleQueue[Run] = queue.SimpleQueue()
         client = self.io.run(self.session.client())
         poll = self.io.submit(
