@@ -69,7 +69,8 @@ class CellRun:
         if run.is_terminal:  # the submit's answer already holds the whole run
             self._show(run)
             return run
-        updates: queue.SimpleQueue[Run] = queue.SimpleQueue()
+        # Snapshots from the poll, then None once it is over (so no tick is waited out).
+        updates: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         client = self.io.run(self.session.client())
         poll = self.io.submit(
             poll_run(
@@ -82,6 +83,7 @@ class CellRun:
                 initial=run,
             )
         )
+        poll.add_done_callback(lambda _poll: updates.put(None))
         self._show(run)
         try:
             return self._drain(poll, updates)
@@ -96,7 +98,9 @@ class CellRun:
                 f"`%sandbox attach {run.id}` follows it again once the server answers."
             ) from exc
 
-    def _drain(self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]) -> Run:
+    def _drain(
+        self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run | None]
+    ) -> Run:
         while True:
             try:
                 update = updates.get(timeout=_TICK)
@@ -105,13 +109,16 @@ class CellRun:
                     self.view.tick()
                     continue
             else:
+                if update is None:  # the poll is over
+                    update = poll.result()
                 self._show(update)
                 # A terminal snapshot is the poll's last: take its result at once
                 # rather than after another tick.
                 if not update.is_terminal and not poll.done():
                     continue
             while not updates.empty():
-                self._show(updates.get_nowait())
+                if (pending := updates.get_nowait()) is not None:
+                    self._show(pending)
             final = poll.result()
             self._show(final)
             return final
@@ -131,7 +138,10 @@ class CellRun:
         self.view.update(run, latest)
 
     def _cancel(
-        self, run: Run, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]
+        self,
+        run: Run,
+        poll: concurrent.futures.Future[Run],
+        updates: queue.SimpleQueue[Run | None],
     ) -> Run:
         """Ask the server to cancel, then keep following until it says the run ended."""
         self.view.cancelling()
@@ -142,7 +152,8 @@ class CellRun:
         try:
             while time.monotonic() < deadline:
                 try:
-                    self._show(updates.get(timeout=_TICK))
+                    if (update := updates.get(timeout=_TICK)) is not None:
+                        self._show(update)
                 except queue.Empty:
                     self.view.tick()
                 if poll.done():
