@@ -417,7 +417,8 @@ class AsyncSandboxClient:
         try:
             data = jsonlib.loads(line)
         except (ValueError, RecursionError):
-            data = None
+            # A line cut short: the answer broke off on the way (asked again).
+            raise SandboxConnectionError(self._url, "a run watch answer was cut short") from None
         version = data.get("version") if isinstance(data, dict) else None
         if type(version) is not int or version < 0:
             raise SandboxProtocolError(

@@ -220,9 +220,8 @@ class ContextRuntime:
     async def _execute(self, run: RunState) -> None:
         async with self._kernel_lock:  # wait for a restart in progress, if any
             pass
-        # Not written to the store: readers get the live record, and a run the server
-        # loses while it runs is recovered as failed from its queued row just the same.
         run.status, run.started_at = "running", now_iso()
+        self._store.put_run(run.to_json())  # listings by status read the store
         run.touch()
         before = await self._snapshot()
         previous_env = await self._apply_envs(run)

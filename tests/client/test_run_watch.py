@@ -187,6 +187,23 @@ async def test_a_broken_watch_is_retried_and_an_outage_ends_it_in_bounded_time(
     assert sum(fake_time.sleeps) < POLICY.max_outage + 10
 
 
+async def test_a_watch_cut_mid_line_is_asked_again_from_the_last_version(
+    watching: Callable[..., Any], fake_time: Any, run_json: Callable[..., dict[str, Any]]
+) -> None:
+    whole = ndjson((3, run_json(status="running", stdout=["a\n"])))
+    cut = whole.content + b'{"version": 4, "run": {"id": "ru'
+    headers = {"content-type": "application/x-ndjson", **ADVERTISED}
+    server, client = watching(
+        httpx.Response(200, headers=headers, content=cut),
+        ndjson((5, run_json(status="succeeded", stdout=["a\n"]))),
+    )
+    seen: list[Run] = []
+    final = await follow(client, fake_time, on_update=seen.append)
+    assert final.status == "succeeded"
+    assert [r.status for r in seen] == ["running", "succeeded"]
+    assert server.queries[1]["after_version"] == "3"
+
+
 async def test_a_garbled_watch_line_is_a_clear_protocol_error(
     watching: Callable[..., Any], fake_time: Any
 ) -> None:
