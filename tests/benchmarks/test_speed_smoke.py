@@ -52,6 +52,16 @@ def test_quick_speed_run_prints_before_and_after_side_by_side(tmp_path: Path) ->
     section = markdown.read_text()
     assert section.startswith("# Benchmarks\n\n<!-- speed:begin -->\n## Issue 16")
     assert "| | fallback | after |" in section
+    again = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--from-json", str(raw)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout == out  # the same tables, from the saved figures
     results = json.loads(raw.read_text())
     assert set(results) == {"fallback", "after"}
     after, fallback = results["after"]["streaming"], results["fallback"]["streaming"]
