@@ -84,8 +84,10 @@ class CellRun:
             )
         )
         poll.add_done_callback(lambda _poll: updates.put(None))
-        self._show(run)
         try:
+            # Inside the handler: the submit's answer may already carry output, and a
+            # stop pressed as soon as it shows must still cancel the run.
+            self._show(run)
             return self._drain(poll, updates)
         except KeyboardInterrupt:
             return self._cancel(run, poll, updates)
