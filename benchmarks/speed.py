@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-json", type=Path, help="run nothing: render the figures of an earlier --json"
     )
-    parser.add_argument("--load", help=argparse.SUPPRESS)  # the load it ran under, if known
+    parser.add_argument("--conditions", help=argparse.SUPPRESS)  # how it ran, if known
     args = parser.parse_args(argv)
     if args.worker:
         print(_RESULT + json.dumps(run_variant(json.loads(args.worker))), flush=True)
@@ -521,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown is not None:
             written = datetime.fromtimestamp(args.from_json.stat().st_mtime, UTC)
             date = written.isoformat(timespec="seconds")
-            section = _section(earlier, tables, date=date, load=args.load or "load not recorded")
+            section = _section(
+                earlier, tables, date=date, load=args.conditions or "load not recorded"
+            )
             put_block(args.markdown, "speed", section)
         return 0
     rounds, warmup = (3, 1) if args.quick else (args.rounds, 5)
