@@ -156,7 +156,7 @@ def _render(shell: Any, run: Any, max_output_bytes: int | None) -> tuple[int, in
     """Render one finished run; returns (display outputs, stdout characters) captured."""
     from IPython.utils.capture import capture_output
 
-    from sandbox_magic.client._cursor import OutputCursor
+    from sandbox_magic.client import OutputCursor
     from sandbox_magic.render.sink import OutputSink
 
     del shell  # the capture acts on the shell's display publisher and sys streams
@@ -166,7 +166,7 @@ def _render(shell: Any, run: Any, max_output_bytes: int | None) -> tuple[int, in
             if max_output_bytes is None
             else OutputSink(max_output_bytes=max_output_bytes)
         )
-        for output in OutputCursor().advance(run.execution, final=True):
+        for output in OutputCursor().advance(run.execution):
             sink.emit(output)
         sink.main_value()
     return len(captured.outputs), len(captured.stdout)
@@ -174,7 +174,7 @@ def _render(shell: Any, run: Any, max_output_bytes: int | None) -> tuple[int, in
 
 def run_bridge(shell: Any, settings: Settings) -> dict[str, Any]:
     """Time and peak memory of rendering each case."""
-    from sandbox_magic.client._models import Run
+    from sandbox_magic.client import Run
 
     results: dict[str, Any] = {}
     for name, (description, build, limit) in CASES.items():

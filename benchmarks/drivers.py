@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from sandbox_magic.notebook.extension import loaded_magics
+
 __all__ = [
     "TERMINAL",
     "MagicDriver",
@@ -111,9 +113,9 @@ class MagicDriver:
         assert shell is not None
         self.shell: Any = shell
         self._journal = journal_dir / "journal.jsonl"
-        if getattr(shell, "_sandbox_magics", None) is None:
+        if loaded_magics(shell) is None:
             shell.run_line_magic("load_ext", "sandbox_magic")
-        self.magics: Any = shell._sandbox_magics
+        self.magics: Any = loaded_magics(shell)
         self.magics.journal_path = str(self._journal)
 
     def point_at(self, url: str, token: str) -> None:
@@ -134,7 +136,7 @@ class MagicDriver:
         return elapsed, result
 
     def sandbox_id(self) -> str | None:
-        session = self.magics.controller._session
+        session = self.magics.controller.active_session
         return session.sandbox_id if session is not None else None
 
     def close(self) -> None:

@@ -146,8 +146,7 @@ def _fresh_notebook(repeats: int, pause: float = 0.0) -> dict[str, Any]:
 
 async def _throughput(url: str, token: str, contexts: int, seconds: float) -> dict[str, Any]:
     """Trivial runs per second with ``contexts`` contexts kept busy by the magic's poller."""
-    from sandbox_magic.client._client import AsyncSandboxClient
-    from sandbox_magic.client._poller import PollPolicy, poll_run
+    from sandbox_magic.client import AsyncSandboxClient, PollPolicy, poll_run
 
     policy = PollPolicy()
     async with AsyncSandboxClient(url, token) as client:

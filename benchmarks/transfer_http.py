@@ -19,6 +19,7 @@ from IPython.testing.globalipapp import start_ipython
 
 from benchmarks.server import LocalServer
 from benchmarks.transfer_throughput import make_frame
+from sandbox_magic.notebook.extension import loaded_magics
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
             shell = start_ipython()
             assert shell is not None
             shell.run_line_magic("load_ext", "sandbox_magic")
-            magics = shell._sandbox_magics  # type: ignore[attr-defined]
+            magics = loaded_magics(shell)
             magics.api_url, magics.api_key = server.url, server.token
             magics.keep_sandbox = False
             shell.run_cell("%%sandbox --quiet\n0")  # connect and warm the context

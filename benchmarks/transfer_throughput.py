@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from jupyter_client.manager import start_new_kernel
 
-from sandbox_magic.client._errors import RemoteExecutionError
+from sandbox_magic.client import RemoteExecutionError
 from sandbox_magic.transfer import encode_value, probe, pull, push
 
 

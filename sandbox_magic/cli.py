@@ -7,6 +7,7 @@ package (``serve`` -> `sandbox_magic.server.main.serve`).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -120,8 +121,15 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sandbox_magic.demo import run_demo
-
+    try:
+        from sandbox_magic.demo import run_demo
+    except ImportError as exc:
+        print(
+            f"The demo needs the [demo] extra ({exc.name} is missing): "
+            "pip install 'sandbox-magic[demo]'",
+            file=sys.stderr,
+        )
+        return 2
     return run_demo(args.notebook, args.output_dir)
 
 

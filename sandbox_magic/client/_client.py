@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, BinaryIO, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -45,7 +45,7 @@ from sandbox_magic.client._errors import (
 )
 from sandbox_magic.client._models import Artifact, Context, Page, Run, Sandbox
 from sandbox_magic.client._retry import Clock, RetryPolicy, Sleep, parse_retry_after, retry_async
-from sandbox_magic.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
+from sandbox_magic.wire import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "AsyncSandboxClient"]
 
@@ -381,7 +381,7 @@ class AsyncSandboxClient:
         """Snapshots ``(version, run)`` of a run, each as soon as the run changes.
 
         One request, held open by the server for up to ``wait`` seconds (see
-        `sandbox_magic.features`); it ends after the terminal snapshot or when the
+        `sandbox_magic.wire`); it ends after the terminal snapshot or when the
         wait passes. Not retried: the caller asks again with the last version. A server
         that answers a plain snapshot instead gives that one (version 0) and is no
         longer asked to watch.
@@ -485,6 +485,29 @@ class AsyncSandboxClient:
         content, _ = await self._download(path, artifact_id, max_bytes)
         return content
 
+    async def download_artifact_to(
+        self, sandbox_id: str, artifact_id: str, target: BinaryIO, *, max_bytes: int | None = None
+    ) -> int:
+        """Stream the artifact's bytes into ``target`` (a seekable binary file), never
+        holding it whole in memory; returns the byte count. A retried download starts
+        ``target`` over. `ArtifactTooLargeError` past ``max_bytes``."""
+        path = f"{self._artifact_path(sandbox_id, artifact_id)}/download"
+        written = 0
+
+        def restart() -> None:
+            nonlocal written
+            target.seek(0)
+            target.truncate()
+            written = 0
+
+        def write(chunk: bytes) -> None:
+            nonlocal written
+            target.write(chunk)
+            written += len(chunk)
+
+        await self._stream(path, artifact_id, max_bytes, restart, write)
+        return written
+
     async def preview_artifact(
         self, sandbox_id: str, artifact_id: str, *, max_bytes: int | None = None
     ) -> tuple[bytes, str]:
@@ -517,10 +540,17 @@ class AsyncSandboxClient:
                 f"{max_bytes} bytes, it has {actual}."
             )
 
-        content, _ = await self._fetch(
-            f"{self._sandbox_path(sandbox_id)}/file", {"path": path}, max_bytes, too_large
+        chunks: list[bytes] = []
+        await self._stream(
+            f"{self._sandbox_path(sandbox_id)}/file",
+            path,
+            max_bytes,
+            chunks.clear,
+            chunks.append,
+            params={"path": path},
+            too_large=too_large,
         )
-        return content
+        return b"".join(chunks)
 
     # -- paths ----------------------------------------------------------------------
 
@@ -652,26 +682,39 @@ class AsyncSandboxClient:
     async def _download(
         self, path: str, artifact_id: str, max_bytes: int | None
     ) -> tuple[bytes, str]:
-        def too_large(size: int | None) -> SandboxError:
-            return ArtifactTooLargeError(artifact_id, max_bytes or 0, size)
+        chunks: list[bytes] = []
+        content_type = await self._stream(path, artifact_id, max_bytes, chunks.clear, chunks.append)
+        return b"".join(chunks), content_type
 
-        return await self._fetch(path, None, max_bytes, too_large)
-
-    async def _fetch(
+    async def _stream(
         self,
         path: str,
-        params: Mapping[str, str] | None,
+        artifact_id: str,
         max_bytes: int | None,
-        too_large: Callable[[int | None], SandboxError],
-    ) -> tuple[bytes, str]:
-        async def once(attempt: int) -> tuple[bytes, str]:
+        restart: Callable[[], None],
+        write: Callable[[bytes], None],
+        *,
+        params: Mapping[str, str] | None = None,
+        too_large: Callable[[int | None], SandboxError] | None = None,
+    ) -> str:
+        """GET ``path`` chunk by chunk into ``write`` (after ``restart`` on every
+        attempt); returns the content type. Past ``max_bytes``, ``too_large(size)``
+        (by default `ArtifactTooLargeError` naming ``artifact_id``)."""
+
+        def refuse(size: int | None) -> SandboxError:
+            if too_large is not None:
+                return too_large(size)
+            return ArtifactTooLargeError(artifact_id, max_bytes or 0, size)
+
+        async def once(attempt: int) -> str:
+            restart()
             try:
                 async with self._http.stream("GET", path, params=params) as response:
                     self._learn(response)
                     if not response.is_success:
                         await response.aread()
                         self._check_status(response, "GET", path)
-                    return await self._read_limited(response, max_bytes, too_large)
+                    return await self._read_limited(response, max_bytes, write, refuse)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
             except RuntimeError as exc:
@@ -688,21 +731,21 @@ class AsyncSandboxClient:
     async def _read_limited(
         response: httpx.Response,
         max_bytes: int | None,
+        write: Callable[[bytes], None],
         too_large: Callable[[int | None], SandboxError],
-    ) -> tuple[bytes, str]:
+    ) -> str:
         content_type = response.headers.get("content-type") or "application/octet-stream"
         if max_bytes is not None:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise too_large(int(declared))
-        chunks: list[bytes] = []
         total = 0
         async for chunk in response.aiter_bytes():
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
                 raise too_large(None)
-            chunks.append(chunk)
-        return b"".join(chunks), content_type
+            write(chunk)
+        return content_type
 
     # -- answers --------------------------------------------------------------------
 

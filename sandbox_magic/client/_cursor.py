@@ -79,14 +79,8 @@ class OutputCursor:
         """True when the last `advance` saw ``clear_output``: its outputs replace all shown."""
         return self._cleared
 
-    def advance(self, execution: Execution, *, final: bool = False) -> list[Output]:
-        """What ``execution`` holds that was not emitted yet, in display order.
-
-        ``final`` marks the snapshot of an ended run. Nothing is held back until then
-        (the order is trusted, and without one everything new is emitted at once), so it
-        changes nothing today; it is part of the signature so callers need not care.
-        """
-        del final
+    def advance(self, execution: Execution) -> list[Output]:
+        """What ``execution`` holds that was not emitted yet, in display order."""
         out: list[Output] = []
         self._cleared = False
         order = execution.output_order
@@ -146,4 +140,4 @@ def ordered_outputs(execution: Execution) -> list[Output]:
 
     With ``output_order``, outputs the code cleared (``clear_output``) are left out.
     """
-    return OutputCursor().advance(execution, final=True)
+    return OutputCursor().advance(execution)

@@ -17,8 +17,10 @@ SandboxError                      anything that went wrong talking to a sandbox
 └── RemoteExecutionError          the cell's code raised an exception remotely
 ```
 
-Messages are written for the notebook user. None of them ever contains the API key:
-request headers are never part of an error, and URLs are shown without credentials.
+Messages say what happened in plain words, usable from a script; the notebook adds
+its own hints (which notebook command helps) through `SandboxError.hint`. None of
+them ever contains the API key: request headers are never part of an error, and URLs
+are shown without credentials.
 """
 
 from __future__ import annotations
@@ -50,7 +52,18 @@ __all__ = [
 
 
 class SandboxError(Exception):
-    """Base class of every sandbox_magic error."""
+    """Base class of every sandbox_magic error.
+
+    ``run_id`` names the run the error is about, when there is one; ``hint`` is a
+    sentence a caller may add (the notebook names the command that helps).
+    """
+
+    run_id: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} {self.hint}" if self.hint else message
 
     def _render_traceback_(self) -> list[str]:
         """Show the message alone: an internal Python traceback would not help the user."""
@@ -65,7 +78,7 @@ class SandboxConnectionError(SandboxError):
         self.detail = detail
         super().__init__(
             f"Cannot reach the sandbox server at {url}: {detail}. "
-            "Check that it is running and the URL is right (`%sandbox status`), "
+            "Check that it is running and the URL is right, "
             "or unset the URL to use the embedded local server."
         )
 
@@ -115,10 +128,7 @@ class AuthenticationError(SandboxAPIError):
     """The API key is missing or not accepted."""
 
     def _describe(self) -> str:
-        return (
-            super()._describe()
-            + ". Set NULLSPACE_API_KEY or `%config SandboxMagics.api_key` (the key is never shown)."
-        )
+        return super()._describe() + ". Set NULLSPACE_API_KEY to a valid key (it is never shown)."
 
 
 class NotFoundError(SandboxAPIError):
@@ -190,7 +200,7 @@ class RunFailedError(SandboxError):
 
 
 class RunCancelledError(RunFailedError):
-    """A run ended cancelled (by interrupt, `%sandbox cancel` or another client)."""
+    """A run ended cancelled (by an interrupt, a cancel request or another client)."""
 
 
 class RemoteExecutionError(SandboxError):

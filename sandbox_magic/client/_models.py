@@ -448,6 +448,8 @@ class Run:
     cancel_requested_at: str | None = None
     execution: Execution = field(default_factory=Execution)
     failure_reason: str | None = None
+    #: Why it ended, as a code of `sandbox_magic.wire` (``timed_out``, ...), when sent.
+    failure_code: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     _KNOWN = frozenset(
@@ -464,6 +466,7 @@ class Run:
             "cancel_requested_at",
             "execution",
             "failure_reason",
+            "failure_code",
         }
     )
 
@@ -483,6 +486,7 @@ class Run:
             cancel_requested_at=_opt_str(obj, "cancel_requested_at"),
             execution=Execution.from_json(obj.get("execution"), f"{path}.execution"),
             failure_reason=_opt_str(obj, "failure_reason"),
+            failure_code=_opt_str(obj, "failure_code"),
             extra=_extra(obj, cls._KNOWN),
         )
 

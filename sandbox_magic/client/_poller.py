@@ -16,9 +16,6 @@ seconds (a server that is gone ends the wait in bounded time, naming the run to
 re-attach); other errors (not found, bad key, malformed reply) end the wait at once.
 Cancelling the awaiting task simply propagates: sending ``cancel`` to the server is the
 caller's decision.
-
-On a server that advertises run watching, `poll_run` hands over to
-`sandbox_magic.client._watch`: one held-open request per ~25 s instead of polls.
 """
 
 from __future__ import annotations
@@ -162,49 +159,6 @@ async def poll_run(
     last = initial
     if last is not None and last.is_terminal:
         return last
-    from sandbox_magic.client._watch import can_watch, watch_run_to_end
-
-    if can_watch(client):
-        return await watch_run_to_end(
-            client,  # type: ignore[arg-type]  # can_watch checked the extra methods
-            sandbox_id,
-            run_id,
-            policy=policy,
-            deadline=deadline,
-            on_update=on_update,
-            initial=initial,
-            sleep=sleep,
-            clock=clock,
-        )
-    return await poll_adaptively(
-        client,
-        sandbox_id,
-        run_id,
-        policy=policy,
-        deadline=deadline,
-        on_update=on_update,
-        initial=initial,
-        sleep=sleep,
-        clock=clock,
-    )
-
-
-async def poll_adaptively(
-    client: RunSource,
-    sandbox_id: str,
-    run_id: str,
-    *,
-    policy: PollPolicy,
-    deadline: float | None,
-    on_update: Callable[[Run], None] | None = None,
-    initial: Run | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> Run:
-    """`poll_run` by plain reads only, whatever the server offers."""
-    last = initial
-    if last is not None and last.is_terminal:
-        return last
     last_key = progress_key(last) if last is not None else None
     last_error: SandboxError | None = None
     started = clock()
@@ -264,13 +218,16 @@ async def poll_adaptively(
 def _lost(run_id: str, seconds: float, error: SandboxError) -> SandboxError:
     """The error that ends a wait after every poll failed for ``seconds``."""
     after = (
-        f"no answer about run {run_id} for {seconds:.0f} s, so the cell stopped waiting. "
-        f"The run may still be going there: once the server is back, "
-        f"`%sandbox attach {run_id}` shows it"
+        f"no answer about run {run_id} for {seconds:.0f} s, so the wait stopped. "
+        "The run may still be going there: once the server is back, it can be followed again"
     )
+    lost: SandboxError
     if isinstance(error, SandboxConnectionError):
-        return SandboxConnectionError(error.url, f"{error.detail}; {after}")
-    return SandboxTimeoutError(f"The sandbox server failed every poll ({error}): {after}.")
+        lost = SandboxConnectionError(error.url, f"{error.detail}; {after}")
+    else:
+        lost = SandboxTimeoutError(f"The sandbox server failed every poll ({error}): {after}.")
+    lost.run_id = run_id
+    return lost
 
 
 def _timed_out(
@@ -279,9 +236,10 @@ def _timed_out(
     state = f"still {last.status}" if last is not None else "its status unknown"
     message = (
         f"Stopped waiting for run {run_id} after {now - started:.1f} s ({state}): the "
-        "local deadline passed. The run may still be going on the server; cancel it with "
-        f"`%sandbox cancel {run_id}` or look at it with `%sandbox runs`."
+        "local deadline passed. The run may still be going on the server."
     )
     if error is not None:
         message += f" The last poll failed: {error}"
-    return SandboxTimeoutError(message)
+    timed_out = SandboxTimeoutError(message)
+    timed_out.run_id = run_id
+    return timed_out

@@ -1,12 +1,12 @@
 """Follow a run over held-open watch requests, on servers that offer them.
 
-The server advertises ``run-watch`` (`sandbox_magic.features`); one request then
+The server advertises ``run-watch`` (`sandbox_magic.wire`); one request then
 stays open until the run ends or the server's bounded wait passes, and carries every
 change of the run the moment it happens. A run costs one request per wait (about 25 s)
 instead of one per poll, and output reaches the cell within milliseconds.
 
-Same contract as `sandbox_magic.client._poller.poll_run` (which hands over to `watch_run_to_end`
-when the client can watch): ``on_update`` once per observed change, in order; the
+Same contract as `sandbox_magic.client._poller.poll_run` (`follow_run` picks one or the
+other): ``on_update`` once per observed change, in order; the
 final snapshot returned; deadline, outage and rate-limit handling alike. A server that
 stops offering the watch (it answered a plain snapshot) is polled from then on.
 """
@@ -26,14 +26,22 @@ from sandbox_magic.client._poller import (
     _MAX_RATE_LIMIT_PAUSE,
     _TRANSIENT,
     PollPolicy,
+    RunSource,
     _lost,
     _timed_out,
-    poll_adaptively,
+    poll_run,
     progress_key,
 )
-from sandbox_magic.features import ServerFeatures
+from sandbox_magic.wire import ServerFeatures
 
-__all__ = ["MAX_WAIT", "SUBMIT_SETTLE", "WatchSource", "can_watch", "watch_run_to_end"]
+__all__ = [
+    "MAX_WAIT",
+    "SUBMIT_SETTLE",
+    "WatchSource",
+    "can_watch",
+    "follow_run",
+    "watch_run_to_end",
+]
 
 #: Longest hold asked of the server, in seconds (it may allow less).
 MAX_WAIT = 25.0
@@ -55,6 +63,36 @@ class WatchSource(Protocol):
     def watch_slot(self) -> contextlib.AbstractContextManager[bool]: ...
 
     async def get_run(self, sandbox_id: str, run_id: str) -> Run: ...
+
+
+async def follow_run(
+    client: RunSource,
+    sandbox_id: str,
+    run_id: str,
+    *,
+    policy: PollPolicy,
+    deadline: float | None,
+    on_update: Callable[[Run], None] | None = None,
+    initial: Run | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Run:
+    """Follow a run to its end: over watches where the server offers them, else by
+    `poll_run`. Same arguments, callbacks and errors as `poll_run`."""
+    if initial is not None and initial.is_terminal:
+        return initial
+    follow = watch_run_to_end if can_watch(client) else poll_run
+    return await follow(
+        client,  # type: ignore[arg-type]  # can_watch checked the extra methods
+        sandbox_id,
+        run_id,
+        policy=policy,
+        deadline=deadline,
+        on_update=on_update,
+        initial=initial,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 def can_watch(client: object) -> bool:
@@ -84,7 +122,7 @@ async def watch_run_to_end(
     Watches are limited to half the client's connections; past that, runs are polled.
     """
     with client.watch_slot() as granted:
-        follow = _watch if granted else poll_adaptively
+        follow = _watch if granted else poll_run
         return await follow(
             client,
             sandbox_id,
@@ -120,7 +158,7 @@ async def _watch(
 
     while True:
         if not can_watch(client):  # the server stopped offering it: poll instead
-            return await poll_adaptively(
+            return await poll_run(
                 client,
                 sandbox_id,
                 run_id,

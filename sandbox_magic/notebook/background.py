@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from sandbox_magic.client._cursor import OutputCursor, StreamChunk, ordered_outputs
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import poll_run, run_deadline
-from sandbox_magic.notebook.status import RunSummary, StatusView, WidgetStatusView
+from sandbox_magic.client import OutputCursor, PollPolicy, Run, StreamChunk, ordered_outputs
+from sandbox_magic.notebook.hints import with_hint
+from sandbox_magic.notebook.status import RunSummary, StatusView
 from sandbox_magic.render.composite import composite_bundle
 from sandbox_magic.render.publish import display_bundle
+from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.render.streams import last_line
+from sandbox_magic.session.loop import IOLoopThread
+from sandbox_magic.session.sandbox_session import SandboxSession
 
 if TYPE_CHECKING:
-    from sandbox_magic.notebook.controller import SandboxController
     from sandbox_magic.notebook.options import RunOptions
 
 __all__ = ["BackgroundRun", "BackgroundRuns"]
@@ -45,6 +46,8 @@ class BackgroundRun:
     run: Run
     view: StatusView
     options: RunOptions
+    session: SandboxSession
+    sink: OutputSink
     started: float = field(default_factory=time.monotonic)
     future: concurrent.futures.Future[Run] | None = None
     final_bundle: dict[str, str] | None = None
@@ -55,19 +58,27 @@ class BackgroundRun:
 
 
 class BackgroundRuns:
-    """The background runs of one session."""
+    """The background runs of one session; each one's status view is finished here."""
 
-    def __init__(self, controller: SandboxController) -> None:
-        self.controller = controller
+    def __init__(self, io: IOLoopThread) -> None:
+        self.io = io
         self.runs: dict[str, BackgroundRun] = {}
 
-    def start(self, run: Run, view: StatusView, options: RunOptions) -> BackgroundRun:
+    def start(
+        self,
+        session: SandboxSession,
+        run: Run,
+        view: StatusView,
+        options: RunOptions,
+        sink: OutputSink,
+        policy: PollPolicy,
+    ) -> BackgroundRun:
         """Follow a freshly created run in the background."""
-        entry = BackgroundRun(run, view, options)
+        entry = BackgroundRun(run, view, options, session, sink)
         view.start(run, context=options.context)
-        if isinstance(view, WidgetStatusView):
+        if view.can_cancel:
             view.on_cancel = lambda: self.cancel(run.id)
-        entry.future = self.controller.io.submit(self._follow(entry))
+        entry.future = self.io.submit(self._follow(entry, policy))
         self.runs[run.id] = entry
         return entry
 
@@ -77,17 +88,9 @@ class BackgroundRuns:
         if entry is None or entry.done:
             return
         entry.view.cancelling()
-        session = self.controller.session()
+        self.io.submit(entry.session.cancel(entry.run))
 
-        async def send() -> None:
-            client = await session.client()
-            await client.cancel_run(entry.run.sandbox_id or session.sandbox_id or "", run_id)
-
-        self.controller.io.submit(send())
-
-    async def _follow(self, entry: BackgroundRun) -> Run:
-        session = self.controller.session()
-        client = await session.client()
+    async def _follow(self, entry: BackgroundRun, policy: PollPolicy) -> Run:
         cursor = OutputCursor()
 
         def on_update(run: Run) -> None:
@@ -99,15 +102,7 @@ class BackgroundRuns:
 
         ticker = asyncio.get_running_loop().create_task(self._tick(entry.view))
         try:
-            final = await poll_run(
-                client,
-                entry.run.sandbox_id or session.sandbox_id or "",
-                entry.run.id,
-                policy=self.controller.follow_settings().poll,
-                deadline=run_deadline(entry.run),
-                on_update=on_update,
-                initial=entry.run,
-            )
+            final = await entry.session.follow(entry.run, policy=policy, on_update=on_update)
         finally:
             ticker.cancel()
         entry.final_bundle = self._final_bundle(entry, final)
@@ -120,19 +115,19 @@ class BackgroundRuns:
             await asyncio.sleep(_TICK)
             view.tick()
 
-    def _final_bundle(self, entry: BackgroundRun, final: Run) -> dict[str, str]:
-        magics = self.controller.magics
+    @staticmethod
+    def _final_bundle(entry: BackgroundRun, final: Run) -> dict[str, str]:
+        sink = entry.sink
         summary = RunSummary.from_run(
             final, duration=time.monotonic() - entry.started, context=entry.options.context
         )
-        redactor = self.controller.redactor(entry.options)
         return composite_bundle(
             ordered_outputs(final.execution),
-            allow_javascript=magics.allow_javascript,
-            max_bytes=magics.max_output_bytes,
-            redactor=redactor,
+            allow_javascript=sink.allow_javascript,
+            max_bytes=sink.max_output_bytes,
+            redactor=sink.redactor,
             error=final.execution.error,
-            summary=summary.redacted(redactor).text(),
+            summary=summary.redacted(sink.redactor).text(),
         )
 
     @staticmethod
@@ -140,7 +135,7 @@ class BackgroundRuns:
         """Replace the run's status output with its final bundle."""
         if entry.final_bundle is None:
             return
-        handle = getattr(entry.view, "handle", None)
+        handle = entry.view.handle
         entry.view.finish(None)
         if handle is not None:
             handle.update(entry.final_bundle)
@@ -179,10 +174,10 @@ class BackgroundRuns:
             assert entry.future is not None
             error = entry.future.exception()
             if error is not None:
-                print(f"{entry.run.id}: could not be followed: {error}")
+                print(f"{entry.run.id}: could not be followed: {with_hint(error)}")
                 continue
             # Publish again from this cell so headless runners record it.
-            handle = getattr(entry.view, "handle", None)
+            handle = entry.view.handle
             if handle is not None and entry.final_bundle is not None:
                 handle.update(entry.final_bundle)
             final = entry.future.result()

@@ -9,17 +9,15 @@ the run is cancelled on the server and followed until the server says it ended.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sandbox_magic.client._cursor import OutputCursor
-from sandbox_magic.client._errors import SandboxError, SandboxTimeoutError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
-from sandbox_magic.notebook.status import StatusView
+from sandbox_magic.client import OutputCursor, PollPolicy, Run, SandboxError, SandboxTimeoutError
+from sandbox_magic.notebook.status import RunSummary, StatusView
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.loop import IOLoopThread
 from sandbox_magic.session.sandbox_session import SandboxSession
@@ -39,7 +37,12 @@ class FollowSettings:
 
 
 class CellRun:
-    """Follows one run to its end on behalf of the cell that started it."""
+    """One blocking cell's run, from submission to its last output.
+
+    Use it as a context manager: it is the one caller of its status view's
+    ``finish`` (leaving the summary, or taking the live line away when the cell fails
+    before that), unless the view was handed over to a background run.
+    """
 
     def __init__(
         self,
@@ -55,14 +58,50 @@ class CellRun:
         self.view = view
         self.settings = settings
         self.cursor = OutputCursor()
+        self._handed_over = False
 
-    def wait(self, future: concurrent.futures.Future[_T], on_tick: Callable[[], None]) -> _T:
-        """Wait for a future from the cell's thread, ticking the view meanwhile."""
+    def __enter__(self) -> CellRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._handed_over:
+            self.finish(None)
+
+    def finish(self, final: Run | RunSummary | None) -> None:
+        """Leave the summary of ``final`` (nothing for None); later calls do nothing."""
+        self.view.finish(final)
+
+    def hand_over(self) -> StatusView:
+        """Give the status view to whoever follows the run from now on."""
+        self._handed_over = True
+        return self.view
+
+    def wait(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``work`` on the I/O loop, ticking the view while the cell waits for it."""
+        return self._wait(self.io.submit(work))
+
+    def _wait(self, future: concurrent.futures.Future[_T]) -> _T:
         while True:
             try:
                 return future.result(_TICK)
             except concurrent.futures.TimeoutError:
-                on_tick()
+                self.view.tick()
+
+    def submit(self, submission: Coroutine[Any, Any, Run]) -> Run:
+        """Wait for the run to be created; on the stop button, cancel it if it was."""
+        future = self.io.submit(submission)
+        try:
+            return self._wait(future)
+        except Exception:
+            self.finish(None)  # no run: take the live "submitting" line away
+            raise
+        except KeyboardInterrupt:
+            self.finish(None)
+            # The submit may still land: wait briefly for it, then cancel that run.
+            with contextlib.suppress(Exception):
+                created = future.result(10)
+                self.io.run(self.session.cancel(created), 10)
+            raise
 
     def follow(self, run: Run) -> Run:
         """Render the run's outputs as they arrive; returns the final run record."""
@@ -71,17 +110,8 @@ class CellRun:
             return run
         # Snapshots from the poll, then None once it is over (so no tick is waited out).
         updates: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
-        client = self.io.run(self.session.client())
         poll = self.io.submit(
-            poll_run(
-                client,
-                run.sandbox_id or self.session.sandbox_id or "",
-                run.id,
-                policy=self.settings.poll,
-                deadline=run_deadline(run),
-                on_update=updates.put,
-                initial=run,
-            )
+            self.session.follow(run, policy=self.settings.poll, on_update=updates.put)
         )
         poll.add_done_callback(lambda _poll: updates.put(None))
         try:
@@ -92,9 +122,9 @@ class CellRun:
         except KeyboardInterrupt:
             return self._cancel(run, poll, updates)
         except SandboxError as exc:
-            self.view.finish(None)  # take the live line away: nothing follows it now
+            self.finish(None)  # take the live line away: nothing follows it now
             if run.id in str(exc):
-                raise  # the poller's message already names the run and how to re-attach
+                raise  # the poller's message already names the run
             raise SandboxError(
                 f"Lost track of run {run.id}: {exc} "
                 f"`%sandbox attach {run.id}` follows it again once the server answers."
@@ -131,7 +161,7 @@ class CellRun:
 
     def _show(self, run: Run) -> None:
         latest: str | None = None
-        outputs = self.cursor.advance(run.execution, final=run.is_terminal)
+        outputs = self.cursor.advance(run.execution)
         if self.cursor.cleared:
             self.sink.clear()
             self.view.outputs_cleared()
@@ -147,9 +177,7 @@ class CellRun:
     ) -> Run:
         """Ask the server to cancel, then keep following until it says the run ended."""
         self.view.cancelling()
-        client = self.io.run(self.session.client())
-        sandbox_id = run.sandbox_id or self.session.sandbox_id or ""
-        cancel = self.io.submit(client.cancel_run(sandbox_id, run.id))
+        cancel = self.io.submit(self.session.cancel(run))
         deadline = time.monotonic() + self.settings.cancel_grace
         try:
             while time.monotonic() < deadline:

@@ -1,95 +1,178 @@
-"""The ``%sandbox`` subcommands, one function each: ``cmd_<name>(controller, args)``."""
+"""The ``%sandbox`` subcommands: each one's usage, help, arguments and handler together.
+
+`subcommand` registers a handler in `SUBCOMMANDS`; the line magic parses the words
+with the subcommand's parser and calls its handler with a `CommandContext`. This
+module imports only light modules at load time (the magics import it on
+``%load_ext``); the client comes in when a handler first runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
 
-from sandbox_magic.client._errors import NotFoundError, SandboxError
-from sandbox_magic.client._models import Artifact, Run, parse_timestamp
-from sandbox_magic.render.artifacts import artifact_preview
 from sandbox_magic.render.table import Table
 from sandbox_magic.render.text import human_size
 
 if TYPE_CHECKING:
+    from sandbox_magic.client import Artifact, Run
     from sandbox_magic.notebook.controller import SandboxController
+    from sandbox_magic.notebook.settings import NotebookSettings
+    from sandbox_magic.session.blocking import BlockingSession
+    from sandbox_magic.session.journal import Journal
+    from sandbox_magic.session.sandbox_session import SandboxSession
 
-__all__ = [
-    "cmd_artifacts",
-    "cmd_attach",
-    "cmd_cancel",
-    "cmd_connect",
-    "cmd_contexts",
-    "cmd_interrupt",
-    "cmd_preview",
-    "cmd_restart",
-    "cmd_runs",
-    "cmd_status",
-    "cmd_stop",
-    "cmd_wait",
-]
-
+__all__ = ["SUBCOMMANDS", "CommandContext", "Subcommand", "summary"]
 
 _PAGE_SIZE = 100
+_MAX_ARTIFACTS = 1000
 
 
-def _sandbox_or_fail(ctl: SandboxController) -> str:
-    sandbox_id = ctl.session().sandbox_id
+@dataclass(frozen=True)
+class CommandContext:
+    """What a subcommand works with: the controller and this cell's settings.
+
+    ``connect(url, key)`` points the magics at another server and returns the
+    settings that then apply.
+    """
+
+    controller: SandboxController
+    settings: NotebookSettings
+    connect: Callable[[str, str | None], NotebookSettings]
+
+    @property
+    def session(self) -> SandboxSession:
+        return self.controller.session(self.settings)
+
+    @property
+    def calls(self) -> BlockingSession:
+        return self.controller.blocking(self.settings)
+
+    @property
+    def journal(self) -> Journal:
+        return self.controller.journal(self.settings)
+
+
+Handler = Callable[[CommandContext, argparse.Namespace], Any]
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``%sandbox`` subcommand."""
+
+    name: str
+    usage: str
+    help: str
+    handler: Handler
+    parser: MagicArgumentParser
+
+    def line(self) -> str:
+        """Its line in the summary: usage, then help from column 35."""
+        if len(self.usage) <= 30:
+            return f"  {self.usage:<31} {self.help}"
+        return f"  {self.usage}   {self.help}"
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def argument(*flags: str, **kwargs: Any) -> Argument:
+    """One argument of a subcommand, as for ``ArgumentParser.add_argument``."""
+    return flags, kwargs
+
+
+def subcommand(usage: str, help: str, *arguments: Argument) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as ``%sandbox <usage>``."""
+
+    def register(handler: Handler) -> Handler:
+        name = usage.split()[0]
+        parser = MagicArgumentParser(prog=f"%sandbox {name}", add_help=False)
+        for flags, kwargs in arguments:
+            parser.add_argument(*flags, **kwargs)
+        SUBCOMMANDS[name] = Subcommand(name, f"%sandbox {usage}", help, handler, parser)
+        return handler
+
+    return register
+
+
+def summary() -> str:
+    """Every subcommand with its one-line help."""
+    return "Subcommands::\n\n" + "\n".join(c.line() for c in SUBCOMMANDS.values())
+
+
+def _sandbox_or_fail(cmd: CommandContext) -> str:
+    sandbox_id = cmd.session.sandbox_id
     if sandbox_id is None:
         raise UsageError("No sandbox yet: run a %%sandbox cell first.")
     return sandbox_id
 
 
-def cmd_status(ctl: SandboxController, args: argparse.Namespace) -> Table:
+@subcommand("status", "server URL (no key), sandbox, contexts, health")
+def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Server URL (never the key), health, sandbox and contexts."""
-    session = ctl.session()
-    facts = session.describe()
+    from sandbox_magic.client import SandboxError
+
+    facts = cmd.session.describe()
     healthy = "not connected yet"
     if facts["url"] is not None:
         try:
-            client = ctl.io.run(session.client(), 30)
-            healthy = "ok" if ctl.io.run(client.health(), 30) else "unhealthy"
+            healthy = "ok" if cmd.calls.health() else "unhealthy"
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
+    connection = cmd.settings.connection
     url = facts["url"] or (
-        ctl.magics.api_url or "embedded local server (starts with the first %%sandbox cell)"
+        connection.api_url or "embedded local server (starts with the first %%sandbox cell)"
     )
     rows = [
         ["server", str(url)],
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
-        ["api key", "set (hidden)" if ctl.magics.api_key else "not set"],
+        ["api key", "set (hidden)" if connection.api_key else "not set"],
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
     ]
     return Table(["", "value"], rows, caption="sandbox_magic status")
 
 
-def cmd_connect(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand(
+    "connect URL",
+    "use this server (key from $NULLSPACE_API_KEY or a prompt)",
+    argument("url"),
+)
+def _connect(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Use another server for the next cells."""
-    ctl.connect(args.url)
-    print(f"Connected to {ctl.session().settings.api_url}; the next %%sandbox cell uses it.")
+    key = os.environ.get("NULLSPACE_API_KEY")
+    if not key:
+        key = getpass.getpass(f"API key for {args.url} (input hidden; empty for none): ") or None
+    settings = cmd.connect(args.url, key)
+    session = cmd.controller.session(settings)
+    print(f"Connected to {session.settings.api_url}; the next %%sandbox cell uses it.")
 
 
-def cmd_contexts(ctl: SandboxController, args: argparse.Namespace) -> Table:
+@subcommand("contexts", "contexts of the sandbox")
+def _contexts(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Contexts of the session's sandbox, with the names this session gave them."""
-    session = ctl.session()
-    sandbox_id = _sandbox_or_fail(ctl)
-    client = ctl.io.run(session.client(), 30)
-    contexts = ctl.io.run(client.list_contexts(sandbox_id), 60)
+    sandbox_id = _sandbox_or_fail(cmd)
+    session = cmd.session
     rows = [
         [session.context_name(sandbox_id, c.id) or "", c.id, c.language or "", c.cwd or ""]
-        for c in contexts
+        for c in cmd.calls.list_contexts(sandbox_id)
     ]
     return Table(["name", "id", "language", "cwd"], rows, caption=f"contexts of {sandbox_id}")
 
 
-def _context_id(ctl: SandboxController, name: str) -> tuple[str, str]:
-    session = ctl.session()
-    sandbox_id = _sandbox_or_fail(ctl)
+def _context_id(cmd: CommandContext, name: str) -> tuple[str, str]:
+    session = cmd.session
+    sandbox_id = _sandbox_or_fail(cmd)
     for sandbox, context_name, context in session.known_contexts():
         if sandbox == sandbox_id and (context_name == name or context.id == name):
             return sandbox_id, context.id
@@ -97,23 +180,31 @@ def _context_id(ctl: SandboxController, name: str) -> tuple[str, str]:
     raise UsageError(f"No context named {name!r} in this session (known: {known}).")
 
 
-def cmd_restart(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand(
+    "restart [CONTEXT]",
+    "restart a context's kernel (variables are lost)",
+    argument("context", nargs="?", default="default"),
+)
+def _restart(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Restart a context's kernel; its variables are lost."""
-    sandbox_id, context_id = _context_id(ctl, args.context)
-    client = ctl.io.run(ctl.session().client(), 30)
-    ctl.io.run(client.restart_context(sandbox_id, context_id), 120)
+    cmd.calls.restart_context(*_context_id(cmd, args.context))
     print(f"Restarted context {args.context!r}; its variables are gone.")
 
 
-def cmd_interrupt(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand(
+    "interrupt [CONTEXT]",
+    "interrupt what a context is running",
+    argument("context", nargs="?", default="default"),
+)
+def _interrupt(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Interrupt whatever a context is running."""
-    sandbox_id, context_id = _context_id(ctl, args.context)
-    client = ctl.io.run(ctl.session().client(), 30)
-    ctl.io.run(client.interrupt_context(sandbox_id, context_id), 60)
+    cmd.calls.interrupt_context(*_context_id(cmd, args.context))
     print(f"Interrupted context {args.context!r}.")
 
 
 def _duration(run: Run) -> str:
+    from sandbox_magic.client import parse_timestamp
+
     seconds = run.duration_seconds
     if seconds is None:
         start = parse_timestamp(run.created_at)
@@ -124,14 +215,23 @@ def _duration(run: Run) -> str:
     return f"{seconds:.2f} s"
 
 
-def cmd_runs(ctl: SandboxController, args: argparse.Namespace) -> Table:
+@subcommand(
+    "runs [--status S] [--limit N] [--context C]",
+    "recent runs as a table",
+    argument("--status"),
+    argument("--context"),
+    argument("--limit", type=int, default=20),
+    argument("--local", action="store_true"),
+)
+def _runs(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Recent runs: from the server, or from the local journal with --local."""
     if args.limit is not None and args.limit <= 0:
         raise UsageError("--limit must be a positive number.")
-    journal = {e.run_id: e for e in ctl.journal.entries()}
-    session = ctl.session()
-    if args.local or session.sandbox_id is None:
-        entries = list(reversed(ctl.journal.entries()))[: args.limit]
+    journal = {e.run_id: e for e in cmd.journal.entries()}
+    session = cmd.session
+    sandbox_id = session.sandbox_id
+    if args.local or sandbox_id is None:
+        entries = list(reversed(cmd.journal.entries()))[: args.limit]
         rows = [[e.run_id, e.context, e.submitted_at, e.url, e.code_head] for e in entries]
         return Table(
             ["run", "context", "submitted", "server", "code"],
@@ -139,20 +239,16 @@ def cmd_runs(ctl: SandboxController, args: argparse.Namespace) -> Table:
             caption="recent runs (local journal)",
             footnote="`%sandbox attach RUN_ID` shows a run again.",
         )
-    client = ctl.io.run(session.client(), 30)
-    context_id = _context_id(ctl, args.context)[1] if args.context else None
+    context_id = _context_id(cmd, args.context)[1] if args.context else None
     runs: list[Run] = []
     cursor: str | None = None
     while len(runs) < args.limit:  # page through the server's history
-        page = ctl.io.run(
-            client.list_runs(
-                session.sandbox_id,
-                status=args.status,
-                context_id=context_id,
-                limit=min(args.limit - len(runs), _PAGE_SIZE),
-                cursor=cursor,
-            ),
-            60,
+        page = cmd.calls.list_runs(
+            sandbox_id,
+            status=args.status,
+            context_id=context_id,
+            limit=min(args.limit - len(runs), _PAGE_SIZE),
+            cursor=cursor,
         )
         runs.extend(page.items)
         cursor = page.next_cursor
@@ -160,7 +256,7 @@ def cmd_runs(ctl: SandboxController, args: argparse.Namespace) -> Table:
             break
     rows = []
     for run in runs[: args.limit]:
-        name = session.context_name(session.sandbox_id, run.context_id or "") or run.context_id
+        name = session.context_name(sandbox_id, run.context_id or "") or run.context_id
         entry = journal.get(run.id)
         rows.append(
             [run.id, run.status, _duration(run), name or "", entry.code_head if entry else ""]
@@ -171,15 +267,17 @@ def cmd_runs(ctl: SandboxController, args: argparse.Namespace) -> Table:
     return Table(
         ["run", "status", "duration", "context", "code"],
         rows,
-        caption=f"runs of {session.sandbox_id}",
+        caption=f"runs of {sandbox_id}",
         footnote=footnote,
     )
 
 
-def _locate_run(ctl: SandboxController, run_id: str) -> tuple[str, Run]:
+def _locate_run(cmd: CommandContext, run_id: str) -> tuple[str, Run]:
     """Find a run by id in the session's sandbox or, failing that, via the journal."""
-    session = ctl.session()
-    entry = ctl.journal.find(run_id)
+    from sandbox_magic.client import SandboxError
+
+    session = cmd.session
+    entry = cmd.journal.find(run_id)
     candidates = [s for s in (session.sandbox_id, entry.sandbox_id if entry else None) if s]
     if not candidates:
         raise UsageError(
@@ -187,57 +285,62 @@ def _locate_run(ctl: SandboxController, run_id: str) -> tuple[str, Run]:
             "`%sandbox runs --local` lists the runs the journal knows."
         )
     if entry is not None and entry.embedded_state_dir and session.sandbox_id is None:
-        ctl.use_embedded_state(entry.embedded_state_dir)
-        session = ctl.session()
-    client = ctl.io.run(session.client(), 60)
-    for sandbox_id in dict.fromkeys(candidates):
-        try:
-            return sandbox_id, ctl.io.run(client.get_run(sandbox_id, run_id), 60)
-        except NotFoundError:
-            continue
-    raise SandboxError(f"The server at {session.url} does not know run {run_id}.")
+        cmd.controller.use_embedded_state(entry.embedded_state_dir, cmd.settings)
+    found = cmd.calls.find_run(candidates, run_id)
+    if found is None:
+        raise SandboxError(f"The server at {cmd.session.url} does not know run {run_id}.")
+    return found
 
 
-def cmd_cancel(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand("cancel RUN_ID", "cancel a run", argument("run_id"))
+def _cancel(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Ask the server to cancel a run."""
-    sandbox_id, run = _locate_run(ctl, args.run_id)
+    sandbox_id, run = _locate_run(cmd, args.run_id)
     if run.is_terminal:
         print(f"Run {run.id} already ended {run.status}.")
         return
-    client = ctl.io.run(ctl.session().client(), 30)
-    run = ctl.io.run(client.cancel_run(sandbox_id, run.id), 60)
+    run = cmd.calls.cancel_run(sandbox_id, run.id)
     print(f"Cancel requested for run {run.id} (now {run.status}).")
 
 
-def cmd_attach(ctl: SandboxController, args: argparse.Namespace) -> Any:
+@subcommand("attach RUN_ID", "render a run again, or follow a running one", argument("run_id"))
+def _attach(cmd: CommandContext, args: argparse.Namespace) -> Any:
     """Show a run's outputs again, following it first if it is still going."""
-    sandbox_id, run = _locate_run(ctl, args.run_id)
-    return ctl.attach(sandbox_id, run)
+    sandbox_id, run = _locate_run(cmd, args.run_id)
+    return cmd.controller.attach(sandbox_id, run, cmd.settings)
 
 
-def cmd_wait(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand(
+    "wait [RUN_ID ...]",
+    "wait for background runs to end",
+    argument("run_ids", nargs="*"),
+    argument("--timeout", type=float),
+)
+def _wait(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Block until the given (or all) background runs end."""
-    ctl.background.wait(args.run_ids, timeout=args.timeout)
+    cmd.controller.background.wait(args.run_ids, timeout=args.timeout)
 
 
-def cmd_artifacts(ctl: SandboxController, args: argparse.Namespace) -> Table:
+@subcommand(
+    "artifacts [--run RUN_ID]",
+    "artifacts with name, kind, size and sha256",
+    argument("--run", dest="run_id"),
+    argument("--context"),
+)
+def _artifacts(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Artifacts of the sandbox, or of one run."""
-    session = ctl.session()
     if args.run_id:
-        sandbox_id, run = _locate_run(ctl, args.run_id)
+        sandbox_id, run = _locate_run(cmd, args.run_id)
         artifacts = list(run.execution.artifacts)
     else:
-        sandbox_id = _sandbox_or_fail(ctl)
-        client = ctl.io.run(session.client(), 30)
-        context_id = _context_id(ctl, args.context)[1] if args.context else None
+        sandbox_id = _sandbox_or_fail(cmd)
+        context_id = _context_id(cmd, args.context)[1] if args.context else None
         artifacts, cursor = [], None
         while True:
-            page = ctl.io.run(
-                client.list_artifacts(sandbox_id, context_id=context_id, cursor=cursor), 60
-            )
+            page = cmd.calls.list_artifacts(sandbox_id, context_id=context_id, cursor=cursor)
             artifacts.extend(page.items)
             cursor = page.next_cursor
-            if not cursor or len(artifacts) >= 1000:
+            if not cursor or len(artifacts) >= _MAX_ARTIFACTS:
                 break
     rows = [
         [
@@ -257,31 +360,38 @@ def cmd_artifacts(ctl: SandboxController, args: argparse.Namespace) -> Table:
     )
 
 
-def cmd_preview(ctl: SandboxController, args: argparse.Namespace) -> Any:
+@subcommand(
+    "preview ARTIFACT",
+    "show an artifact inline (image, HTML, PDF, text)",
+    argument("artifact", metavar="ARTIFACT"),
+)
+def _preview(cmd: CommandContext, args: argparse.Namespace) -> Any:
     """Show one artifact inline: an image, HTML (sanitised), a PDF or text."""
-    session = ctl.session()
-    sandbox_id = _sandbox_or_fail(ctl)
-    client = ctl.io.run(session.client(), 30)
-    artifact = _find_artifact(ctl, sandbox_id, args.artifact)
-    limit = ctl.magics.max_output_bytes
+    from sandbox_magic.render.artifacts import artifact_preview
+
+    sandbox_id = _sandbox_or_fail(cmd)
+    artifact = _find_artifact(cmd, sandbox_id, args.artifact)
+    limit = cmd.settings.max_output_bytes
     if artifact.size_bytes is not None and artifact.size_bytes > limit:
         raise UsageError(
             f"{artifact.name or artifact.id} is {human_size(artifact.size_bytes)}, over the "
             f"preview limit of {human_size(limit)} (SandboxMagics.max_output_bytes); "
             "download it with --save-artifacts instead."
         )
-    data = ctl.io.run(client.download_artifact(sandbox_id, artifact.id, max_bytes=limit), 120)
+    data = cmd.calls.download_artifact(sandbox_id, artifact.id, limit)
     return artifact_preview(
-        artifact, data, allow_javascript=ctl.magics.allow_javascript, redactor=ctl.redactor()
+        artifact,
+        data,
+        allow_javascript=cmd.settings.allow_javascript,
+        redactor=cmd.settings.redactor(),
     )
 
 
-def _find_artifact(ctl: SandboxController, sandbox_id: str, wanted: str) -> Artifact:
+def _find_artifact(cmd: CommandContext, sandbox_id: str, wanted: str) -> Artifact:
     """An artifact of the sandbox by id or by name (the newest of that name)."""
-    client = ctl.io.run(ctl.session().client(), 30)
     cursor: str | None = None
     while True:
-        page = ctl.io.run(client.list_artifacts(sandbox_id, cursor=cursor), 60)
+        page = cmd.calls.list_artifacts(sandbox_id, cursor=cursor)
         for artifact in page.items:
             if wanted in (artifact.id, artifact.name):
                 return artifact
@@ -292,9 +402,10 @@ def _find_artifact(ctl: SandboxController, sandbox_id: str, wanted: str) -> Arti
             )
 
 
-def cmd_stop(ctl: SandboxController, args: argparse.Namespace) -> None:
+@subcommand("stop", "delete the sandbox this session created")
+def _stop(cmd: CommandContext, args: argparse.Namespace) -> None:
     """Delete the sandbox this session created (its contexts and files go with it)."""
-    deleted = ctl.io.run(ctl.session().delete_sandbox(), 60)
+    deleted = cmd.calls.delete_sandbox()
     if deleted is None:
         print("This session has not created a sandbox; nothing to stop.")
     else:

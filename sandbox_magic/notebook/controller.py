@@ -1,45 +1,46 @@
 """What the magics do: one controller per extension load, owning the session.
 
-The controller turns the magics' parsed arguments into work on the I/O loop
-(`sandbox_magic.session.loop`) and into output in the notebook (`sandbox_magic.render`,
-`sandbox_magic.notebook.status`). It rebuilds its session when the connection settings
-change, and tears everything down on unload or interpreter exit.
+The controller turns a cell's parsed options and settings snapshot into work on the
+I/O loop (`sandbox_magic.session.loop`) and into output in the notebook
+(`sandbox_magic.render`, `sandbox_magic.notebook.status`). It rebuilds its session
+when the connection settings change, and tears everything down on unload or
+interpreter exit. It never reads the magics: every call brings its `NotebookSettings`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import getpass
-import os
+import dataclasses
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from IPython.core.error import UsageError
 
-from sandbox_magic.client._download import SavedArtifact, save_artifacts
-from sandbox_magic.client._errors import RemoteExecutionError, SandboxError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy
+from sandbox_magic.client import (
+    RemoteExecutionError,
+    Run,
+    SandboxError,
+    SavedArtifact,
+    save_artifacts,
+)
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions
+from sandbox_magic.notebook.settings import NotebookSettings
 from sandbox_magic.notebook.status import RunSummary, StatusView, make_status_view
 from sandbox_magic.render.artifacts import wants_preview
 from sandbox_magic.render.failures import remote_error, run_error
-from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.sink import OutputSink
+from sandbox_magic.session.blocking import BlockingSession
 from sandbox_magic.session.journal import Journal
 from sandbox_magic.session.loop import IOLoopThread
-from sandbox_magic.session.sandbox_session import ConnectionSettings, SandboxSession
+from sandbox_magic.session.sandbox_session import SandboxSession
 from sandbox_magic.transfer import pull, push
 from sandbox_magic.transfer.files import FileChannel, pull_via_file, push_via_file
 
-if TYPE_CHECKING:
-    from sandbox_magic.notebook.magics import SandboxMagics
-
-__all__ = ["SandboxController"]
+__all__ = ["SandboxController", "describe_verification"]
 
 _MAX_PREVIEWS = 8
 
@@ -47,140 +48,152 @@ _MAX_PREVIEWS = 8
 class SandboxController:
     """Owns the I/O loop, the session and the journal for one loaded extension."""
 
-    def __init__(self, magics: SandboxMagics) -> None:
-        self.magics = magics
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
         self.io = IOLoopThread()
         self._session: SandboxSession | None = None
-        self._settings: ConnectionSettings | None = None
         self._closed = False
         self._embedded_state_dir: Path | None = None
+        self._keep_sandbox = True
+        self._journal: Journal | None = None
+        self._journal_setting: str | None = None
         self._session_lock = threading.RLock()
-        self.background = BackgroundRuns(self)
+        self.background = BackgroundRuns(self.io)
         atexit.register(self.close)
 
-    # -- configuration ---------------------------------------------------------
+    # -- session ---------------------------------------------------------------
 
-    def _current_settings(self) -> ConnectionSettings:
-        m = self.magics
-        return ConnectionSettings(
-            api_url=m.api_url or None,
-            api_key=m.api_key.reveal() if m.api_key else None,
-            template=m.template or None,
-            embedded=m.embedded,
-            embedded_state_dir=self._embedded_state_dir,
-            request_timeout=m.request_timeout,
-        )
+    def journal(self, settings: NotebookSettings) -> Journal:
+        """The journal at the configured path (one object per path, so one lock)."""
+        with self._session_lock:
+            if self._journal is None or self._journal_setting != settings.journal_path:
+                path = settings.journal_path
+                self._journal = Journal(Path(path) if path else None)
+                self._journal_setting = path
+            return self._journal
 
-    @property
-    def journal(self) -> Journal:
-        path = self.magics.journal_path
-        return Journal(Path(path) if path else None)
-
-    def session(self) -> SandboxSession:
+    def session(self, settings: NotebookSettings) -> SandboxSession:
         """The live session, rebuilt when the URL, key or template changed."""
+        connection = dataclasses.replace(
+            settings.connection, embedded_state_dir=self._embedded_state_dir
+        )
         with self._session_lock:
             if self._closed:
                 raise SandboxError("The sandbox_magic extension was unloaded; load it again.")
-            settings = self._current_settings()
-            if self._session is None or settings != self._settings:
+            self._keep_sandbox = settings.keep_sandbox
+            if self._session is None or connection != self._session.settings:
                 self._close_session()
-                self._session = SandboxSession(settings, self.journal)
-                self._settings = settings
+                self._session = SandboxSession(connection, self.journal(settings))
             return self._session
 
-    def prestart(self) -> None:
+    @property
+    def active_session(self) -> SandboxSession | None:
+        """The session made so far, if any (never connects)."""
+        return self._session
+
+    def blocking(self, settings: NotebookSettings) -> BlockingSession:
+        """The session behind plain blocking calls, for the ``%sandbox`` subcommands."""
+        return BlockingSession(self.io, self.session(settings))
+
+    def prestart(self, settings: NotebookSettings) -> None:
         """Begin connecting (starting the embedded server) without waiting for it.
 
         A failure here is not reported: the first cell connects again and says what
         went wrong.
         """
         with contextlib.suppress(Exception):
-            future = self.io.submit(self.session().client())
+            future = self.io.submit(self.session(settings).client())
             future.add_done_callback(lambda f: f.exception())
 
-    def redactor(self, options: RunOptions | None = None) -> Redactor:
-        """Hides the API key and the run's secret environment values in any output."""
-        secrets = [self.magics.api_key.reveal()] if self.magics.api_key else []
-        if options is not None:
-            secrets.extend(options.secret_values)
-        return Redactor(secrets)
+    def use_embedded_state(self, state_dir: str, settings: NotebookSettings) -> None:
+        """Use the embedded server of an earlier state directory (to re-attach runs).
 
-    def sink(self, options: RunOptions) -> OutputSink:
+        A server already starting (the prestart after ``%load_ext``) usually took that
+        very directory: wait for it, and switch only if it took another one.
+        """
+        path = Path(state_dir)
+        if not path.is_dir() or settings.connection.api_url:
+            return
+        session = self._session
+        if session is not None and session.settings.api_url is None:
+            with contextlib.suppress(Exception):
+                self.io.run(session.client(), 120)
+            current = session.embedded.state_dir if session.embedded is not None else None
+            if current is not None and current.resolve() == path.resolve():
+                return
+        self._embedded_state_dir = path
+
+    # -- one cell's pieces -------------------------------------------------------
+
+    def _sink(self, options: RunOptions, settings: NotebookSettings) -> OutputSink:
         return OutputSink(
-            allow_javascript=self.magics.allow_javascript,
-            max_output_bytes=self.magics.max_output_bytes,
-            redactor=self.redactor(options),
+            allow_javascript=settings.allow_javascript,
+            max_output_bytes=settings.max_output_bytes,
+            redactor=settings.redactor(options.secret_values),
         )
 
-    def status_view(self, options: RunOptions) -> StatusView:
+    def _status_view(self, options: RunOptions, settings: NotebookSettings) -> StatusView:
         """The live view for a run; a background run's shows at once (it holds the
         place where the run's outputs will land)."""
         return make_status_view(
-            self.magics.shell,
-            mode=self.magics.status_view,
-            quiet=(options.quiet or not self.magics.show_status) and not options.background,
-            delay=0.0 if options.background else self.magics.status_delay,
-            redactor=self.redactor(options),
+            self.shell,
+            mode=settings.status_view,
+            quiet=(options.quiet or not settings.show_status) and not options.background,
+            delay=0.0 if options.background else settings.status_delay,
+            redactor=settings.redactor(options.secret_values),
         )
 
-    def follow_settings(self) -> FollowSettings:
-        m = self.magics
-        return FollowSettings(
-            poll=PollPolicy(
-                min_interval=m.poll_min_interval,
-                max_interval=m.poll_max_interval,
-                max_outage=m.poll_max_outage,
-            )
+    def _cell(self, options: RunOptions, settings: NotebookSettings) -> CellRun:
+        return CellRun(
+            self.io,
+            self.session(settings),
+            self._sink(options, settings),
+            self._status_view(options, settings),
+            FollowSettings(poll=settings.poll),
         )
 
     # -- %%sandbox -------------------------------------------------------------
 
-    def run_cell(self, code: str, options: RunOptions) -> Any:
+    def run_cell(self, code: str, options: RunOptions, settings: NotebookSettings) -> Any:
         """Run a cell remotely; returns the remote ``Out`` value, if any."""
-        session = self.session()
-        sink = self.sink(options)
-        view = self.status_view(options)
-        cell = CellRun(self.io, session, sink, view, self.follow_settings())
-        if options.push:
-            try:
-                self._push(cell, session, options, view)
-            except BaseException:
-                view.finish(None)  # nothing was submitted: take the live line away
-                raise
-        timeout = options.timeout if options.timeout is not None else self.magics.default_timeout
-        submit = self.io.submit(
-            session.submit(
-                code,
-                context=options.context,
-                language=options.language,
-                sandbox=options.sandbox,
-                envs=options.envs or None,
-                run_timeout=timeout,
+        with self._cell(options, settings) as cell:
+            session = cell.session
+            if options.push:
+                self._push(cell, options, settings)
+            timeout = options.timeout if options.timeout is not None else settings.default_timeout
+            run = cell.submit(
+                session.submit(
+                    code,
+                    context=options.context,
+                    language=options.language,
+                    sandbox=options.sandbox,
+                    envs=options.envs or None,
+                    run_timeout=timeout,
+                )
             )
-        )
-        run = self._wait_for_submit(cell, submit, view)
-        for notice in session.take_notices():
-            sink.notice(notice)
-        if options.background:
-            self.background.start(run, view, options)
-            return None
-        view.start(run, context=options.context)
-        final = cell.follow(run)
-        view.finish(final)
-        if options.out and self.magics.shell is not None:
-            # Redacted like every output: displaying the record must not show secrets.
-            self.magics.shell.user_ns[options.out] = self.redactor(options).record(final)
-        if options.save_artifacts and final.execution.artifacts:
-            self._save_artifacts(cell, session, final, options, view)
-        if options.pull and final.status == "succeeded" and final.execution.error is None:
-            self._pull(cell, session, options, view)
-        return self._conclude(final, sink, options)
+            for notice in session.take_notices():
+                cell.sink.notice(notice)
+            if options.background:
+                view = cell.hand_over()
+                self.background.start(session, run, view, options, cell.sink, settings.poll)
+                return None
+            cell.view.start(run, context=options.context)
+            final = cell.follow(run)
+            cell.finish(final)
+            if options.out and self.shell is not None:
+                # Redacted like every output: displaying the record must not show secrets.
+                self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
+            if options.save_artifacts and final.execution.artifacts:
+                self._save_artifacts(cell, final, options.save_artifacts, settings)
+            if options.pull and final.status == "succeeded" and final.execution.error is None:
+                self._pull(cell, options, settings)
+            return self._conclude(cell, final, options)
 
     # -- data and files ----------------------------------------------------------
 
-    def _transfer_runner(self, session: SandboxSession, options: RunOptions) -> Any:
+    def _transfer_runner(self, cell: CellRun, options: RunOptions, timeout: int) -> Any:
         """``run_code(code) -> bundles`` for the transfer module, in the cell's context."""
-        policy = self.follow_settings().poll
+        session, policy = cell.session, cell.settings.poll
 
         async def run_code(code: str) -> list[dict[str, Any]]:
             run = await session.run_to_end(
@@ -189,7 +202,7 @@ class SandboxController:
                 context=options.context,
                 language=options.language,
                 sandbox=options.sandbox,
-                run_timeout=self.magics.default_timeout,
+                run_timeout=timeout,
             )
             if run.execution.error is not None:
                 raise remote_error(run.execution.error, run.id)
@@ -199,9 +212,8 @@ class SandboxController:
 
         return run_code
 
-    async def _file_channel(
-        self, session: SandboxSession, options: RunOptions
-    ) -> FileChannel | None:
+    @staticmethod
+    async def _file_channel(session: SandboxSession, options: RunOptions) -> FileChannel | None:
         """The sandbox's raw file endpoints, if its server advertises them."""
         sandbox_id = await session.ensure_sandbox(options.sandbox)
         context = await session.ensure_context(sandbox_id, options.context, options.language)
@@ -217,89 +229,70 @@ class SandboxController:
 
         return FileChannel(put=put, get=get, cwd=context.cwd or "/")
 
-    async def _push_one(
-        self, session: SandboxSession, options: RunOptions, name: str, value: object
-    ) -> None:
-        run_code = self._transfer_runner(session, options)
-        limit = self.magics.max_transfer_bytes
-        channel = await self._file_channel(session, options)
-        if channel is not None:
-            await push_via_file(run_code, channel, name, value, max_bytes=limit)
-        else:
-            await push(run_code, name, value, max_bytes=limit)
-
-    async def _pull_one(self, session: SandboxSession, options: RunOptions, name: str) -> object:
-        run_code = self._transfer_runner(session, options)
-        limit = self.magics.max_transfer_bytes
-        channel = await self._file_channel(session, options)
-        if channel is not None:
-            return await pull_via_file(run_code, channel, name, max_bytes=limit)
-        return await pull(run_code, name, max_bytes=limit)
-
-    def _push(
-        self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
-    ) -> None:
-        namespace = self.magics.shell.user_ns if self.magics.shell is not None else {}
+    def _push(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
+        namespace = self.shell.user_ns if self.shell is not None else {}
         missing = [name for name in options.push if name not in namespace]
         if missing:
             raise UsageError(f"--push: no local variable named {', '.join(missing)}.")
-        for name in options.push:
-            cell.wait(
-                self.io.submit(self._push_one(session, options, name, namespace[name])),
-                view.tick,
-            )
+        run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
 
-    def _pull(
-        self, cell: CellRun, session: SandboxSession, options: RunOptions, view: StatusView
-    ) -> None:
+        async def push_one(name: str, value: object) -> None:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:  # raw bytes through the file endpoints
+                await push_via_file(run_code, channel, name, value, max_bytes=limit)
+            else:  # code chunks, on any server
+                await push(run_code, name, value, max_bytes=limit)
+
+        for name in options.push:
+            cell.wait(push_one(name, namespace[name]))
+
+    def _pull(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
+        run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
+
+        async def pull_one(name: str) -> object:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:
+                return await pull_via_file(run_code, channel, name, max_bytes=limit)
+            return await pull(run_code, name, max_bytes=limit)
+
         for name in options.pull:
-            value = cell.wait(self.io.submit(self._pull_one(session, options, name)), view.tick)
-            if self.magics.shell is not None:
-                self.magics.shell.user_ns[name] = value
+            value = cell.wait(pull_one(name))
+            if self.shell is not None:
+                self.shell.user_ns[name] = value
 
     def _save_artifacts(
-        self,
-        cell: CellRun,
-        session: SandboxSession,
-        run: Run,
-        options: RunOptions,
-        view: StatusView,
+        self, cell: CellRun, run: Run, folder_name: str, settings: NotebookSettings
     ) -> None:
-        assert options.save_artifacts is not None
-        folder = Path(options.save_artifacts).expanduser()
+        folder = Path(folder_name).expanduser()
+        session = cell.session
 
         async def download() -> list[SavedArtifact]:
             client = await session.client()
             sandbox_id = run.sandbox_id or session.sandbox_id or ""
-            return await save_artifacts(client, sandbox_id, run.execution.artifacts, folder)
+            return await save_artifacts(
+                client,
+                sandbox_id,
+                run.execution.artifacts,
+                folder,
+                max_bytes=settings.max_download_bytes,
+            )
 
-        saved = cell.wait(self.io.submit(download()), view.tick)
+        saved = cell.wait(download())
         names = ", ".join(item.path.name for item in saved)
-        cell.sink.notice(f"Saved {len(saved)} artifact(s) to {folder} (sha256 verified): {names}")
+        cell.sink.notice(
+            f"Saved {len(saved)} artifact(s) to {folder} ({describe_verification(saved)}): {names}"
+        )
 
-    def _wait_for_submit(self, cell: CellRun, submit: Any, view: StatusView) -> Run:
-        try:
-            run: Run = cell.wait(submit, view.tick)
-        except Exception:
-            view.finish(None)  # no run: take the live "submitting" line away
-            raise
-        except KeyboardInterrupt:
-            view.finish(None)
-            # The submit may still land: wait briefly for it, then cancel that run.
-            with contextlib.suppress(Exception):
-                created: Run = submit.result(10)
-                client = self.io.run(self.session().client())
-                self.io.run(client.cancel_run(created.sandbox_id or "", created.id), 10)
-            raise
-        return run
-
-    def _conclude(self, run: Run, sink: OutputSink, options: RunOptions) -> Any:
+    def _conclude(self, cell: CellRun, run: Run, options: RunOptions) -> Any:
         """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
+        sink = cell.sink
         if run.execution.artifacts:
             sink.artifacts(
                 run.execution.artifacts,
-                previews=self._previews(run),
-                base_url=self.session().url,
+                previews=self._previews(cell.session, run),
+                base_url=cell.session.url,
             )
         failure = sink.exception_for(run)
         if failure is not None:
@@ -311,12 +304,11 @@ class SandboxController:
                 sink.notice(str(failure))
         return sink.main_value()
 
-    def _previews(self, run: Run) -> dict[str, bytes]:
+    def _previews(self, session: SandboxSession, run: Run) -> dict[str, bytes]:
         """Bytes of the small image artifacts, to show them inline."""
         wanted = [a for a in run.execution.artifacts if wants_preview(a)][:_MAX_PREVIEWS]
         if not wanted:
             return {}
-        session = self.session()
 
         async def fetch() -> dict[str, bytes]:
             client = await session.client()
@@ -331,60 +323,22 @@ class SandboxController:
 
         return self.io.run(fetch(), 60)
 
-    # -- %sandbox ----------------------------------------------------------------
+    # -- %sandbox attach -----------------------------------------------------------
 
-    def line_command(self, name: str, args: Any) -> Any:
-        """Dispatch ``%sandbox <name>``."""
-        from sandbox_magic.notebook import commands
-
-        handler = getattr(commands, f"cmd_{name}", None)
-        if handler is None:
-            raise UsageError(f"%sandbox {name} is not available.")
-        return handler(self, args)
-
-    def use_embedded_state(self, state_dir: str) -> None:
-        """Use the embedded server of an earlier state directory (to re-attach runs).
-
-        A server already starting (the prestart after ``%load_ext``) usually took that
-        very directory: wait for it, and switch only if it took another one.
-        """
-        path = Path(state_dir)
-        if not path.is_dir() or self.magics.api_url:
-            return
-        session = self._session
-        if session is not None and session.settings.api_url is None:
-            with contextlib.suppress(Exception):
-                self.io.run(session.client(), 120)
-            current = session.embedded.state_dir if session.embedded is not None else None
-            if current is not None and current.resolve() == path.resolve():
-                return
-        self._embedded_state_dir = path
-
-    def attach(self, sandbox_id: str, run: Run) -> Any:
+    def attach(self, sandbox_id: str, run: Run, settings: NotebookSettings) -> Any:
         """Render a run again; follow it first while it is still going."""
         options = RunOptions(no_raise=True)
-        session = self.session()
-        sink = self.sink(options)
-        view = self.status_view(options)
-        cell = CellRun(self.io, session, sink, view, self.follow_settings())
-        name = session.context_name(sandbox_id, run.context_id or "") or run.context_id
-        if run.is_terminal:
-            cell.render(run)
-            # The server's own timing: the view's clock only saw this re-rendering.
-            view.finish(RunSummary.from_run(run, context=name))
-        else:
-            view.start(run, context=name or "")
-            run = cell.follow(run)
-            view.finish(run)
-        return self._conclude(run, sink, options)
-
-    def connect(self, url: str) -> None:
-        """Point the session at another server; the key comes from env or a prompt."""
-        key = os.environ.get("NULLSPACE_API_KEY")
-        if not key:
-            key = getpass.getpass(f"API key for {url} (input hidden; empty for none): ") or None
-        self.magics.api_url = url
-        self.magics.api_key = key
+        with self._cell(options, settings) as cell:
+            name = cell.session.context_name(sandbox_id, run.context_id or "") or run.context_id
+            if run.is_terminal:
+                cell.render(run)
+                # The server's own timing: the view's clock only saw this re-rendering.
+                cell.finish(RunSummary.from_run(run, context=name))
+            else:
+                cell.view.start(run, context=name or "")
+                run = cell.follow(run)
+                cell.finish(run)
+            return self._conclude(cell, run, options)
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -393,7 +347,7 @@ class SandboxController:
         if session is None:
             return
         with contextlib.suppress(Exception):
-            if session.created_sandbox and not self.magics.keep_sandbox and not session.is_embedded:
+            if session.created_sandbox and not self._keep_sandbox and not session.is_embedded:
                 self.io.run(session.delete_sandbox(), 10)
         with contextlib.suppress(Exception):
             self.io.run(session.close(), 30)
@@ -407,3 +361,13 @@ class SandboxController:
         self.io.stop()
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
+
+
+def describe_verification(saved: list[SavedArtifact]) -> str:
+    """What the sha256 check covered: all, none or some of the files."""
+    checked = sum(item.verified for item in saved)
+    if checked == len(saved):
+        return "sha256 verified"
+    if checked == 0:
+        return "no sha256 from the server to verify"
+    return f"sha256 verified for {checked} of {len(saved)}; the server gave none for the rest"

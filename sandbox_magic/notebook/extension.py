@@ -6,9 +6,15 @@ from typing import Any
 
 from sandbox_magic.notebook.magics import SandboxMagics
 
-__all__ = ["load", "unload"]
+__all__ = ["load", "loaded_magics", "unload"]
 
 _ATTRIBUTE = "_sandbox_magics"
+
+
+def loaded_magics(shell: Any) -> SandboxMagics | None:
+    """The magics the extension registered in ``shell``; None when it is not loaded."""
+    magics: SandboxMagics | None = getattr(shell, _ATTRIBUTE, None)
+    return magics
 
 
 def load(shell: Any) -> None:
@@ -39,7 +45,7 @@ def _prestart_after_this_cell(shell: Any, magics: SandboxMagics) -> None:
 
 def unload(shell: Any) -> None:
     """Remove the magics and close connections, background runs and the local server."""
-    magics: SandboxMagics | None = getattr(shell, _ATTRIBUTE, None)
+    magics = loaded_magics(shell)
     if magics is None:
         return
     magics.close()

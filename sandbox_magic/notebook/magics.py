@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import (
-    MagicArgumentParser,
-    argument,
-    magic_arguments,
-    parse_argstring,
-)
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
-from sandbox_magic.notebook.options import RunOptions, parse_run_options
+from sandbox_magic.notebook.commands import SUBCOMMANDS, CommandContext, summary
+from sandbox_magic.notebook.options import parse_run_options
 from sandbox_magic.notebook.secret import Secret, SecretStr
 
 if TYPE_CHECKING:
     from sandbox_magic.notebook.controller import SandboxController
+    from sandbox_magic.notebook.settings import NotebookSettings
 
 __all__ = ["SandboxMagics"]
 
@@ -84,6 +83,9 @@ class SandboxMagics(Magics):
     max_transfer_bytes = Int(
         200 * 1024 * 1024, help="Largest value --push or --pull moves, in bytes."
     ).tag(config=True)
+    max_download_bytes = Int(
+        1 << 30, help="Largest artifact --save-artifacts writes, in bytes (streamed to disk)."
+    ).tag(config=True)
     embedded = Bool(True, help="Start the local sandbox server when no api_url is configured.").tag(
         config=True
     )
@@ -129,8 +131,49 @@ class SandboxMagics(Magics):
             if self._controller is None:
                 from sandbox_magic.notebook.controller import SandboxController
 
-                self._controller = SandboxController(self)
+                self._controller = SandboxController(self.shell)
             return self._controller
+
+    @property
+    def started(self) -> bool:
+        """True once the controller exists (the first cell or prestart made it)."""
+        return self._controller is not None
+
+    def settings(self) -> NotebookSettings:
+        """The current configuration as one immutable snapshot."""
+        from sandbox_magic.client import PollPolicy
+        from sandbox_magic.notebook.settings import NotebookSettings
+        from sandbox_magic.session.sandbox_session import ConnectionSettings
+
+        return NotebookSettings(
+            connection=ConnectionSettings(
+                api_url=self.api_url or None,
+                api_key=self.api_key.reveal() if self.api_key else None,
+                template=self.template or None,
+                embedded=self.embedded,
+                request_timeout=self.request_timeout,
+            ),
+            default_timeout=self.default_timeout,
+            poll=PollPolicy(
+                min_interval=self.poll_min_interval,
+                max_interval=self.poll_max_interval,
+                max_outage=self.poll_max_outage,
+            ),
+            show_status=self.show_status,
+            status_delay=self.status_delay,
+            status_view=self.status_view,
+            allow_javascript=self.allow_javascript,
+            max_output_bytes=self.max_output_bytes,
+            max_transfer_bytes=self.max_transfer_bytes,
+            max_download_bytes=self.max_download_bytes,
+            keep_sandbox=self.keep_sandbox,
+            journal_path=self.journal_path or None,
+        )
+
+    def _connect(self, url: str, key: str | None) -> NotebookSettings:
+        self.api_url = url
+        self.api_key = key
+        return self.settings()
 
     def prestart(self) -> None:
         """Start the embedded server in the background, if it is what the next cell uses.
@@ -142,7 +185,9 @@ class SandboxMagics(Magics):
         if self.api_url or not self.embedded or not self.prestart_embedded:
             return
         threading.Thread(
-            target=lambda: self.controller.prestart(), name="sandbox-magic-prestart", daemon=True
+            target=lambda: self.controller.prestart(self.settings()),
+            name="sandbox-magic-prestart",
+            daemon=True,
         ).start()
 
     @magic_arguments()
@@ -175,36 +220,23 @@ class SandboxMagics(Magics):
             os.environ,
             default_secret_env=self.secret_env,
         )
-        return self.controller.run_cell(cell, options)
+        with _hints():
+            return self.controller.run_cell(cell, options, self.settings())
 
     @line_magic("sandbox")  # type: ignore[arg-type]
     def sandbox_line(self, line: str) -> Any:
-        """Manage the sandbox session.
-
-        Subcommands::
-
-          %sandbox status                 server URL (no key), sandbox, contexts, health
-          %sandbox connect URL            use this server (key from $NULLSPACE_API_KEY or a prompt)
-          %sandbox contexts               contexts of the sandbox
-          %sandbox restart [CONTEXT]      restart a context's kernel (variables are lost)
-          %sandbox interrupt [CONTEXT]    interrupt what a context is running
-          %sandbox runs [--status S] [--limit N] [--context C]   recent runs as a table
-          %sandbox cancel RUN_ID          cancel a run
-          %sandbox attach RUN_ID          render a run again, or follow a running one
-          %sandbox wait [RUN_ID ...]      wait for background runs to end
-          %sandbox artifacts [--run RUN_ID]   artifacts with name, kind, size and sha256
-          %sandbox preview ARTIFACT       show an artifact inline (image, HTML, PDF, text)
-          %sandbox stop                   delete the sandbox this session created
-        """
+        """Manage the sandbox session (the subcommands are listed below)."""
         words = shlex.split(line)
         if not words:
-            raise UsageError(f"%sandbox needs a subcommand.\n{_subcommand_summary()}")
+            raise UsageError(f"%sandbox needs a subcommand.\n{summary()}")
         name, rest = words[0], words[1:]
-        parser = _LINE_PARSERS.get(name)
-        if parser is None:
-            raise UsageError(f"Unknown subcommand {name!r}.\n{_subcommand_summary()}")
-        args = parser.parse_args(rest)
-        return self.controller.line_command(name, args)
+        command = SUBCOMMANDS.get(name)
+        if command is None:
+            raise UsageError(f"Unknown subcommand {name!r}.\n{summary()}")
+        args = command.parser.parse_args(rest)
+        context = CommandContext(self.controller, self.settings(), self._connect)
+        with _hints():
+            return command.handler(context, args)
 
     def close(self) -> None:
         """Stop background runs, close connections, stop the embedded server."""
@@ -212,39 +244,16 @@ class SandboxMagics(Magics):
             self._controller.close()
 
 
-def _subcommand_summary() -> str:
-    doc: str = SandboxMagics.sandbox_line.__doc__ or ""
-    return doc[doc.index("Subcommands") :].strip()
+@contextlib.contextmanager
+def _hints() -> Iterator[None]:
+    """Add the notebook's hint to a sandbox error leaving a magic."""
+    try:
+        yield
+    except Exception as exc:
+        from sandbox_magic.notebook.hints import with_hint
+
+        with_hint(exc)
+        raise
 
 
-def _line_parser(
-    name: str, *arguments: tuple[tuple[str, ...], dict[str, Any]]
-) -> MagicArgumentParser:
-    parser = MagicArgumentParser(prog=f"%sandbox {name}", add_help=False)
-    for flags, kwargs in arguments:
-        parser.add_argument(*flags, **kwargs)
-    return parser
-
-
-_LINE_PARSERS: dict[str, MagicArgumentParser] = {
-    "status": _line_parser("status"),
-    "connect": _line_parser("connect", (("url",), {})),
-    "contexts": _line_parser("contexts"),
-    "restart": _line_parser("restart", (("context",), {"nargs": "?", "default": "default"})),
-    "interrupt": _line_parser("interrupt", (("context",), {"nargs": "?", "default": "default"})),
-    "runs": _line_parser(
-        "runs",
-        (("--status",), {}),
-        (("--context",), {}),
-        (("--limit",), {"type": int, "default": 20}),
-        (("--local",), {"action": "store_true"}),
-    ),
-    "cancel": _line_parser("cancel", (("run_id",), {})),
-    "attach": _line_parser("attach", (("run_id",), {})),
-    "wait": _line_parser("wait", (("run_ids",), {"nargs": "*"}), (("--timeout",), {"type": float})),
-    "artifacts": _line_parser("artifacts", (("--run",), {"dest": "run_id"}), (("--context",), {})),
-    "preview": _line_parser("preview", (("artifact",), {"metavar": "ARTIFACT"})),
-    "stop": _line_parser("stop"),
-}
-
-__all__ += ["RunOptions"]
+SandboxMagics.sandbox_line.__doc__ = f"Manage the sandbox session.\n\n{summary()}\n"  # type: ignore[assignment]

@@ -31,9 +31,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 from sandbox_magic.render.failures import describe_failure, ended_by_the_service
 from sandbox_magic.render.publish import OutputHandle, display_bundle, display_object
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
@@ -46,7 +46,6 @@ __all__ = [
     "StatusView",
     "TextStatusView",
     "WidgetStatusView",
-    "choose_status_view",
     "detect_headless",
     "format_duration",
     "format_elapsed",
@@ -196,7 +195,14 @@ class StatusView(ABC):
 
     Call order: (``tick`` while submitting) -> ``start`` -> ``update``/``tick``/
     ``cancelling`` -> ``finish``. The clock starts when the view is created.
+
+    ``handle`` is the display output the view owns (None until it draws, and for
+    views that own none); a view with ``can_cancel`` shows a Cancel control once
+    ``on_cancel`` is set.
     """
+
+    can_cancel: ClassVar[bool] = False
+    handle: OutputHandle | None = None
 
     def __init__(
         self,
@@ -217,6 +223,21 @@ class StatusView(ABC):
         self.latest_line: str | None = None
         self._cancelling = False
         self._finished = False
+        self._on_cancel: Callable[[], None] | None = None
+
+    @property
+    def on_cancel(self) -> Callable[[], None] | None:
+        """Called (without arguments) when the user asks to cancel, if the view can."""
+        return self._on_cancel
+
+    @on_cancel.setter
+    def on_cancel(self, callback: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._on_cancel = callback
+            self._cancel_changed()
+
+    def _cancel_changed(self) -> None:
+        return
 
     @property
     def elapsed(self) -> float:
@@ -339,8 +360,6 @@ class NullStatusView(StatusView):
 class _HandleView(StatusView):
     """A view that owns one display output and finally replaces it with the summary."""
 
-    handle: OutputHandle | None = None
-
     def _forget(self) -> None:
         self.handle = None
 
@@ -378,6 +397,8 @@ class HtmlStatusView(_HandleView):
 class WidgetStatusView(_HandleView):
     """A live ipywidgets line, with a Cancel button shown once `on_cancel` is set."""
 
+    can_cancel: ClassVar[bool] = True
+
     def __init__(self, *, min_interval: float = 0.25, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.min_interval = min_interval
@@ -386,18 +407,9 @@ class WidgetStatusView(_HandleView):
         self._html: Any = None
         self._button: Any = None
         self._box: Any = None
-        self._on_cancel: Callable[[], None] | None = None
 
-    @property
-    def on_cancel(self) -> Callable[[], None] | None:
-        """Called (without arguments) when the user clicks Cancel."""
-        return self._on_cancel
-
-    @on_cancel.setter
-    def on_cancel(self, callback: Callable[[], None] | None) -> None:
-        with self._lock:
-            self._on_cancel = callback
-            self._sync_button()
+    def _cancel_changed(self) -> None:
+        self._sync_button()
 
     def _sync_button(self) -> None:
         if self._button is not None:
@@ -537,10 +549,3 @@ def make_status_view(
     if mode == "html":
         return HtmlStatusView(**options)
     return TextStatusView(**options)
-
-
-def choose_status_view(
-    shell: Any, *, quiet: bool, headless: bool | None = None, **kwargs: Any
-) -> StatusView:
-    """`make_status_view` with ``mode="auto"``."""
-    return make_status_view(shell, mode="auto", quiet=quiet, headless=headless, **kwargs)

@@ -1,4 +1,6 @@
-"""Pure rendering helpers behind `sandbox_magic.bridge`: remote outputs to MIME bundles.
+"""Remote outputs to MIME bundles: the output bridge between the wire and the notebook.
 
-Nothing here publishes anything; `sandbox_magic.bridge` is the public entry point.
+Everything here is pure (bundles in, bundles out) except `sandbox_magic.render.publish`,
+the one module that touches ``IPython.display``; `sandbox_magic.render.sink.OutputSink`
+is what a cell feeds its outputs to.
 """

@@ -19,9 +19,9 @@ from html import escape
 from typing import Final
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from sandbox_magic.client._models import Artifact
+from sandbox_magic.client import Artifact
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
-from sandbox_magic.render.html_safety import sanitize_markup
+from sandbox_magic.render.markup_sanitiser import clean_html, clean_svg
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import human_size
 from sandbox_magic.render.value import RemoteValue
@@ -192,7 +192,14 @@ def artifact_preview(
         bundle[mime] = base64.b64encode(data).decode("ascii")
     elif mime in ("text/html", "image/svg+xml"):
         markup = redactor.text(data.decode("utf-8", errors="replace"))
-        bundle[mime] = markup if allow_javascript else sanitize_markup(markup)
+        if allow_javascript:
+            bundle[mime] = markup
+        else:
+            cleaned = clean_svg(markup) if mime == "image/svg+xml" else clean_html(markup)
+            if cleaned.note is None:
+                bundle[mime] = cleaned.markup
+            else:
+                bundle["text/plain"] += "\n" + cleaned.note
     elif mime.startswith("text/") or mime in _TEXT_TYPES:
         bundle["text/plain"] = redactor.text(data.decode("utf-8", errors="replace"))
     else:

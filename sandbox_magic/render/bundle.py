@@ -7,7 +7,9 @@ Rules, applied to every representation of the result:
   base64 passes as it is, anything looser (whitespace, missing padding) is re-encoded
   canonically; invalid base64 becomes a visible placeholder note;
 - ``application/javascript`` is removed unless allowed, its code shown as text;
-  HTML, SVG and Markdown are made inert the same way (see `html_safety`);
+  HTML and SVG are sanitised (see `markup_sanitiser`), and Markdown is rendered to
+  HTML that is sanitised in turn (see `markdown_html`): the bundle then carries that
+  HTML and the Markdown source as text, not ``text/markdown``;
 - remote widgets (``application/vnd.jupyter.widget-view+json``) are replaced by a
   note: their model lives in the remote kernel, no local frontend can show them;
 - anything larger than ``max_bytes`` is truncated (text) or dropped (images, JSON,
@@ -31,10 +33,17 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Final
 
-from sandbox_magic.client._models import MIME_BY_FIELD, Result, decode_base64
-from sandbox_magic.render.html_safety import sanitize_markdown, sanitize_markup
+from sandbox_magic.client import Result, decode_base64
+from sandbox_magic.render.markdown_html import markdown_to_html
+from sandbox_magic.render.markup_sanitiser import (
+    CleanMarkup,
+    clean_html,
+    clean_svg,
+    unsanitisable_note,
+)
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
+from sandbox_magic.wire import MIME_BY_FIELD
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
@@ -64,9 +73,14 @@ _SVG: Final = "image/svg+xml"
 _WIDGET_TYPES: Final = frozenset(
     {"application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
 )
-_MARKUP_TYPES: Final = frozenset({_HTML, _SVG, "text/markdown"})
+_MARKDOWN: Final = "text/markdown"
+#: IPython's repr of a display object, which says less than its Markdown source.
+_DEFAULT_REPR: Final = re.compile(r"<[\w.]+ object(?: at 0x[0-9a-fA-F]+)?>")
 _SCRIPT_URL: Final = re.compile(r"script\s*:", re.IGNORECASE)
 _MAX_DEPTH: Final = 100
+#: Tries at cutting HTML so that, closed again, it fits the limit; bytes of slack each.
+_MAX_CUTS: Final = 6
+_CUT_MARGIN: Final = 64
 
 
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -157,6 +171,9 @@ class _Builder:
         self.sizes: dict[str, int] = {}
         self.notes: list[str] = []
         self.seen: list[str] = []
+        #: The bundle's own HTML, which frontends show rather than its Markdown.
+        self.has_html = False
+        self.markdown_source: str | None = None
 
     def put(self, mime: str, value: Any, size: int) -> None:
         self.data[mime] = value
@@ -218,10 +235,16 @@ class _Builder:
         if mime == _PLAIN and _PLAIN in self.data:
             return  # already holds blocked JavaScript, which says more than a repr
         text = self.redactor.text(text)
-        if not self.allow_javascript and mime == "text/markdown":
-            text = sanitize_markdown(text)
-        elif not self.allow_javascript and mime in _MARKUP_TYPES:
-            text = sanitize_markup(text)
+        if not self.allow_javascript and mime == _MARKDOWN:
+            self.add_markdown(text)
+            return
+        if not self.allow_javascript and mime in (_HTML, _SVG):
+            cleaned = clean_svg(text) if mime == _SVG else clean_html(text)
+            if cleaned.note is not None:
+                self.notes.append(cleaned.note)
+                if mime == _SVG:
+                    return  # escaped text is no image
+            text = cleaned.markup
         if not self.allow_javascript and mime == "text/latex" and _SCRIPT_URL.search(text):
             self.notes.append("[text/latex with a script link not rendered]")
             if _PLAIN in self.data:
@@ -233,17 +256,62 @@ class _Builder:
         text = self.truncated(mime, text)
         self.put(mime, text, utf8_len(text))
 
+    def add_markdown(self, source: str) -> None:
+        """Markdown as sanitised HTML, its source kept as the text form."""
+        self.markdown_source = source
+        if self.has_html:
+            return
+        try:
+            cleaned = clean_html(markdown_to_html(source))
+        except Exception as error:  # markdown-it on input it cannot take
+            cleaned = CleanMarkup(
+                f"<pre>{escape(source)}</pre>", unsanitisable_note(_MARKDOWN, error)
+            )
+        if cleaned.note is not None:
+            self.notes.append(cleaned.note)
+        html = self.truncated(_HTML, cleaned.markup)
+        self.put(_HTML, html, utf8_len(html))
+
+    def markdown_as_plain(self) -> None:
+        source = self.markdown_source
+        plain = self.data.get(_PLAIN)
+        if source is None or (plain is not None and not _DEFAULT_REPR.fullmatch(plain)):
+            return
+        text = self.truncated(_PLAIN, source)
+        self.sizes[_PLAIN] = utf8_len(text)
+        self.data[_PLAIN] = text
+
     def truncated(self, mime: str, text: str) -> str:
         size = utf8_len(text)
         if size <= self.max_bytes:
             return text
-        head = truncate_utf8(text, self.max_bytes)
-        if mime == _HTML:
-            opened = head.rfind("<")
-            if opened > head.rfind(">"):
-                head = head[:opened]  # never cut inside a tag (but keep the text before it)
+        head = self.html_head(text) if mime == _HTML else truncate_utf8(text, self.max_bytes)
         self.notes.append(limit_note(mime, size - utf8_len(head), self.max_bytes))
         return head
+
+    def html_head(self, html: str) -> str:
+        """The head of ``html`` within the limit, never cut inside a tag.
+
+        Unless JavaScript is allowed the head is sanitised again, which closes what
+        the cut left open (an ``<svg>``, a ``<style>``): HTML shown after this one,
+        as in a composite output, must not be parsed inside it. Closing adds end
+        tags, so the cut moves back until the closed head fits.
+        """
+        limit = self.max_bytes
+        head = ""
+        for _ in range(_MAX_CUTS):
+            head = truncate_utf8(html, limit)
+            opened = head.rfind("<")
+            if opened > head.rfind(">"):
+                head = head[:opened]
+            if self.allow_javascript:
+                return head
+            head = clean_html(head).markup
+            excess = utf8_len(head) - self.max_bytes
+            if excess <= 0:
+                return head
+            limit = max(0, limit - excess - _CUT_MARGIN)
+        return escape(truncate_utf8(html, self.max_bytes // 6))  # escaping grows text <= 6x
 
     def add_json(self, mime: str, value: Any) -> None:
         safe = json_safe(value, self.redactor)
@@ -304,8 +372,11 @@ def result_bundle(
     and the bundle as a whole.
     """
     builder = _Builder(allow_javascript, max_bytes, redactor)
-    for mime, value in _raw_items(result):
+    items = _raw_items(result)
+    builder.has_html = any(mime == _HTML for mime, _ in items)
+    for mime, value in items:
         builder.add(mime, value)
+    builder.markdown_as_plain()
     builder.enforce_total()
     data = builder.finish()
     return data, _metadata(result, data, redactor)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from html import escape
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from sandbox_magic.client._models import ExecutionError, Result
+from sandbox_magic.client import ExecutionError, Result
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import CONFIG_HINT, human_size, strip_ansi, utf8_len
 
-__all__ = ["StreamLike", "as_stream", "composite_bundle"]
+__all__ = ["as_stream", "composite_bundle"]
 
 _IMG_TYPES: Final = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _PRE: Final = (
@@ -30,16 +30,6 @@ _PRE: Final = (
     'white-space:pre-wrap{extra}">{text}</pre>'
 )
 _RED: Final = ";background:rgba(255,0,0,0.07)"
-
-
-class StreamLike(Protocol):
-    """A stream chunk: `sandbox_magic.client._cursor.StreamChunk` or anything alike."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def text(self) -> str: ...
 
 
 def as_stream(item: object) -> tuple[str, str] | None:

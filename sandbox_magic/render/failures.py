@@ -6,16 +6,18 @@ import dataclasses
 import re
 from typing import Final
 
-from sandbox_magic.client._errors import (
+from sandbox_magic.client import (
+    ExecutionError,
     RemoteExecutionError,
+    Run,
     RunCancelledError,
     RunFailedError,
     SandboxError,
 )
-from sandbox_magic.client._models import ExecutionError, Run
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import limit_note, utf8_len
+from sandbox_magic.wire import CODE_RAISED, TIMED_OUT
 
 __all__ = [
     "cell_exception",
@@ -69,10 +71,17 @@ def remote_error(
     )
 
 
+def _timed_out(run: Run) -> bool:
+    """True when the run hit its time limit: by its code, else by its words."""
+    if run.failure_code is not None:
+        return run.failure_code == TIMED_OUT
+    return bool(_TIMEOUT.search(run.failure_reason or ""))
+
+
 def describe_failure(run: Run) -> str:
     """Why the run failed, in words: a timeout says "timed out after N s"."""
     reason = run.failure_reason or ""
-    if run.status == "failed" and _TIMEOUT.search(reason) and "timed out after" not in reason:
+    if run.status == "failed" and _timed_out(run) and "timed out after" not in reason:
         limit = f"{run.timeout_secs} s" if run.timeout_secs is not None else "its time limit"
         return f"timed out after {limit} ({reason})" if reason else f"timed out after {limit}"
     if run.status == "cancelled" and not reason:
@@ -101,11 +110,16 @@ def ended_by_the_service(run: Run) -> bool:
     interrupt caused), which is a symptom: the run's status and reason are the news.
     A failed run whose error is a real exception of the code (the local server, and
     possibly the service, end those ``failed`` with a reason such as "the code raised
-    ZeroDivisionError") was not stopped: its traceback is the news.
+    ZeroDivisionError") was not stopped: its traceback is the news. The run's
+    ``failure_code`` decides when the server sent one; its words otherwise.
     """
     if run.status == "cancelled":
         return True
-    if run.status != "failed" or not run.failure_reason:
+    if run.status != "failed":
+        return False
+    if run.failure_code is not None:
+        return run.failure_code != CODE_RAISED
+    if not run.failure_reason:
         return False
     error = run.execution.error
     return error is None or error.name in _INTERRUPT_NAMES

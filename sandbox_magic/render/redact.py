@@ -52,10 +52,6 @@ class Redactor:
         """True when there is at least one secret to redact."""
         return self._pattern is not None
 
-    def extended(self, secrets: Iterable[str]) -> Redactor:
-        """A new redactor that also redacts ``secrets``."""
-        return Redactor((*self._secrets, *secrets))
-
     def text(self, value: str) -> str:
         """``value`` with every secret replaced."""
         if self._pattern is None or not value:

@@ -1,7 +1,7 @@
 """`OutputSink`: where one cell's remote outputs go, in the order they arrive.
 
 The magic creates one sink per cell and feeds it the outputs of
-`sandbox_magic.client._cursor.OutputCursor.advance`. Stream chunks are written to the
+`sandbox_magic.client.OutputCursor.advance`. Stream chunks are written to the
 cell's stdout/stderr, results are published as display outputs, and the main result
 (``is_main_result``) is kept as a `RemoteValue` for the magic to return as ``Out[n]``.
 All settings (JavaScript, size limit, redaction) live here, so the magic does not
@@ -14,8 +14,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sandbox_magic.client._errors import RemoteExecutionError, RunFailedError, SandboxError
-from sandbox_magic.client._models import Artifact, ExecutionError, Result, Run
+from sandbox_magic.client import (
+    Artifact,
+    ExecutionError,
+    RemoteExecutionError,
+    Result,
+    Run,
+    RunFailedError,
+    SandboxError,
+)
 from sandbox_magic.render.artifacts import artifacts_bundle
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES, note_html, result_bundle
 from sandbox_magic.render.composite import as_stream

@@ -25,7 +25,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
-from sandbox_magic.features import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
@@ -45,7 +44,19 @@ from sandbox_magic.server.validation import (
     required_str,
 )
 from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
-from sandbox_magic.wire import RUN_STATUSES, TERMINAL_STATUSES
+from sandbox_magic.wire import (
+    AUTH_FAILED,
+    CODE_RAISED,
+    FEATURES_HEADER,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+    WATCH_MEDIA_TYPE,
+    ServerFeatures,
+)
 
 __all__ = ["create_app"]
 
@@ -120,13 +131,13 @@ class _Gate:
                 else "The bearer token is not accepted."
             )
             response = _error_response(
-                request_id, 401, "auth_failed", message, headers={"WWW-Authenticate": "Bearer"}
+                request_id, 401, AUTH_FAILED, message, headers={"WWW-Authenticate": "Bearer"}
             )
         elif _too_large(headers.get("content-length"), limit := self._limit(scope)):
             response = _error_response(
                 request_id,
                 413,
-                "invalid_request",
+                INVALID_REQUEST,
                 f"The request body is larger than {limit} bytes.",
             )
         if response is not None:
@@ -166,9 +177,7 @@ async def _read_json(request: Request) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                413, "invalid_request", f"The request body is larger than {limit} bytes."
-            )
+            raise ApiError(413, INVALID_REQUEST, f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -441,11 +450,11 @@ def _closing_events(run: RunState) -> list[dict[str, Any]]:
     count = run.recorder.execution_count
     if count is not None:
         events.append({"type": "number_of_executions", "execution_count": count})
-    reason = run.failure_reason or ""
-    if run.status != "succeeded" and not reason.startswith("the code raised"):
+    if run.status != "succeeded" and run.failure_code != CODE_RAISED:
         name = "RunCancelled" if run.status == "cancelled" else "RunFailed"
-        if reason.startswith("timed out"):
+        if run.failure_code == TIMED_OUT:
             name = "TimeoutError"
+        reason = run.failure_reason or ""
         events.append({"type": "error", "name": name, "value": reason, "traceback": ""})
     return events
 
@@ -530,7 +539,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
+    code = {404: NOT_FOUND, 405: INVALID_REQUEST}.get(error.status_code, INVALID_REQUEST)
     message = "No such route." if error.status_code == 404 else str(error.detail)
     return _error_response(
         _request_id(request),
@@ -546,7 +555,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return _error_response(
         _request_id(request),
         500,
-        "internal_error",
+        INTERNAL_ERROR,
         f"The server failed: {type(error).__name__}.",
         retryable=True,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox_magic.wire import INVALID_REQUEST, NOT_FOUND
+
 __all__ = ["ApiError", "error_body"]
 
 
@@ -34,15 +36,15 @@ class ApiError(Exception):
 
     @classmethod
     def bad_request(cls, message: str) -> ApiError:
-        return cls(400, "invalid_request", message)
+        return cls(400, INVALID_REQUEST, message)
 
     @classmethod
     def not_found(cls, message: str) -> ApiError:
-        return cls(404, "not_found", message)
+        return cls(404, NOT_FOUND, message)
 
     @classmethod
     def conflict(cls, message: str) -> ApiError:
-        return cls(409, "invalid_request", message)
+        return cls(409, INVALID_REQUEST, message)
 
 
 def error_body(code: str, message: str, request_id: str, *, retryable: bool) -> dict[str, Any]:

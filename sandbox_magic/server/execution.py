@@ -83,10 +83,6 @@ class ExecutionRecorder:
     def listen(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
-    def unlisten(self, listener: EventListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
     def _emit(self, event: dict[str, Any]) -> None:
         for listener in list(self._listeners):
             listener(event)

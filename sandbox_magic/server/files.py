@@ -26,6 +26,7 @@ from starlette.responses import FileResponse, Response
 from sandbox_magic.server.artifacts import safe_join
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.service import SandboxService
+from sandbox_magic.wire import INVALID_REQUEST
 
 __all__ = ["get_file", "put_file", "sandbox_path"]
 
@@ -74,9 +75,7 @@ async def put_file(request: Request) -> Response:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(
-                        413, "invalid_request", f"The file is larger than {limit} bytes."
-                    )
+                    raise ApiError(413, INVALID_REQUEST, f"The file is larger than {limit} bytes.")
                 writer.write(chunk)
         os.replace(partial, target)
     except BaseException:

@@ -34,16 +34,23 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sandbox_magic.server import artifacts as artifact_files
 from sandbox_magic.server.execution import ExecutionRecorder
 from sandbox_magic.server.kernels import Kernel, KernelDiedError
 from sandbox_magic.server.store import INTERRUPTED_REASON, Store
 from sandbox_magic.server.util import iso, now, now_iso
-from sandbox_magic.wire import TERMINAL_STATUSES
+from sandbox_magic.wire import (
+    CANCELLED,
+    CODE_RAISED,
+    KERNEL_DIED,
+    SERVER_STOPPED,
+    TERMINAL_STATUSES,
+    TIMED_OUT,
+)
 
-__all__ = ["ContextRuntime", "RunState"]
+__all__ = ["SERVER_STOPPED_OUTCOME", "ContextRuntime", "Outcome", "RunState", "cancelled"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,23 @@ _RESTART_NOTE: Final = (
     "; the kernel did not stop when interrupted and was restarted, "
     "so the context's variables are lost"
 )
+
+
+class Outcome(NamedTuple):
+    """How a run ends: its status, the reason in words, and the reason's code."""
+
+    status: str
+    reason: str | None = None
+    code: str | None = None
+
+
+def cancelled(reason: str) -> Outcome:
+    """A cancellation, for ``reason``."""
+    return Outcome("cancelled", reason, CANCELLED)
+
+
+_CANCELLED_BY_REQUEST: Final = cancelled("cancelled by request")
+SERVER_STOPPED_OUTCOME: Final = Outcome("failed", INTERRUPTED_REASON, SERVER_STOPPED)
 
 
 @dataclass(eq=False)
@@ -71,12 +95,12 @@ class RunState:
     completed_at: str | None = None
     cancel_requested_at: str | None = None
     failure_reason: str | None = None
+    failure_code: str | None = None
     recorder: ExecutionRecorder = field(default_factory=ExecutionRecorder)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Set when the run must stop early; `stop_status`/`stop_reason` say how it ends.
+    #: Set when the run must stop early; `stop_outcome` says how it ends.
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_status: str = "cancelled"
-    stop_reason: str = "cancelled by request"
+    stop_outcome: Outcome = field(default_factory=lambda: _CANCELLED_BY_REQUEST)
     stop_interrupts: bool = True
     #: Set once the kernel has begun executing the code (an interrupt now reaches it).
     executing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -118,18 +142,19 @@ class RunState:
             "cancel_requested_at": self.cancel_requested_at,
             "execution": self.recorder.to_json(),
             "failure_reason": self.failure_reason,
+            "failure_code": self.failure_code,
         }
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    def request_stop(self, *, status: str, reason: str, interrupt: bool = True) -> None:
+    def request_stop(self, outcome: Outcome, *, interrupt: bool = True) -> None:
         """Ask a running run to end (first request wins)."""
         if self.stop.is_set():
             return
-        self.stop_status, self.stop_reason, self.stop_interrupts = status, reason, interrupt
-        if self.cancel_requested_at is None and status == "cancelled":
+        self.stop_outcome, self.stop_interrupts = outcome, interrupt
+        if self.cancel_requested_at is None and outcome.status == "cancelled":
             self.cancel_requested_at = now_iso()
         self.stop.set()
 
@@ -190,9 +215,9 @@ class ContextRuntime:
         if run in self._queue:
             self._queue.remove(run)
             run.cancel_requested_at = now_iso()
-            self._finish(run, "cancelled", "cancelled before it started")
+            self._finish(run, cancelled("cancelled before it started"))
         elif run is self.current:
-            run.request_stop(status="cancelled", reason="cancelled by request")
+            run.request_stop(_CANCELLED_BY_REQUEST)
 
     async def _work(self) -> None:
         while True:
@@ -206,12 +231,14 @@ class ContextRuntime:
                 await self._execute(run)
             except asyncio.CancelledError:
                 if not run.terminal:
-                    self._finish(run, run.stop_status, run.stop_reason)
+                    self._finish(run, run.stop_outcome)
                 raise
             except Exception as error:  # never let one run kill the worker
                 log.exception("run %s crashed the server's executor", run.id)
                 if not run.terminal:
-                    self._finish(run, "failed", f"the server failed to execute it: {error}")
+                    self._finish(
+                        run, Outcome("failed", f"the server failed to execute it: {error}")
+                    )
             finally:
                 self.current = None
 
@@ -226,17 +253,16 @@ class ContextRuntime:
         before = await self._snapshot()
         previous_env = await self._apply_envs(run)
         restarted = False
-        outcome: tuple[str, str | None]
         if run.stop.is_set():
-            outcome = (run.stop_status, run.stop_reason)
+            outcome = run.stop_outcome
         else:
             outcome, restarted = await self._run_code(run)
         if previous_env is not None and not restarted:
             await self._restore_envs(previous_env)
         await self._collect_artifacts(run, before)
-        self._finish(run, *outcome)
+        self._finish(run, outcome)
 
-    async def _run_code(self, run: RunState) -> tuple[tuple[str, str | None], bool]:
+    async def _run_code(self, run: RunState) -> tuple[Outcome, bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""
         execution = asyncio.create_task(
             self.kernel.execute(run.code, hook=run.recorder.hook, started=run.executing)
@@ -252,10 +278,12 @@ class ContextRuntime:
                 return await self._outcome_of(run, execution)
             if not run.stop.is_set():
                 reason = f"timed out after {run.timeout_secs} s"
-                run.request_stop(status="failed", reason=reason, interrupt=True)
+                run.request_stop(Outcome("failed", reason, TIMED_OUT), interrupt=True)
             restarted = await self._stop_execution(run, execution)
-            note = _RESTART_NOTE if restarted and run.stop_interrupts else ""
-            return (run.stop_status, run.stop_reason + note), restarted
+            outcome = run.stop_outcome
+            if restarted and run.stop_interrupts:
+                outcome = outcome._replace(reason=f"{outcome.reason}{_RESTART_NOTE}")
+            return outcome, restarted
         finally:
             stopper.cancel()
             if not execution.done():
@@ -265,36 +293,36 @@ class ContextRuntime:
 
     async def _outcome_of(
         self, run: RunState, execution: asyncio.Task[dict[str, Any]]
-    ) -> tuple[tuple[str, str | None], bool]:
+    ) -> tuple[Outcome, bool]:
         """How a finished execution ends the run; ``(outcome, restarted)``."""
         error = execution.exception()
         if isinstance(error, KernelDiedError):
             if run.stop.is_set():  # a restart or delete replaced the kernel on purpose
                 async with self._kernel_lock:
                     pass
-                return (run.stop_status, run.stop_reason), True
+                return run.stop_outcome, True
             await self.restart_kernel()
             reason = (
                 "the kernel died while running the code; it was restarted, "
                 "so the context's variables are lost"
             )
-            return ("failed", reason), True
+            return Outcome("failed", reason, KERNEL_DIED), True
         if error is not None:
             raise error
         reply = execution.result()
         run.recorder.finish_reply(reply)
         if run.stop.is_set():
-            return (run.stop_status, run.stop_reason), False
+            return run.stop_outcome, False
         if reply.get("status") == "ok":
-            return ("succeeded", None), False
+            return Outcome("succeeded"), False
         failure = run.recorder.error
         if failure is None:
-            return ("failed", f"the kernel answered {reply.get('status')!r}"), False
+            return Outcome("failed", f"the kernel answered {reply.get('status')!r}"), False
         value = failure["value"]
         detail = f": {value}" if value else ""
         if len(detail) > 200:
             detail = detail[:199] + "…"
-        return ("failed", f"the code raised {failure['name']}{detail}"), False
+        return Outcome("failed", f"the code raised {failure['name']}{detail}", CODE_RAISED), False
 
     async def _stop_execution(self, run: RunState, execution: asyncio.Task[Any]) -> bool:
         """Interrupt, then restart if needed; True when the kernel was restarted."""
@@ -399,8 +427,9 @@ class ContextRuntime:
             self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
             run.recorder.add_artifact(artifact)
 
-    def _finish(self, run: RunState, status: str, reason: str | None) -> None:
-        run.status, run.failure_reason, run.completed_at = status, reason, now_iso()
+    def _finish(self, run: RunState, outcome: Outcome) -> None:
+        run.status, run.failure_reason, run.failure_code = outcome
+        run.completed_at = now_iso()
         self._store.put_run(run.to_json())
         run.done.set()
         run.recorder.close()
@@ -412,7 +441,7 @@ class ContextRuntime:
         """Stop the running run (it ends ``cancelled``), or just interrupt the kernel."""
         run = self.current
         if run is not None:
-            run.request_stop(status="cancelled", reason="the context was interrupted")
+            run.request_stop(cancelled("the context was interrupted"))
         else:
             await self.kernel.interrupt()
 
@@ -420,13 +449,11 @@ class ContextRuntime:
         """Restart the kernel; a running run ends ``cancelled``; queued runs stay."""
         run = self.current
         if run is not None:
-            run.request_stop(
-                status="cancelled", reason="the context was restarted", interrupt=False
-            )
+            run.request_stop(cancelled("the context was restarted"), interrupt=False)
         await self.restart_kernel()
 
-    async def close(self, *, status: str, reason: str) -> None:
-        """End every queued and running run with ``status``/``reason``; stop the worker.
+    async def close(self, outcome: Outcome) -> None:
+        """End every queued and running run with ``outcome``; stop the worker.
 
         The kernel itself is shut down by the caller (the pool).
         """
@@ -434,15 +461,10 @@ class ContextRuntime:
             return
         self._closed = True
         while self._queue:
-            self._finish(self._queue.popleft(), status, reason)
+            self._finish(self._queue.popleft(), outcome)
         run = self.current
         if run is not None:
-            run.request_stop(status=status, reason=reason, interrupt=False)
+            run.request_stop(outcome, interrupt=False)
         self._worker.cancel()
         with contextlib.suppress(BaseException):
             await self._worker
-
-
-def server_stopped_reason() -> str:
-    """Why runs in flight at shutdown failed."""
-    return INTERRUPTED_REASON

@@ -32,9 +32,10 @@ from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
-from sandbox_magic.server.runs import ContextRuntime, RunState
-from sandbox_magic.server.store import INTERRUPTED_REASON, Page, Store
+from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
+from sandbox_magic.server.store import Page, Store
 from sandbox_magic.server.util import new_id, now_iso
+from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
@@ -105,7 +106,7 @@ class SandboxService:
         """End runs in flight (``failed``), shut every kernel down, close the store."""
         for sandbox in self.sandboxes.values():
             for context in list(sandbox.contexts.values()):
-                await context.close(status="failed", reason=INTERRUPTED_REASON)
+                await context.close(SERVER_STOPPED_OUTCOME)
         await self.pool.close()
         for task in list(self._background):
             with contextlib.suppress(BaseException):
@@ -219,7 +220,7 @@ class SandboxService:
         contexts = list(sandbox.contexts.values())
         sandbox.contexts.clear()
         for context in contexts:
-            await context.close(status="cancelled", reason="the sandbox was deleted")
+            await context.close(cancelled("the sandbox was deleted"))
             self._spawn(self.pool.release(context.kernel))
         self._spawn(asyncio.to_thread(artifact_files.remove_tree, sandbox.root))
 
@@ -260,7 +261,7 @@ class SandboxService:
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
-                503, "capacity_exceeded", f"Could not start a kernel: {error}", retryable=True
+                503, CAPACITY_EXCEEDED, f"Could not start a kernel: {error}", retryable=True
             ) from error
 
         async def prepare(restarted: Kernel) -> None:
@@ -280,7 +281,7 @@ class SandboxService:
             max_artifact_bytes=self.config.max_artifact_bytes,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
-            await context.close(status="cancelled", reason="the sandbox was deleted")
+            await context.close(cancelled("the sandbox was deleted"))
             await self.pool.release(kernel)
             raise ApiError.not_found(f"Sandbox {sandbox.id} was deleted.")
         sandbox.contexts[context.id] = context
@@ -301,7 +302,7 @@ class SandboxService:
     async def delete_context(self, sandbox_id: str, context_id: str) -> None:
         context = self.context(sandbox_id, context_id)
         self.sandboxes[sandbox_id].contexts.pop(context_id, None)
-        await context.close(status="cancelled", reason="the context was deleted")
+        await context.close(cancelled("the context was deleted"))
         self._spawn(self.pool.release(context.kernel))
 
     async def default_context(self, sandbox_id: str, language: str | None) -> ContextRuntime:

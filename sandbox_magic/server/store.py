@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from sandbox_magic.wire import SERVER_STOPPED
+
 __all__ = ["INTERRUPTED_REASON", "Page", "Store"]
 
 INTERRUPTED_REASON: Final = "the server stopped before the run finished"
@@ -99,7 +101,9 @@ class Store:
         ).fetchall()
         for _run_id, body in rows:
             run = json.loads(body)
-            run.update(status="failed", failure_reason=INTERRUPTED_REASON)
+            run.update(
+                status="failed", failure_reason=INTERRUPTED_REASON, failure_code=SERVER_STOPPED
+            )
             run["completed_at"] = run.get("completed_at") or completed_at
             self.put_run(run)
         return len(rows)

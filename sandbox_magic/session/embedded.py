@@ -23,12 +23,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sandbox_magic.client._errors import SandboxError
+from sandbox_magic.client import SandboxError
 
 __all__ = ["EmbeddedServer", "EmbeddedServerError", "default_state_root"]
 
@@ -197,13 +196,3 @@ class EmbeddedServer:
 
 def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def stop_at_exit(server: EmbeddedServer) -> Callable[[], None]:
-    """A callback suitable for ``atexit`` that stops the server quietly."""
-
-    def stop() -> None:
-        with contextlib.suppress(Exception):
-            server.stop(timeout=10.0)
-
-    return stop

@@ -97,11 +97,6 @@ class IOLoopThread:
         """Run a coroutine on the I/O loop and wait for its result."""
         return self.submit(coro).result(timeout)
 
-    @property
-    def in_loop_thread(self) -> bool:
-        """True when called from the I/O thread itself."""
-        return self._thread is not None and threading.current_thread() is self._thread
-
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel outstanding tasks, stop the loop and join the thread."""
         with self._lock:

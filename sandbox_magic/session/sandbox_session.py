@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,17 +18,27 @@ from typing import Any
 
 import httpx
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import NotFoundError, SandboxError
-from sandbox_magic.client._models import Context, Run
-from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
-from sandbox_magic.client._watch import SUBMIT_SETTLE
+from sandbox_magic.client import (
+    SUBMIT_SETTLE,
+    AsyncSandboxClient,
+    Context,
+    NotFoundError,
+    PollPolicy,
+    Run,
+    SandboxError,
+    follow_run,
+    run_deadline,
+)
 from sandbox_magic.session.embedded import EmbeddedServer
 from sandbox_magic.session.journal import Journal, JournalEntry
 
-__all__ = ["ConnectionSettings", "SandboxSession", "display_url"]
+__all__ = ["ConnectionSettings", "NoServerError", "SandboxSession", "display_url"]
 
 DEFAULT_CONTEXT = "default"
+
+
+class NoServerError(SandboxError):
+    """No server URL is configured and the embedded server is turned off."""
 
 
 def display_url(url: str) -> str:
@@ -108,10 +119,9 @@ class SandboxSession:
             self._url = settings.api_url
             return client
         if not settings.embedded:
-            raise SandboxError(
+            raise NoServerError(
                 "No sandbox server is configured. Set NULLSPACE_API_URL (and "
-                "NULLSPACE_API_KEY), use `%sandbox connect URL`, or turn the embedded "
-                "local server back on with `%config SandboxMagics.embedded = True`."
+                "NULLSPACE_API_KEY), or turn the embedded local server back on."
             )
         server = EmbeddedServer()
         self.embedded = server  # known before it starts, so close() can stop it
@@ -160,11 +170,6 @@ class SandboxSession:
     def known_contexts(self) -> list[tuple[str, str, Context]]:
         """(sandbox id, name, context) for every context this session created."""
         return [(sb, key.name, ctx) for (sb, key), ctx in self._contexts.items()]
-
-    def forget_context(self, sandbox_id: str, name: str) -> None:
-        """Drop a context from the cache (it was deleted or lost on the server)."""
-        for key in [k for k in self._contexts if k[0] == sandbox_id and k[1].name == name]:
-            del self._contexts[key]
 
     async def submit(
         self,
@@ -215,6 +220,30 @@ class SandboxSession:
             self._record(run, context, code)
         return run
 
+    async def follow(
+        self,
+        run: Run,
+        *,
+        policy: PollPolicy,
+        on_update: Callable[[Run], None] | None = None,
+    ) -> Run:
+        """Poll a run until it ends, calling ``on_update`` with every changed snapshot."""
+        client = await self.client()
+        return await follow_run(
+            client,
+            run.sandbox_id or self.sandbox_id or "",
+            run.id,
+            policy=policy,
+            deadline=run_deadline(run),
+            on_update=on_update,
+            initial=run,
+        )
+
+    async def cancel(self, run: Run) -> Run:
+        """Ask the server to cancel a run; returns the run as the server then reports it."""
+        client = await self.client()
+        return await client.cancel_run(run.sandbox_id or self.sandbox_id or "", run.id)
+
     async def run_to_end(
         self,
         code: str,
@@ -225,7 +254,7 @@ class SandboxSession:
         sandbox: str | None = None,
         run_timeout: int | None = None,
     ) -> Run:
-        """Submit an internal run (not journaled) and poll it until it ends."""
+        """Submit an internal run (not journaled) and follow it until it ends."""
         run = await self.submit(
             code,
             context=context,
@@ -234,15 +263,7 @@ class SandboxSession:
             run_timeout=run_timeout,
             record=False,
         )
-        client = await self.client()
-        return await poll_run(
-            client,
-            run.sandbox_id or self.sandbox_id or "",
-            run.id,
-            policy=policy,
-            deadline=run_deadline(run),
-            initial=run,
-        )
+        return await self.follow(run, policy=policy)
 
     async def _recover_lost(
         self, client: AsyncSandboxClient, sandbox_id: str, requested: str | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox_magic.client._errors import SandboxError
+from sandbox_magic.client import SandboxError
 
 __all__ = ["TransferError"]
 

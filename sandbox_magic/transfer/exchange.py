@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sandbox_magic.client._errors import RemoteExecutionError
+from sandbox_magic.client import RemoteExecutionError
 from sandbox_magic.transfer import _portable, remote
 from sandbox_magic.transfer.codec import (
     DEFAULT_MAX_BYTES,

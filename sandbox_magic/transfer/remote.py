@@ -1,7 +1,8 @@
 """The code snippets that a transfer submits to the sandbox.
 
-Every snippet has the same shape: the portable codec (`_portable`, with annotations,
-docstrings and the ``__future__`` import stripped) defined inside one function, which
+Every snippet has the same shape: the portable codec (the parts of `_portable`
+joined, with annotations, docstrings and imports of sandbox_magic stripped) defined
+inside one function, which
 calls one entry point with the user's namespace and is deleted right after. So a
 transfer leaves no helper names behind, and works with only the standard library on
 the remote side (numpy, pandas, pyarrow are used when present).
@@ -41,10 +42,12 @@ _Literal = str | int | bool | list[str]
 
 
 class _StripTyping(ast.NodeTransformer):
-    """Remove annotations, docstrings and ``from __future__`` imports."""
+    """Remove annotations, docstrings, ``from __future__`` imports and the parts'
+    imports of each other (joined, they share one namespace)."""
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
-        return None if node.module == "__future__" else node
+        module = node.module or ""
+        return None if module == "__future__" or module.startswith("sandbox_magic") else node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
         if node.value is None:
@@ -83,10 +86,11 @@ def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
 
 @functools.cache
 def library_source() -> str:
-    """The portable codec as compact source, ready to run on any Python 3.8+."""
-    tree = ast.parse(inspect.getsource(_portable))
-    tree.body = _without_docstring(tree.body)
-    tree = ast.fix_missing_locations(_StripTyping().visit(tree))
+    """The portable codec's parts joined as compact source, ready for any Python 3.8+."""
+    body: list[ast.stmt] = []
+    for part in _portable.PARTS:
+        body += _without_docstring(ast.parse(inspect.getsource(part)).body)
+    tree = ast.fix_missing_locations(_StripTyping().visit(ast.Module(body=body, type_ignores=[])))
     return ast.unparse(tree)
 
 

@@ -1,7 +1,8 @@
 """The benchmark command runs end to end in its tiny configuration and writes its files.
 
-Only the shape of the output is checked: no figure is compared with anything, since
-timings depend on the machine.
+Timings are not compared with anything (they depend on the machine); what the run
+measures that does not depend on it is: which modules ``%load_ext`` imports, and how
+many polls a silent run costs against a fixed 1 s poll.
 """
 
 from __future__ import annotations
@@ -84,3 +85,19 @@ def test_quick_run_marks_each_target_and_renders_markdown(
     assert "## Targets" in markdown
     assert "## Machine" in markdown
     assert "python -m benchmarks" in markdown
+
+
+def test_quick_run_measures_what_does_not_depend_on_the_machine(
+    quick_run: tuple[dict[str, object], str],
+) -> None:
+    report, _ = quick_run
+    cases = report["cases"]
+    assert isinstance(cases, dict)
+    load = cases["extension_load"]
+    assert load["heavy_modules_imported"] == []  # httpx, ipywidgets wait for the first cell
+    assert 0 < load["modules_imported"] < 400
+    for entry in cases["polling"].values():
+        # Fast at first, then backing off: a poll stuck at its 20 ms start would cost
+        # some fifty reads per second of run; the adaptive one stays within a few
+        # times the reads of polling every second.
+        assert 0 < entry["request_ratio"] <= 3, entry

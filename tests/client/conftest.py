@@ -8,8 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._retry import RetryPolicy
+from sandbox_magic.client import AsyncSandboxClient, RetryPolicy
 
 BASE_URL = "http://sandbox.test"
 SECRET = "sk-live-TOPSECRET-0123456789"

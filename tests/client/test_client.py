@@ -14,20 +14,22 @@ import httpx
 import pytest
 
 from sandbox_magic import __version__
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import (
+from sandbox_magic.client import (
     ArtifactTooLargeError,
+    AsyncSandboxClient,
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
+    Page,
     RateLimitedError,
+    RetryPolicy,
+    Run,
+    Sandbox,
     SandboxConnectionError,
     SandboxError,
     SandboxProtocolError,
     ServerError,
 )
-from sandbox_magic.client._models import Page, Run, Sandbox
-from sandbox_magic.client._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

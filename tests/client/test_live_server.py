@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._cursor import OutputCursor, StreamChunk, ordered_outputs
-from sandbox_magic.client._errors import AuthenticationError, NotFoundError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run, run_deadline
-from sandbox_magic.client._retry import RetryPolicy
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    AuthenticationError,
+    NotFoundError,
+    OutputCursor,
+    PollPolicy,
+    RetryPolicy,
+    Run,
+    StreamChunk,
+    ordered_outputs,
+    poll_run,
+    run_deadline,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

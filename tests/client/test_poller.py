@@ -10,11 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import NotFoundError, SandboxTimeoutError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run, progress_key, run_deadline
-from sandbox_magic.client._retry import RetryPolicy
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    NotFoundError,
+    PollPolicy,
+    RetryPolicy,
+    Run,
+    SandboxTimeoutError,
+    poll_run,
+    progress_key,
+    run_deadline,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox_magic.client._cursor import Output, OutputCursor, StreamChunk, ordered_outputs
-from sandbox_magic.client._models import Execution, Logs, OutputRef, Result
+from sandbox_magic.client import (
+    Execution,
+    Logs,
+    Output,
+    OutputCursor,
+    OutputRef,
+    Result,
+    StreamChunk,
+    ordered_outputs,
+)
 
 
 def execution(
@@ -54,7 +62,7 @@ def test_growing_snapshots_yield_only_new_outputs() -> None:
         stdout=["a", "b"], results=["R"], order=[("stdout", 0), ("result", 0), ("stdout", 1)]
     )
     assert show(cursor.advance(grown)) == ["r:R", "o:b"]
-    assert cursor.advance(grown, final=True) == []
+    assert cursor.advance(grown) == []
     assert cursor.counts == (2, 0, 1)
 
 
@@ -81,7 +89,7 @@ def test_items_left_out_of_the_order_are_not_shown() -> None:
     cursor = OutputCursor()
     snap = execution(stdout=["a", "b"], results=["R"], order=[("stdout", 0)])
     assert show(cursor.advance(snap)) == ["o:a"]
-    assert cursor.advance(snap, final=True) == []
+    assert cursor.advance(snap) == []
     assert show(ordered_outputs(snap)) == ["o:a"]
 
 
@@ -151,7 +159,7 @@ def test_shrinking_lists_never_re_emit() -> None:
 def test_empty_and_absent_executions_are_fine() -> None:
     assert ordered_outputs(Execution()) == []
     assert ordered_outputs(Execution.from_json(None)) == []
-    assert OutputCursor().advance(Execution(), final=True) == []
+    assert OutputCursor().advance(Execution()) == []
 
 
 def test_results_keep_their_identity() -> None:
@@ -217,8 +225,8 @@ def test_increments_rebuild_the_final_rendering(
     cursor = OutputCursor()
     display: list[Output] = []
     every: list[str] = []
-    for i, snap in enumerate(snapshots):
-        increment = cursor.advance(snap, final=i == len(snapshots) - 1)
+    for snap in snapshots:
+        increment = cursor.advance(snap)
         if cursor.cleared:
             display = []
         display += increment

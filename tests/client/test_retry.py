@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 
-from sandbox_magic.client._errors import (
+from sandbox_magic.client import (
     NotFoundError,
     RateLimitedError,
+    RetryPolicy,
     SandboxConnectionError,
     SandboxError,
     ServerError,
+    parse_retry_after,
+    retry_async,
 )
-from sandbox_magic.client._retry import RetryPolicy, parse_retry_after, retry_async
 
 pytestmark = pytest.mark.anyio
 

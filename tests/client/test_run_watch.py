@@ -14,12 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._errors import SandboxConnectionError, SandboxProtocolError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run
-from sandbox_magic.client._retry import RetryPolicy
-from sandbox_magic.features import FEATURES_HEADER, ServerFeatures
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    PollPolicy,
+    RetryPolicy,
+    Run,
+    SandboxConnectionError,
+    SandboxProtocolError,
+    follow_run,
+)
+from sandbox_magic.wire import FEATURES_HEADER, ServerFeatures
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +71,7 @@ def watching(
 async def follow(client: AsyncSandboxClient, fake_time: Any, **kwargs: Any) -> Run:
     kwargs.setdefault("policy", POLICY)
     kwargs.setdefault("deadline", None)
-    return await poll_run(
+    return await follow_run(
         client, "sb_1", "run_1", sleep=fake_time.sleep, clock=fake_time.clock, **kwargs
     )
 

@@ -28,6 +28,7 @@ import nbformat
 import psutil
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
+from testkit import wait_until
 
 from sandbox_magic.demo.runner import ThisPythonKernelSpecs, execute_notebook
 
@@ -124,18 +125,7 @@ def run_notebook(
 # -- polling ----------------------------------------------------------------------
 
 
-def wait_until(
-    condition: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what or condition}")
-        time.sleep(interval)
+# `wait_until` is the shared helper of tests/testkit.py, imported above.
 
 
 def processes_mentioning(marker: str) -> list[psutil.Process]:

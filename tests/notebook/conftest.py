@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from testkit import magics_of
 
 
 @pytest.fixture
 def shell(ip: InteractiveShell, live_server: Any, tmp_path: Any) -> Iterator[InteractiveShell]:
     """A shell with the extension loaded and pointed at the live local server."""
     ip.run_line_magic("load_ext", "sandbox_magic")
-    magics = ip._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(ip)
     magics.api_url = live_server.url
     magics.api_key = live_server.token
     magics.journal_path = str(tmp_path / "journal.jsonl")

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of
 
-from sandbox_magic.client._errors import RemoteExecutionError, RunFailedError
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import RemoteExecutionError, Run, RunFailedError
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
@@ -68,7 +68,11 @@ def test_every_rich_type_keeps_its_whole_bundle(shell: InteractiveShell) -> None
     result, captured = run_cell(shell, source)
     assert result.success, result.error_in_exec
     found = bundles(captured)
-    assert any(b.get("text/markdown") == "**bold**" for b in found)
+    # Markdown arrives rendered to sanitised HTML, its source as the text form.
+    assert any(
+        b.get("text/html") == "<p><strong>bold</strong></p>\n" and b["text/plain"] == "**bold**"
+        for b in found
+    )
     assert any("\\alpha" in b.get("text/latex", "") for b in found)
     assert any("<svg" in b.get("image/svg+xml", "") for b in found)
     assert any(b.get("application/json") == {"a": [1, 2]} for b in found)
@@ -83,7 +87,7 @@ def test_javascript_is_shown_as_text_unless_allowed(shell: InteractiveShell) -> 
     _, captured = run_cell(shell, source)
     assert not any("application/javascript" in b for b in bundles(captured))
     assert any("alert(1)" in b.get("text/plain", "") for b in bundles(captured))
-    shell._sandbox_magics.allow_javascript = True  # type: ignore[attr-defined]
+    magics_of(shell).allow_javascript = True
     _, captured = run_cell(shell, source)
     assert any(b.get("application/javascript") == "alert(1)" for b in bundles(captured))
 
@@ -151,19 +155,32 @@ def test_bad_options_give_a_usage_error(shell: InteractiveShell, line: str, mess
 def test_wrong_key_is_a_clear_error_without_the_key(
     shell: InteractiveShell, live_server: Any
 ) -> None:
-    shell._sandbox_magics.api_key = "definitely-wrong-key"  # type: ignore[attr-defined]
+    magics_of(shell).api_key = "definitely-wrong-key"
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "HTTP 401" in text
+    assert "%config SandboxMagics.api_key" in text  # the notebook's hint
     assert "definitely-wrong-key" not in text
     assert "Traceback" not in text
 
 
 def test_unreachable_server_names_the_url(shell: InteractiveShell) -> None:
-    shell._sandbox_magics.api_url = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+    magics_of(shell).api_url = "http://127.0.0.1:9"
     result, captured = run_cell(shell, "%%sandbox\n1")
     text = captured.stdout + captured.stderr + str(result.error_in_exec)
     assert "Cannot reach the sandbox server at http://127.0.0.1:9" in text
+    assert "`%sandbox status`" in text
+
+
+def test_no_server_at_all_names_the_notebook_commands(shell: InteractiveShell) -> None:
+    magics = magics_of(shell)
+    magics.api_url, magics.embedded = None, False
+    result, captured = run_cell(shell, "%%sandbox\n1")
+    text = captured.stdout + captured.stderr + str(result.error_in_exec)
+    assert "No sandbox server is configured" in text
+    assert "%sandbox connect URL" in text
+    assert "SandboxMagics.embedded = True" in text
+    assert "Traceback" not in text
 
 
 def test_config_listing_never_shows_the_key(shell: InteractiveShell, live_server: Any) -> None:

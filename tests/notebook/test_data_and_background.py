@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
@@ -64,7 +65,7 @@ def test_save_artifacts_downloads_and_verifies(shell: InteractiveShell, tmp_path
 
 
 def test_background_run_returns_at_once_and_lands_its_outputs(shell: InteractiveShell) -> None:
-    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(shell)
     magics.status_view = "html"
     result, _captured = run_cell(
         shell,
@@ -102,7 +103,7 @@ def test_wait_for_an_unknown_run_is_a_usage_error(shell: InteractiveShell, unkno
 
 
 def test_cancel_button_of_a_background_run_cancels_it(shell: InteractiveShell) -> None:
-    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(shell)
     magics.status_view = "widget"
     result, _ = run_cell(shell, "%%sandbox --background\nimport time\ntime.sleep(60)")
     assert result.success
@@ -114,7 +115,7 @@ def test_cancel_button_of_a_background_run_cancels_it(shell: InteractiveShell) -
 
 
 def test_concurrent_background_runs_all_land(shell: InteractiveShell) -> None:
-    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(shell)
     magics.status_view = "html"
     for name in ("a", "b", "c"):
         source = f"%%sandbox --background --context {name}\nimport time\ntime.sleep(1)\n'{name}'"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from testkit import magics_of, wait_until
 
 
 @pytest.fixture
@@ -20,18 +20,9 @@ def bare_shell(ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyP
     ip.run_line_magic("unload_ext", "sandbox_magic")
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def embedded_server(shell: InteractiveShell) -> Any:
-    controller = shell._sandbox_magics._controller  # type: ignore[attr-defined]
-    session = controller._session if controller is not None else None
+    magics = magics_of(shell)
+    session = magics.controller.active_session if magics.started else None
     server = session.embedded if session is not None else None
     return server if server is not None and server.running else None
 
@@ -40,7 +31,7 @@ def test_server_is_started_after_the_load_cell_and_stopped_on_unload(
     bare_shell: InteractiveShell,
 ) -> None:
     bare_shell.run_cell("%load_ext sandbox_magic")
-    server = wait_for(lambda: embedded_server(bare_shell))
+    server = wait_until(lambda: embedded_server(bare_shell), timeout=60.0, what="the server")
     process = psutil.Process(server.pid)
     result = bare_shell.run_cell("%%sandbox --quiet\n40 + 2")
     assert result.result.data["text/plain"] == "42"
@@ -56,4 +47,4 @@ def test_no_prestart_when_the_load_cell_configures_a_url(bare_shell: Interactive
         "%load_ext sandbox_magic\n%config SandboxMagics.api_url = 'http://127.0.0.1:9'"
     )
     bare_shell.run_cell("pass")  # a later cell: the prestart decision was made before it
-    assert bare_shell._sandbox_magics._controller is None  # type: ignore[attr-defined]
+    assert not magics_of(bare_shell).started

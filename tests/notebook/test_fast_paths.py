@@ -17,7 +17,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._client import AsyncSandboxClient
+from sandbox_magic.client import AsyncSandboxClient
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_files_and_watches_where_the_server_offers_them(
     assert calls["watch_run"] >= 1
     assert calls["get_run"] == 0  # never polled
     # Nothing left behind, and no transfer file reported as an artifact.
-    sandbox_id = shell._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = shell._sandbox_magics.controller.active_session.sandbox_id  # type: ignore[attr-defined]
     workspace = live_server.state_dir / "sandboxes" / sandbox_id / "workspace"
     assert list((workspace / ".sandbox-magic-transfer").iterdir()) == []
     with live_server.client() as api:
@@ -98,7 +98,7 @@ def test_pull_refusals_are_clear_and_leave_no_file(
     assert not result.success
     assert "over the limit" in str(result.error_in_exec)
     assert calls["get_file"] == 0  # refused before a byte was fetched
-    sandbox_id = shell._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = shell._sandbox_magics.controller.active_session.sandbox_id  # type: ignore[attr-defined]
     transfers = live_server.state_dir / "sandboxes" / sandbox_id / "workspace"
     assert not any((transfers / ".sandbox-magic-transfer").glob("*"))
 

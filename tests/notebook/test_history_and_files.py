@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._download import ArtifactIntegrityError, safe_file_name, save_artifacts
-from sandbox_magic.client._models import Artifact
+from sandbox_magic.client import Artifact, SavedArtifact
+from sandbox_magic.notebook.controller import describe_verification
 
 
 def run_cell(shell: InteractiveShell, source: str) -> tuple[Any, Any]:
@@ -59,52 +56,6 @@ def test_attach_renders_a_finished_run_again(shell: InteractiveShell) -> None:
     assert result.result.data["text/plain"] == "'value'"
 
 
-def _artifact(data: bytes, *, sha: str | None = None, name: str = "data.bin") -> Artifact:
-    return Artifact(
-        id="art_1", name=name, size_bytes=len(data), sha256=sha or hashlib.sha256(data).hexdigest()
-    )
-
-
-def files_in(folder: Path) -> list[Path]:
-    return list(folder.iterdir())
-
-
-async def _client_serving(payload: bytes) -> AsyncSandboxClient:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=payload)
-
-    return AsyncSandboxClient("http://sandbox.test", "k", transport=httpx.MockTransport(handler))
-
-
-@pytest.mark.anyio
-async def test_save_artifacts_refuses_a_corrupted_download(tmp_path: Path) -> None:
-    good = b"the real bytes"
-    client = await _client_serving(b"the real bytez")  # one byte flipped in transit
-    with pytest.raises(ArtifactIntegrityError, match="is corrupt: its sha256"):
-        await save_artifacts(client, "sb_1", [_artifact(good)], tmp_path)
-    assert files_in(tmp_path) == []  # nothing half-written is left behind
-    await client.aclose()
-
-
-@pytest.mark.anyio
-async def test_save_artifacts_writes_verified_files(tmp_path: Path) -> None:
-    data = b"payload"
-    client = await _client_serving(data)
-    [saved] = await save_artifacts(client, "sb_1", [_artifact(data)], tmp_path)
-    assert saved.verified
-    assert saved.path.read_bytes() == data
-    await client.aclose()
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [("../../etc/passwd", "passwd"), ("/abs/x.png", "x.png"), ("..", "artifact-art_1"),
-     ("dir\\evil.txt", "evil.txt"), (".hidden", "artifact-art_1")],
-)  # fmt: skip
-def test_artifact_names_cannot_leave_the_folder(name: str, expected: str) -> None:
-    assert safe_file_name(_artifact(b"x", name=name)) == expected
-
-
 def test_preview_shows_html_sanitised_pdf_and_images_on_request(shell: InteractiveShell) -> None:
     source = (
         "%%sandbox\nfrom pathlib import Path\n"
@@ -140,3 +91,14 @@ def test_runs_pages_through_more_runs_than_one_page(
     assert all(run_id in listing for run_id in ids)
     assert "More runs exist" not in listing
     assert "More runs exist" in repr(shell.run_line_magic("sandbox", "runs --limit 3"))
+
+
+def test_the_save_notice_claims_only_the_checks_made(tmp_path: Path) -> None:
+    def saved(verified: bool) -> SavedArtifact:
+        return SavedArtifact(Artifact(id="a"), tmp_path / "a", 1, "0" * 64, verified)
+
+    assert describe_verification([saved(True), saved(True)]) == "sha256 verified"
+    assert describe_verification([saved(False)]) == "no sha256 from the server to verify"
+    assert describe_verification([saved(True), saved(False)]).startswith(
+        "sha256 verified for 1 of 2"
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import magics_of, session_of, wait_until
 
 LOOP = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
 
@@ -32,22 +32,13 @@ def shown(result: Any, captured: Any) -> str:
     return "\n".join(parts)
 
 
-def session_of(shell: InteractiveShell) -> Any:
-    return shell._sandbox_magics.controller.session()  # type: ignore[attr-defined]
-
-
 def context_id(shell: InteractiveShell, name: str = "default") -> str:
     session = session_of(shell)
     return next(ctx.id for _, n, ctx in session.known_contexts() if n == name)
 
 
 def poll(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, timeout=timeout, what=what)
 
 
 def start_run_elsewhere(http: httpx.Client, sandbox_id: str, ctx_id: str, code: str) -> str:
@@ -181,10 +172,10 @@ def test_runs_local_lists_journal_entries_after_a_reload(
 ) -> None:
     run_cell(shell, "%%sandbox --out r\nprint('journalled')")
     run_id = shell.user_ns["r"].id
-    journal = shell._sandbox_magics.journal_path  # type: ignore[attr-defined]
+    journal = magics_of(shell).journal_path
     shell.run_line_magic("unload_ext", "sandbox_magic")
     shell.run_line_magic("load_ext", "sandbox_magic")
-    magics = shell._sandbox_magics  # type: ignore[attr-defined]
+    magics = magics_of(shell)
     magics.api_url, magics.api_key = live_server.url, live_server.token
     magics.journal_path = journal
     result, captured = run_cell(shell, "%sandbox runs --local")

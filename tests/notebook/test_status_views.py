@@ -9,14 +9,13 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.client._models import Execution, ExecutionError, Run
+from sandbox_magic.client import Execution, ExecutionError, Run
 from sandbox_magic.notebook.status import (
     HtmlStatusView,
     NullStatusView,
     RunSummary,
     TextStatusView,
     WidgetStatusView,
-    choose_status_view,
     detect_headless,
     make_status_view,
 )
@@ -247,9 +246,7 @@ def test_choice_of_view(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(make_status_view(ZMQInteractiveShell(), quiet=True), NullStatusView)
     assert isinstance(make_status_view(ip, mode="html"), HtmlStatusView)
     assert isinstance(make_status_view(ip, mode="widget"), WidgetStatusView)
-    assert isinstance(
-        choose_status_view(ZMQInteractiveShell(), quiet=False, headless=True), HtmlStatusView
-    )
+    assert isinstance(make_status_view(ZMQInteractiveShell(), headless=True), HtmlStatusView)
     monkeypatch.setenv("SANDBOX_MAGIC_HEADLESS", "1")
     assert isinstance(make_status_view(ZMQInteractiveShell()), HtmlStatusView)
 

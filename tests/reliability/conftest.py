@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from testkit import magics_of
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
 
@@ -28,7 +29,7 @@ def point_shell(ip: InteractiveShell, tmp_path: Path) -> Iterator[Callable[..., 
         if not loaded:
             ip.run_line_magic("load_ext", "sandbox_magic")
             loaded = True
-        magics = ip._sandbox_magics  # type: ignore[attr-defined]
+        magics = magics_of(ip)
         magics.api_url = url
         magics.api_key = token
         magics.journal_path = str(tmp_path / "journal.jsonl")

@@ -14,10 +14,10 @@ import pytest
 from faultproxy import Exchange, FaultProxy
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import session_of, wait_until
 
-from sandbox_magic.client._errors import SandboxConnectionError, SandboxError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import PollPolicy, poll_run
+from sandbox_magic.client import PollPolicy, Run, SandboxConnectionError, SandboxError, poll_run
+from sandbox_magic.notebook.hints import with_hint
 
 CELLS = 100
 #: Each cell counts itself and naps past the submit's wait (on a server that can watch
@@ -108,7 +108,7 @@ def test_hundred_cells_survive_injected_faults_and_each_runs_exactly_once(
     schedule = FaultSchedule()
     started = time.monotonic()
     with FaultProxy(live_server.url, plan=schedule, stall_seconds=1.5) as proxy:
-        magics = point_shell(proxy.url, live_server.token, request_timeout=1.0)
+        point_shell(proxy.url, live_server.token, request_timeout=1.0)
         result, captured = run_cell(ip, "%%sandbox\ncounter = 0")
         assert result.success, (result.error_in_exec, captured.stdout, captured.stderr)
         failures = []
@@ -118,7 +118,7 @@ def test_hundred_cells_survive_injected_faults_and_each_runs_exactly_once(
                 failures.append((i, repr(result.error_in_exec)))
             elif result.result.data["text/plain"] != f"({i + 1}, {i})":
                 failures.append((i, result.result.data["text/plain"]))
-        sandbox_id = magics.controller.session().sandbox_id
+        sandbox_id = session_of(ip).sandbox_id
         requests = proxy.requests
         injected = dict(proxy.injected)
     elapsed = time.monotonic() - started
@@ -168,19 +168,14 @@ def test_cell_fails_within_seconds_naming_the_url_when_the_server_is_gone(
     assert f"Cannot reach the sandbox server at {server.url}" in message
     assert "connection refused" in message
     assert "Check that it is running" in message
+    assert "`%sandbox status`" in message  # the notebook's hint, added at the magic
     assert "Traceback (most recent call last)" not in captured.stdout + captured.stderr
     assert elapsed < 30
     record_figures("server_gone_before_cell", {"seconds_to_fail": round(elapsed, 2)})
 
 
 def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
+    return wait_until(check, timeout=timeout, interval=0.02, what=what)
 
 
 @pytest.mark.slow
@@ -197,7 +192,7 @@ def test_server_killed_mid_cell_fails_it_in_bounded_time_and_the_run_reads_faile
     result, _ = run_cell(ip, "%%sandbox --out r\n'first'")
     assert result.success, result.error_in_exec
     finished_id = ip.user_ns["r"].id
-    sandbox_id = magics.controller.session().sandbox_id
+    sandbox_id = session_of(ip).sandbox_id
     killed: dict[str, Any] = {}
 
     def kill_once_running() -> None:
@@ -279,4 +274,6 @@ async def test_polls_failing_for_the_outage_limit_end_the_wait_naming_the_run() 
     assert 20.0 <= gone.now < 30.0
     message = str(info.value)
     assert "Cannot reach the sandbox server at http://sandbox.test" in message
-    assert "%sandbox attach run_1" in message
+    assert "%sandbox" not in message  # the client words it for any caller
+    assert info.value.run_id == "run_1"
+    assert "%sandbox attach run_1" in str(with_hint(info.value))  # the notebook's hint

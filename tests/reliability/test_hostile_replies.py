@@ -22,12 +22,17 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-import sandbox_magic.notebook.cellrun
-from sandbox_magic.client._client import AsyncSandboxClient
-from sandbox_magic.client._cursor import OutputCursor, ordered_outputs
-from sandbox_magic.client._errors import SandboxError, SandboxProtocolError
-from sandbox_magic.client._models import Run
-from sandbox_magic.client._poller import progress_key, run_deadline
+import sandbox_magic.session.sandbox_session
+from sandbox_magic.client import (
+    AsyncSandboxClient,
+    OutputCursor,
+    Run,
+    SandboxError,
+    SandboxProtocolError,
+    ordered_outputs,
+    progress_key,
+    run_deadline,
+)
 from sandbox_magic.notebook.status import RunSummary
 from sandbox_magic.render.redact import Redactor
 from sandbox_magic.render.sink import OutputSink
@@ -155,7 +160,7 @@ def render_like_a_cell(payload: Any) -> tuple[str, Any]:
     sink = OutputSink(max_output_bytes=LIMIT, redactor=Redactor([SECRET]))
     cursor = OutputCursor()
     with capture_output() as captured:
-        for output in cursor.advance(run.execution, final=run.is_terminal):
+        for output in cursor.advance(run.execution):
             sink.emit(output)
         ordered_outputs(run.execution)
         if run.execution.artifacts:
@@ -315,7 +320,9 @@ def test_unknown_status_keeps_polling_until_the_deadline_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        sandbox_magic.notebook.cellrun, "run_deadline", functools.partial(run_deadline, slack=2.0)
+        sandbox_magic.session.sandbox_session,
+        "run_deadline",
+        functools.partial(run_deadline, slack=2.0),
     )
 
     def hibernate(run: Any) -> Any:

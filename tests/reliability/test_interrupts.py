@@ -13,8 +13,9 @@ import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from testkit import session_of, wait_until
 
-from sandbox_magic.client._errors import RunCancelledError
+from sandbox_magic.client import RunCancelledError
 
 ROUNDS = 20
 LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\nprint('not reached')"
@@ -22,15 +23,15 @@ LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\npr
 
 def _running_run_with_output(server: Any, sandbox_id: str, timeout: float = 60.0) -> dict:
     """Wait (polling the server directly) for a run of the sandbox that has printed."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as api:
-        while time.monotonic() < deadline:
+
+        def printing() -> dict | None:
             page = api.get(f"/v1/sandboxes/{sandbox_id}/code/runs", params={"status": "running"})
-            for run in page.json()["items"]:
-                if run["execution"]["logs"]["stdout"]:
-                    return dict(run)
-            time.sleep(0.01)
-    raise AssertionError("no run started printing in time")
+            found = [run for run in page.json()["items"] if run["execution"]["logs"]["stdout"]]
+            return dict(found[0]) if found else None
+
+        result: dict = wait_until(printing, timeout=timeout, interval=0.01, what="a printing run")
+        return result
 
 
 def _when_running(server: Any, sandbox_id: str, action: Callable[[dict], None]) -> dict:
@@ -68,7 +69,7 @@ def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
 ) -> None:
     result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
     assert result.success, result.error_in_exec
-    sandbox_id = ip._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = session_of(ip).sandbox_id
     to_cell_end: list[float] = []
     with live_server.client() as api:
         for _ in range(ROUNDS):
@@ -108,7 +109,7 @@ def test_run_cancelled_by_another_client_is_reported_as_cancelled(
 ) -> None:
     result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
     assert result.success, result.error_in_exec
-    sandbox_id = ip._sandbox_magics.controller.session().sandbox_id  # type: ignore[attr-defined]
+    sandbox_id = session_of(ip).sandbox_id
 
     def cancel_elsewhere(run: dict) -> None:
         with live_server.client() as api:

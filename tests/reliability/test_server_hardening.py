@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from testkit import wait_until
 
 from sandbox_magic.server.app import _ROUTES
 
@@ -37,13 +37,12 @@ def api(live_server: Any) -> Any:
 
 
 def _wait(api: httpx.Client, base: str, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended() -> dict[str, Any] | None:
         run: dict[str, Any] = api.get(f"{base}/code/runs/{run_id}").json()
-        if run["status"] in TERMINAL:
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} did not end"
-        time.sleep(0.01)
+        return run if run["status"] in TERMINAL else None
+
+    result: dict[str, Any] = wait_until(ended, timeout=timeout, interval=0.01, what=run_id)
+    return result
 
 
 class Sandbox:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from sandbox_magic.bridge import composite_bundle
-from sandbox_magic.client._cursor import StreamChunk
-from sandbox_magic.client._models import ExecutionError, Result
+from sandbox_magic.client import ExecutionError, Result, StreamChunk
+from sandbox_magic.render.composite import composite_bundle
 from sandbox_magic.render.redact import Redactor
 
 
@@ -29,10 +28,10 @@ def test_composite_renders_streams_and_results_in_order() -> None:
     assert html.count('<pre class="sandbox-magic-stdout"') == 1  # chunks merged
     assert "line 1\nline 2 &lt;tag&gt;" in html  # ANSI stripped, escaped
     assert f'<img src="data:image/png;base64,{png}"' in html
-    assert "<table><tr><td>7</td></tr></table>" in html
-    assert '<svg viewBox="0 0 1 1"><rect/></svg>' in html
+    assert "<table><tbody><tr><td>7</td></tr></tbody></table>" in html
+    assert '<svg viewBox="0 0 1 1"><rect></rect></svg>' in html
     assert "$x&lt;1$" in html
-    assert "**bold** &amp; &lt;b&gt;" in html
+    assert "<strong>bold</strong> &amp; <b>" in html  # Markdown shown rendered (sanitised)
     assert '"k": [' in html
     assert 'class="sandbox-magic-stderr"' in html
     order = [

@@ -8,11 +8,21 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from sandbox_magic.bridge import OutputSink, RemoteValue, display_result, remote_error, run_error
-from sandbox_magic.client._cursor import StreamChunk
-from sandbox_magic.client._errors import RemoteExecutionError, RunCancelledError, RunFailedError
-from sandbox_magic.client._models import Artifact, Execution, ExecutionError, Result, Run
+from sandbox_magic.client import (
+    Artifact,
+    Execution,
+    ExecutionError,
+    RemoteExecutionError,
+    Result,
+    Run,
+    RunCancelledError,
+    RunFailedError,
+    StreamChunk,
+)
+from sandbox_magic.render.failures import ended_by_the_service, remote_error, run_error
 from sandbox_magic.render.redact import Redactor
+from sandbox_magic.render.sink import OutputSink
+from sandbox_magic.render.value import RemoteValue
 
 SECRET = "sk-test-abcdef123456"
 RED = "\x1b[31m"
@@ -82,10 +92,12 @@ def test_remote_value_honours_include_and_exclude() -> None:
     assert value._repr_mimebundle_(exclude={"text/html"}) == ({"text/plain": "x"}, {})
 
 
-def test_display_result_publishes_or_returns_the_main_value(ip: InteractiveShell) -> None:
+def test_show_result_publishes_or_keeps_the_main_value(ip: InteractiveShell) -> None:
+    out = sink()
     with capture_output() as cap:
-        assert display_result(Result(text="shown")) is None
-        value = display_result(Result(text="out", is_main_result=True))
+        out.show_result(Result(text="shown"))
+        out.show_result(Result(text="out", is_main_result=True))
+    value = out.main_value()
     assert [o.data for o in cap.outputs] == [{"text/plain": "shown"}]
     assert value is not None
     assert value.text == "out"
@@ -122,8 +134,8 @@ def test_secret_in_streams_is_redacted_even_across_chunks(ip: InteractiveShell) 
 def test_secret_in_html_output_is_redacted(ip: InteractiveShell) -> None:
     out = sink(redactor=Redactor([SECRET]))
     with capture_output() as cap:
-        out.emit(Result(html=f"<td>{SECRET}</td>", text=SECRET))
-    assert cap.outputs[0].data == {"text/html": "<td>[redacted]</td>", "text/plain": "[redacted]"}
+        out.emit(Result(html=f"<b>{SECRET}</b>", text=SECRET))
+    assert cap.outputs[0].data == {"text/html": "<b>[redacted]</b>", "text/plain": "[redacted]"}
 
 
 def test_remote_error_keeps_colours_and_fails_the_cell(ip: InteractiveShell) -> None:
@@ -178,6 +190,29 @@ def test_timeout_says_timed_out_after_n_seconds() -> None:
     assert "timed out after 5 s" in str(run_error(run))
     already = Run(id="r", status="failed", timeout_secs=5, failure_reason="timed out after 5 s")
     assert str(run_error(already)) == "Remote run r ended failed: timed out after 5 s"
+
+
+def test_a_reason_code_decides_over_the_words() -> None:
+    coded = Run(
+        id="r", status="failed", timeout_secs=5, failure_reason="stopped", failure_code="timed_out"
+    )
+    assert "timed out after 5 s (stopped)" in str(run_error(coded))
+    worded_like_a_timeout = Run(
+        id="r", status="failed", failure_reason="deadline of the code", failure_code="code_raised"
+    )
+    assert "timed out" not in str(run_error(worded_like_a_timeout))
+    raised = ExecutionError(name="ValueError", value="bad", traceback=[])
+    stopped = Run(
+        id="r",
+        status="failed",
+        failure_reason="the kernel died",
+        failure_code="kernel_died",
+        execution=Execution(error=raised),
+    )
+    assert ended_by_the_service(stopped)  # the code, not the error's name, says so
+    assert not ended_by_the_service(
+        Run(id="r", status="failed", failure_reason="x", failure_code="code_raised")
+    )
 
 
 def test_cancelled_run_error() -> None:

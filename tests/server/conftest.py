@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from testkit import wait_until as shared_wait_until
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
-def wait_until(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "it") -> Any:
-    """Poll ``check`` tightly until it returns something truthy (or fail at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+#: The shared helper, polling tightly: the server answers in milliseconds.
+wait_until = functools.partial(shared_wait_until, interval=0.005)
 
 
 @dataclass

@@ -10,12 +10,16 @@ import pytest
 pytestmark = pytest.mark.anyio
 
 
+_RUN_DEADLINE = 60.0
+
+
 async def _wait(client, path: str) -> dict:
-    while True:
-        run = (await client.get(path)).json()
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return run
-        await anyio.sleep(0.005)  # in-process: let the kernel's message pumps run
+    with anyio.fail_after(_RUN_DEADLINE):  # a run that never ends fails the test, not the suite
+        while True:
+            run = (await client.get(path)).json()
+            if run["status"] in ("succeeded", "failed", "cancelled"):
+                return run
+            await anyio.sleep(0.005)  # in-process: let the kernel's message pumps run
 
 
 async def test_run_round_trip_in_process(asgi_server) -> None:

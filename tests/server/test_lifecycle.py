@@ -44,6 +44,7 @@ def test_cancel_running_keeps_the_context_and_its_variables(sbx, wait_until) -> 
     final = sbx.wait(run["id"], timeout=20)
     assert final["status"] == "cancelled"
     assert final["failure_reason"] == "cancelled by request"
+    assert final["failure_code"] == "cancelled"
     assert sbx.run("kept", ctx)["execution"]["results"][0]["text"] == "'still here'"
 
 
@@ -85,6 +86,7 @@ def test_timeout_interrupts_and_keeps_variables(sbx) -> None:
     run = sbx.run("import time\ntime.sleep(60)", ctx, timeout=1)
     assert run["status"] == "failed"
     assert run["failure_reason"] == "timed out after 1 s"
+    assert run["failure_code"] == "timed_out"
     assert run["timeout_secs"] == 1
     # The interrupt shows as KeyboardInterrupt when it lands inside the code; on a busy
     # machine it can land before the code starts, and the kernel then aborts the request
@@ -101,6 +103,7 @@ def test_timeout_restarts_a_kernel_that_ignores_the_interrupt(sbx) -> None:
     run = sbx.run(code, ctx, timeout=1)
     assert run["status"] == "failed"
     assert run["failure_reason"].startswith("timed out after 1 s; the kernel did not stop")
+    assert run["failure_code"] == "timed_out"
     after = sbx.run("'lost' in globals()", ctx)
     assert after["status"] == "succeeded"
     assert after["execution"]["results"][0]["text"] == "False"
@@ -111,6 +114,7 @@ def test_kernel_death_fails_the_run_and_the_context_recovers(sbx) -> None:
     run = sbx.run("import os\nos._exit(3)", ctx)
     assert run["status"] == "failed"
     assert "kernel died" in run["failure_reason"]
+    assert run["failure_code"] == "kernel_died"
     assert sbx.run("1 + 1", ctx)["execution"]["results"][0]["text"] == "2"
 
 

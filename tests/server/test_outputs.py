@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from sandbox_magic.client._models import Run
+from sandbox_magic.client import Run
 
 
 def test_stdout_stderr_and_main_result(sbx) -> None:
@@ -119,6 +119,7 @@ def test_exception_fails_the_run_with_error_and_traceback(sbx) -> None:
     run = sbx.run("print('before')\nundefined_name", ctx)
     assert run["status"] == "failed"
     assert run["failure_reason"].startswith("the code raised NameError")
+    assert run["failure_code"] == "code_raised"
     error = run["execution"]["error"]
     assert error["name"] == "NameError"
     assert "undefined_name" in error["value"]

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import psutil
+from testkit import wait_until
 
 REASON = "the server stopped before the run finished"
 
 
 def _wait(client, path: str, check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    def answered():
         body = client.get(path).json()
-        if check(body):
-            return body
-        assert time.monotonic() < deadline, f"gave up waiting on {path}: {body}"
-        time.sleep(0.01)
+        return body if check(body) else None
+
+    return wait_until(answered, timeout=timeout, interval=0.01, what=path)
 
 
 def _start_long_run(client, sandbox: str, context: str) -> str:
@@ -63,6 +61,7 @@ def test_runs_and_artifacts_survive_restarts_and_crashes(server_factory, tmp_pat
         stopped = client.get(f"{base}/code/runs/{graceful}").json()
         assert stopped["status"] == "failed"
         assert stopped["failure_reason"] == REASON
+        assert stopped["failure_code"] == "server_stopped"
         assert stopped["execution"]["logs"]["stdout"] == ["started\n"]
         assert stopped["completed_at"] is not None
         assert client.get(artifact["download_url"]).content == b"kept"
@@ -81,6 +80,7 @@ def test_runs_and_artifacts_survive_restarts_and_crashes(server_factory, tmp_pat
         lost = client.get(f"{base}/code/runs/{crashed}").json()
         assert lost["status"] == "failed"
         assert lost["failure_reason"] == REASON
+        assert lost["failure_code"] == "server_stopped"
         statuses = {r["id"]: r["status"] for r in client.get(f"{base}/code/runs").json()["items"]}
         assert statuses == {done["id"]: "succeeded", graceful: "failed", crashed: "failed"}
         assert client.get(f"{base}").json()["id"] == sandbox

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from sandbox_magic.client._models import Artifact, Context, Sandbox
+from sandbox_magic.client import Artifact, Context, Sandbox
 
 
 def test_healthz_needs_no_token(live_server) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox_magic.features import FEATURES_HEADER, ServerFeatures
+from sandbox_magic.wire import FEATURES_HEADER, ServerFeatures
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

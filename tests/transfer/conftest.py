@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from sandbox_magic.client._errors import RemoteExecutionError
+from sandbox_magic.client import RemoteExecutionError
 
 
 class KernelSandbox:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sandbox_magic.client._errors import SandboxError
+from sandbox_magic.client import SandboxError
 from sandbox_magic.transfer import (
     TransferError,
     check_name,
@@ -21,7 +21,7 @@ from sandbox_magic.transfer import (
     local_formats,
     parse_names,
 )
-from sandbox_magic.transfer._portable import _arrow_check_uncompressed
+from sandbox_magic.transfer._portable.arrow_guard import _arrow_check_uncompressed
 
 
 def mixed_frame() -> pd.DataFrame:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sandbox_magic.client._errors import RemoteExecutionError
+from sandbox_magic.client import RemoteExecutionError
 from sandbox_magic.transfer import TransferError, probe, pull, push
 
 if TYPE_CHECKING:
