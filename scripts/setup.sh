@@ -30,3 +30,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 echo "Installing sandbox_magic[$extra] into $venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extra]"
+if [ "$extra" = "test" ]; then
+  bash scripts/install_languages.sh
+fi

@@ -26,6 +26,14 @@ echo "== mypy (strict, package)"
 echo "== pytest (all but the browser test)"
 "$venv/bin/python" -m pytest -m "not browser" "$@"
 main_status=$?
+# The service SDK's own code-interpreter integration suites (0.1.9 and 1.0.3, each in a
+# venv of its own) against a local server started with its default options.
+sdk_status=0
+if [ "$#" -eq 0 ]; then
+  echo "== SDK integration suites against the local server"
+  "$venv/bin/python" scripts/sdk_suites.py
+  sdk_status=$?
+fi
 echo "== pytest (browser test: JupyterLab in headless Chromium)"
 "$venv/bin/python" -m pytest -m browser "$@"
 browser_status=$?
@@ -38,8 +46,9 @@ for status in "$main_status" "$browser_status"; do
   if [ "$status" -eq 5 ] && [ "$#" -eq 0 ]; then failed=1; fi
 done
 if [ "$main_status" -eq 5 ] && [ "$browser_status" -eq 5 ]; then failed=1; fi
+if [ "$sdk_status" -ne 0 ]; then failed=1; fi
 if [ "$failed" -ne 0 ]; then
-  echo "Tests failed or none ran (main suite exit $main_status, browser exit $browser_status)." >&2
+  echo "Tests failed or none ran (main suite exit $main_status, browser exit $browser_status, SDK suites exit $sdk_status)." >&2
   exit 1
 fi
 echo "All checks passed."

@@ -30,7 +30,7 @@ from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions
 from sandbox_magic.notebook.settings import NotebookSettings
 from sandbox_magic.notebook.status import RunSummary, StatusView, make_status_view
-from sandbox_magic.render.artifacts import wants_preview
+from sandbox_magic.render.artifacts import files_only, wants_preview
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.blocking import BlockingSession
@@ -288,9 +288,9 @@ class SandboxController:
     def _conclude(self, cell: CellRun, run: Run, options: RunOptions) -> Any:
         """Show the artifacts, then fail the cell the way the run ended (or return Out)."""
         sink = cell.sink
-        if run.execution.artifacts:
+        if files := files_only(run.execution.artifacts):
             sink.artifacts(
-                run.execution.artifacts,
+                files,
                 previews=self._previews(cell.session, run),
                 base_url=cell.session.url,
             )
@@ -306,7 +306,8 @@ class SandboxController:
 
     def _previews(self, session: SandboxSession, run: Run) -> dict[str, bytes]:
         """Bytes of the small image artifacts, to show them inline."""
-        wanted = [a for a in run.execution.artifacts if wants_preview(a)][:_MAX_PREVIEWS]
+        wanted = [a for a in files_only(run.execution.artifacts) if wants_preview(a)]
+        wanted = wanted[:_MAX_PREVIEWS]
         if not wanted:
             return {}
 

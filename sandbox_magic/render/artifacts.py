@@ -32,6 +32,7 @@ __all__ = [
     "artifact_mime",
     "artifact_preview",
     "artifacts_bundle",
+    "files_only",
     "safe_link",
     "wants_preview",
 ]
@@ -50,6 +51,15 @@ _CREDENTIAL_PARAMS: Final = frozenset(
 _PREVIEW_TYPES: Final = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"}
 )
+
+
+def files_only(artifacts: Sequence[Artifact]) -> list[Artifact]:
+    """The artifacts that are files, leaving out images the run displayed.
+
+    A server that keeps displayed images as artifacts marks them ``metadata.source ==
+    "display"``; the cell already shows them as outputs.
+    """
+    return [a for a in artifacts if a.metadata.get("source") != "display"]
 
 
 def artifact_mime(artifact: Artifact) -> str | None:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_magic import __version__
+from sandbox_magic.server import languages
 from sandbox_magic.server.artifacts import is_previewable
 from sandbox_magic.server.auth import bearer_matches
 from sandbox_magic.server.config import ServerConfig
@@ -227,8 +228,14 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     pool = _service(request).pool
+    offered = await asyncio.to_thread(languages.report)  # the first look starts R once
     return JSONResponse(
-        {"status": "ok", "version": __version__, "warm_kernels_ready": pool.ready_count}
+        {
+            "status": "ok",
+            "version": __version__,
+            "warm_kernels_ready": pool.ready_count,
+            "languages": offered,
+        }
     )
 
 

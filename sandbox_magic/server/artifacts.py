@@ -28,6 +28,7 @@ __all__ = [
     "changed_files",
     "classify",
     "collect",
+    "describe",
     "safe_join",
     "snapshot",
 ]
@@ -44,6 +45,7 @@ _SKIPPED_DIRS: Final = frozenset(
         ".venv",
         "node_modules",
         ".cache",
+        ".nullspace",
         ".sandbox-magic-transfer",  # data on its way in or out (--push / --pull)
     }
 )
@@ -168,25 +170,53 @@ def collect(
         if copied is None:
             continue
         mime, kind = classify(name)
-        base = f"/v1/sandboxes/{sandbox_id}/code/artifacts/{artifact_id}"
         artifacts.append(
-            {
-                "id": artifact_id,
-                "context_id": context_id,
-                "kind": kind,
-                "mime_type": mime,
-                "name": name,
-                "size_bytes": copied.size,
-                "sha256": copied.sha256,
-                "created_at": now_iso(),
-                "execution_count": execution_count,
-                "expires_at": None,
-                "preview_url": f"{base}/preview" if is_previewable(mime) else None,
-                "download_url": f"{base}/download",
-                "metadata": {"path": name},
-            }
+            describe(
+                artifact_id,
+                sandbox_id=sandbox_id,
+                context_id=context_id,
+                execution_count=execution_count,
+                name=name,
+                mime=mime,
+                kind=kind,
+                size=copied.size,
+                sha256=copied.sha256,
+                metadata={"path": name},
+            )
         )
     return artifacts
+
+
+def describe(
+    artifact_id: str,
+    *,
+    sandbox_id: str,
+    context_id: str,
+    execution_count: int | None,
+    name: str,
+    mime: str,
+    kind: str,
+    size: int,
+    sha256: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The contract Artifact record of stored bytes."""
+    base = f"/v1/sandboxes/{sandbox_id}/code/artifacts/{artifact_id}"
+    return {
+        "id": artifact_id,
+        "context_id": context_id,
+        "kind": kind,
+        "mime_type": mime,
+        "name": name,
+        "size_bytes": size,
+        "sha256": sha256,
+        "created_at": now_iso(),
+        "execution_count": execution_count,
+        "expires_at": None,
+        "preview_url": f"{base}/preview" if is_previewable(mime) else None,
+        "download_url": f"{base}/download",
+        "metadata": metadata,
+    }
 
 
 def remove_tree(path: Path) -> None:

@@ -10,7 +10,9 @@ Mapping, message by message:
 - ``execute_result`` -> a Result with ``is_main_result: true``;
 - ``display_data`` -> a Result; every MIME type of the bundle goes into ``data``,
   the known ones also into their named fields (``text``, ``html``, ``png``...);
-  the message's metadata (e.g. image sizes) is kept under ``metadata``;
+  the message's metadata (e.g. image sizes) is kept under ``metadata``; chart data
+  the kernel added to a figure's bundle (`charts.CHART_MIME`) becomes ``chart``;
+  ``on_display`` (if set) sees each new result, so its image can become an artifact;
 - ``update_display_data`` -> replaces, in place, the bundle of every earlier result
   of this run that carries the same ``display_id``; an update for a display this run
   did not create is appended as a new result (so it is not lost);
@@ -36,12 +38,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sandbox_magic.server.charts import CHART_MIME
 from sandbox_magic.wire import MIME_BY_FIELD
 
 __all__ = ["EventListener", "ExecutionRecorder", "result_from_bundle"]
 
 #: Receives one streaming event (a JSON object with a ``type``).
 EventListener = Callable[[dict[str, Any]], None]
+#: Sees each new displayed result, with its index in ``results``.
+DisplayListener = Callable[[dict[str, Any], int], None]
 
 
 def result_from_bundle(
@@ -49,10 +54,14 @@ def result_from_bundle(
 ) -> dict[str, Any]:
     """A contract Result from a MIME bundle: all of ``data`` plus the named fields."""
     result: dict[str, Any] = {}
+    bundle = dict(data)
+    chart = bundle.pop(CHART_MIME, None)
     for name, mime in MIME_BY_FIELD.items():
-        if mime in data:
-            result[name] = data[mime]
-    result["data"] = dict(data)
+        if mime in bundle:
+            result[name] = bundle[mime]
+    if isinstance(chart, dict):
+        result["chart"] = chart
+    result["data"] = bundle
     result["is_main_result"] = main
     if metadata:
         result["metadata"] = dict(metadata)
@@ -77,6 +86,7 @@ class ExecutionRecorder:
         self._display_ids: dict[str, list[int]] = {}
         self._clear_on_next_output = False
         self._listeners: list[EventListener] = []
+        self.on_display: DisplayListener | None = None
 
     # -- listeners -------------------------------------------------------------------
 
@@ -134,6 +144,8 @@ class ExecutionRecorder:
             self._display_ids.setdefault(display_id, []).append(index)
         self.order.append({"type": "result", "index": index})
         self._emit({"type": "result", **result})
+        if self.on_display is not None:
+            self.on_display(result, index)
 
     def _update_display(self, content: dict[str, Any]) -> None:
         display_id = (content.get("transient") or {}).get("display_id")

@@ -24,11 +24,13 @@ from typing import Any, Final
 
 from jupyter_client.manager import AsyncKernelManager
 
+from sandbox_magic.server import charts, runtime_area
 from sandbox_magic.server.kernelspecs import (
     PYTHON_SPEC_NAME,
     KernelChoice,
     SandboxKernelSpecManager,
 )
+from sandbox_magic.server.languages import kernel_transport, sends_output_after_idle
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -40,6 +42,7 @@ MessageHook = Callable[[str, dict[str, Any], dict[str, Any]], None]
 _READY_TIMEOUT: Final = 60.0
 _ALIVE_CHECK_INTERVAL: Final = 1.0
 _LOST_REPLY_GRACE: Final = 1.0
+_ROUND_TRIP_TIMEOUT: Final = 5.0
 
 
 class KernelDiedError(RuntimeError):
@@ -81,15 +84,16 @@ class Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
 
         Kernels talk over Unix sockets in ``runtime_dir`` (private to the user, and
-        faster than loopback TCP).
+        faster than loopback TCP); the few that cannot use loopback TCP.
         """
         name = secrets.token_hex(4)
+        transport, ip = kernel_transport(choice.spec_name, runtime_dir / name)
         manager = AsyncKernelManager(
             kernel_name=choice.spec_name,
             kernel_spec_manager=spec_manager,
             shutdown_wait_time=1.0,
-            transport="ipc",
-            ip=str(runtime_dir / name),
+            transport=transport,
+            ip=ip,
             connection_file=str(runtime_dir / f"{name}.json"),
         )
         kernel_env = dict(os.environ)
@@ -278,9 +282,26 @@ class Kernel:
                         return {"status": "aborted", "lost": True}
                 reply = pending.reply.result()
                 await self._await_alive(idle)
+                if sends_output_after_idle(self.choice.spec_name):
+                    await self._round_trip()
                 return reply
             finally:
                 idle.cancel()
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def _round_trip(self) -> None:
+        """Ask for kernel_info and wait for its ``idle``: IOPub output sent before it is in.
+
+        For kernels that publish an execution's last output after its ``idle``.
+        """
+        msg_id = self._client.kernel_info()
+        pending = _Pending(hook=None, reply=asyncio.get_running_loop().create_future())
+        self._pending[msg_id] = pending
+        try:
+            await self._await_alive(asyncio.wait_for(pending.idle.wait(), _ROUND_TRIP_TIMEOUT))
+        except TimeoutError:
+            log.warning("kernel %s did not answer kernel_info in time", self.choice.spec_name)
         finally:
             self._pending.pop(msg_id, None)
 
@@ -432,8 +453,15 @@ class KernelPool:
 
 
 async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
-    """Move a Python kernel into ``cwd`` and set ``env`` there, leaving no names behind."""
-    code = f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})"
+    """Move a Python kernel into ``cwd``, set ``env``, put the sandbox's own packages
+    first on ``sys.path`` and install the chart formatter (see `runtime_area`, `charts`).
+
+    Leaves no names behind in the user's namespace.
+    """
+    code = (
+        f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})\n"
+        f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}"
+    )
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

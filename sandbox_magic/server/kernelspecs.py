@@ -1,8 +1,10 @@
 """Which kernel runs a context's code: language names mapped to kernelspecs.
 
 ``python`` and ``python3`` always mean the server's own Python (``sys.executable``
-with ipykernel), whatever kernelspecs are installed. Any other language is looked up
-among the installed kernelspecs by name, then by the language they declare.
+with ipykernel), whatever kernelspecs are installed. The other languages of the
+hosted template (bash, javascript, typescript, r, java) use the kernels `languages`
+knows, when installed. Any other language is looked up among the installed
+kernelspecs by name, then by the language they declare.
 
 Every kernel is started through a tiny launcher that, on Linux, asks to be killed
 when the server dies (``PR_SET_PDEATHSIG``); ipykernel's own parent poller
@@ -17,6 +19,7 @@ from typing import Any, Final
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
+from sandbox_magic.server import languages
 from sandbox_magic.server.errors import ApiError
 
 __all__ = ["PYTHON_SPEC_NAME", "KernelChoice", "SandboxKernelSpecManager", "resolve_language"]
@@ -61,6 +64,9 @@ class SandboxKernelSpecManager(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == PYTHON_SPEC_NAME:
             return _python_spec()
+        builtin = languages.builtin_spec(kernel_name)
+        if builtin is not None:
+            return builtin
         return super().get_kernel_spec(kernel_name)
 
 
@@ -89,6 +95,10 @@ def resolve_language(language: str | None, manager: KernelSpecManager) -> Kernel
     wanted = (language or "python").strip().lower()
     if wanted in _PYTHON_ALIASES:
         return KernelChoice(PYTHON_SPEC_NAME, "python")
+    builtin = languages.lookup(wanted)
+    offered_builtins = languages.available()
+    if builtin is not None and builtin.name in offered_builtins:
+        return KernelChoice(f"{languages.BUILTIN_PREFIX}{builtin.kernel}", builtin.name)
     specs = _installed(manager)
     for name, info in specs.items():
         declared = str(info.get("spec", {}).get("language", "")).lower()
@@ -103,7 +113,12 @@ def resolve_language(language: str | None, manager: KernelSpecManager) -> Kernel
         for name, info in specs.items()
         if str(info.get("spec", {}).get("language", "")).lower() != "python"
     )
-    offered = ["python", *others]
+    offered = ["python", *offered_builtins, *(n for n in others if n not in offered_builtins)]
+    if builtin is not None:
+        raise ApiError.bad_request(
+            f"Language {builtin.name!r} is not available on this server: its kernel is not "
+            f"installed ({builtin.install_hint}). This server offers {', '.join(offered)}."
+        )
     raise ApiError.bad_request(
         f"Unknown language {language!r}: this server offers {', '.join(offered)}."
     )

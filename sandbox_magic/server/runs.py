@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from sandbox_magic.server import artifacts as artifact_files
+from sandbox_magic.server.display_artifacts import store_display_image
 from sandbox_magic.server.execution import ExecutionRecorder
 from sandbox_magic.server.kernels import Kernel, KernelDiedError
 from sandbox_magic.server.store import INTERRUPTED_REASON, Store
@@ -251,6 +252,7 @@ class ContextRuntime:
         self._store.put_run(run.to_json())  # listings by status read the store
         run.touch()
         before = await self._snapshot()
+        run.recorder.on_display = lambda result, index: self._display_artifact(run, result, index)
         previous_env = await self._apply_envs(run)
         restarted = False
         if run.stop.is_set():
@@ -423,6 +425,26 @@ class ContextRuntime:
             log.exception("could not collect the artifacts of run %s", run.id)
             return
         for artifact in found:
+            artifact["expires_at"] = run.expires_at
+            self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
+            run.recorder.add_artifact(artifact)
+
+    def _display_artifact(self, run: RunState, result: dict[str, Any], index: int) -> None:
+        """Keep a displayed image as an artifact of the run (see `display_artifacts`)."""
+        try:
+            artifact = store_display_image(
+                result,
+                result_index=index,
+                store_dir=self._store.artifact_dir,
+                sandbox_id=self.sandbox_id,
+                context_id=self.id,
+                execution_count=run.recorder.execution_count,
+                max_bytes=self._max_artifact_bytes,
+            )
+        except OSError:
+            log.exception("could not keep a displayed image of run %s", run.id)
+            return
+        if artifact is not None:
             artifact["expires_at"] = run.expires_at
             self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
             run.recorder.add_artifact(artifact)

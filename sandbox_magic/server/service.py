@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
+from sandbox_magic.server import languages, runtime_area
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
@@ -101,6 +102,8 @@ class SandboxService:
             envs = dict(record.get("_envs") or {})
             self.sandboxes[record["id"]] = LiveSandbox(record=record, root=root, envs=envs)
         self.pool.start()
+        # Look for the other languages' kernels once, early, off the event loop.
+        self._spawn(asyncio.to_thread(languages.prefetch))
 
     async def stop(self) -> None:
         """End runs in flight (``failed``), shut every kernel down, close the store."""
@@ -230,6 +233,7 @@ class SandboxService:
         """The real directory for a requested cwd: inside the sandbox, or 400."""
         if not requested:
             return sandbox.workspace
+        runtime_area.check_cwd(requested, workspace=sandbox.workspace)
         path = Path(requested)
         if path.is_absolute():
             real_root = sandbox.root.resolve()
@@ -257,7 +261,8 @@ class SandboxService:
         self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path
     ) -> ContextRuntime:
         try:
-            kernel = await self.pool.acquire(choice, cwd=cwd, env=sandbox.envs)
+            env = {**runtime_area.kernel_env(sandbox.workspace), **sandbox.envs}
+            kernel = await self.pool.acquire(choice, cwd=cwd, env=env)
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
@@ -266,7 +271,7 @@ class SandboxService:
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
-                await prepare_python(restarted, cwd=cwd, env=sandbox.envs)
+                await prepare_python(restarted, cwd=cwd, env=env)
 
         context = ContextRuntime(
             context_id=new_id("ctx"),

@@ -1,0 +1,195 @@
+"""The languages of the hosted code-interpreter template, each with the kernel that runs it.
+
+| language | kernel | where it comes from |
+|---|---|---|
+| python | the server's own Python (ipykernel) | always there |
+| bash | ``bash_kernel`` | PyPI (``bash_kernel``) |
+| javascript, typescript | Deno's Jupyter kernel | PyPI (``deno`` ships the binary) |
+| r | IRkernel | Debian (``r-cran-irkernel``) |
+| java | `jshell_kernel`, a wrapper over the JDK's ``jshell`` | a JDK |
+
+Each is optional: `available` tells which are installed right now, and a request
+for a missing one is refused with what to install. A language's kernelspec is built
+here (named ``sandbox-magic-<kernel>``), never read from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+from jupyter_client.kernelspec import KernelSpec
+
+from sandbox_magic.server import jshell_kernel
+from sandbox_magic.server.jshell_kernel import find_jshell
+
+__all__ = [
+    "BUILTIN_PREFIX",
+    "LANGUAGES",
+    "Language",
+    "available",
+    "builtin_spec",
+    "kernel_transport",
+    "lookup",
+    "prefetch",
+    "report",
+    "sends_output_after_idle",
+]
+
+BUILTIN_PREFIX: Final = "sandbox-magic-"
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """One language: its kernel, and what to install when that kernel is missing."""
+
+    name: str
+    kernel: str
+    install_hint: str
+
+
+LANGUAGES: Final = (
+    Language("bash", "bash", "pip install bash_kernel"),
+    Language("javascript", "deno", "pip install deno"),
+    Language("typescript", "deno", "pip install deno"),
+    Language("r", "r", "apt-get install r-cran-irkernel"),
+    Language("java", "java", "a JDK with jshell (apt-get install default-jdk-headless)"),
+)
+
+_ALIASES: Final = {"sh": "bash", "js": "javascript", "node": "javascript", "ts": "typescript"}
+
+
+def lookup(requested: str) -> Language | None:
+    """The built-in language for a requested name (case-insensitive, with aliases)."""
+    wanted = requested.strip().lower()
+    wanted = _ALIASES.get(wanted, wanted)
+    return next((language for language in LANGUAGES if language.name == wanted), None)
+
+
+def _deno() -> str | None:
+    if importlib.util.find_spec("deno") is not None:
+        try:
+            from deno import find_deno_bin
+
+            found = str(find_deno_bin())
+            if Path(found).is_file():
+                return found
+        except Exception:
+            pass
+    return shutil.which("deno")
+
+
+@lru_cache(maxsize=1)
+def _r_with_irkernel() -> str | None:
+    """``R`` when IRkernel is installed for it (asked once: R starts in ~0.2 s)."""
+    r = shutil.which("R")
+    if r is None:
+        return None
+    try:
+        probe = subprocess.run(
+            [r, "--slave", "-e", "quit(status = !requireNamespace('IRkernel', quietly = TRUE))"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r if probe.returncode == 0 else None
+
+
+def _argv(kernel: str) -> list[str] | None:
+    """The command line of a kernel, or None when it is not installed."""
+    if kernel == "bash":
+        found = importlib.util.find_spec("bash_kernel") is not None and shutil.which("bash")
+        return [sys.executable, "-m", "bash_kernel", "-f", "{connection_file}"] if found else None
+    if kernel == "deno":
+        deno = _deno()
+        return [deno, "jupyter", "--kernel", "--conn", "{connection_file}"] if deno else None
+    if kernel == "r":
+        r = _r_with_irkernel()
+        return (
+            [r, "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"] if r else None
+        )
+    if kernel == "java":
+        if find_jshell() is None:
+            return None
+        return [sys.executable, "-c", _jshell_launcher(), "-f", "{connection_file}"]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _jshell_launcher() -> str:
+    """`jshell_kernel`'s source as a ``-c`` program.
+
+    A confined kernel cannot import this package, and base64 keeps the source clear of
+    the ``{...}`` fields jupyter_client fills in on a kernel's command line.
+    """
+    source = Path(jshell_kernel.__file__).read_bytes()
+    encoded = base64.b64encode(source).decode("ascii")
+    return (
+        "import base64; __name__ = '__main__'; "
+        f"exec(compile(base64.b64decode('{encoded}'), 'jshell_kernel.py', 'exec'))"
+    )
+
+
+def builtin_spec(spec_name: str) -> KernelSpec | None:
+    """The kernelspec ``sandbox-magic-<kernel>``, if that kernel is installed."""
+    if not spec_name.startswith(BUILTIN_PREFIX):
+        return None
+    kernel = spec_name[len(BUILTIN_PREFIX) :]
+    argv = _argv(kernel)
+    if argv is None:
+        return None
+    language = next(item.name for item in LANGUAGES if item.kernel == kernel)
+    return KernelSpec(
+        argv=argv,
+        display_name=f"{language} (sandbox-magic server)",
+        language=language,
+        # Deno and IRkernel take interrupts as messages; the Python-based ones as SIGINT.
+        interrupt_mode="message" if kernel in ("deno", "r") else "signal",
+        env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        metadata={"debugger": False},
+    )
+
+
+def available() -> list[str]:
+    """The built-in languages whose kernel is installed now."""
+    return [item.name for item in LANGUAGES if _argv(item.kernel) is not None]
+
+
+def kernel_transport(spec_name: str, socket_base: Path) -> tuple[str, str]:
+    """``(transport, ip)`` for a kernel: Unix sockets at ``socket_base``, or loopback TCP.
+
+    Deno's kernel speaks TCP only.
+    """
+    if spec_name == f"{BUILTIN_PREFIX}deno":
+        return "tcp", "127.0.0.1"
+    return "ipc", str(socket_base)
+
+
+def sends_output_after_idle(spec_name: str) -> bool:
+    """Whether a kernel may publish a cell's output after its ``idle`` status.
+
+    Deno's kernel forwards ``console.log`` output asynchronously: the last lines of a
+    cell can arrive after the cell went idle.
+    """
+    return spec_name == f"{BUILTIN_PREFIX}deno"
+
+
+def report() -> dict[str, object]:
+    """What ``GET /healthz`` says: the languages offered, and what to install for the rest."""
+    offered = available()
+    missing = {item.name: item.install_hint for item in LANGUAGES if item.name not in offered}
+    return {"offered": ["python", *offered], "missing": missing}
+
+
+def prefetch() -> None:
+    """Look for every kernel now (R's probe takes a moment), so requests need not wait."""
+    available()
