@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -381,5 +382,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_transfer(report),
         CHANGES,
         READING,
+        *_classroom(),
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _classroom() -> list[str]:
+    """The section `benchmarks.classroom` wrote last, kept when the main run rewrites the file."""
+    from benchmarks.classroom import JSON_PATH, render_section
+
+    if not JSON_PATH.exists():
+        return []
+    return ["", render_section(json.loads(JSON_PATH.read_text())), ""]

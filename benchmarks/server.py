@@ -56,16 +56,26 @@ class LocalServer:
 
     @classmethod
     def start(
-        cls, state_dir: Path, *, warm_kernels: int = 1, extra_args: tuple[str, ...] = ()
+        cls,
+        state_dir: Path,
+        *,
+        warm_kernels: int = 1,
+        extra_args: list[str] | None = None,
+        isolation: str = "none",
     ) -> LocalServer:
-        """Start a server on a free loopback port and wait for its ready line."""
+        """Start a server on a free loopback port and wait for its ready line.
+
+        Unconfined by default, so figures compare across machines with and without
+        bubblewrap; `benchmarks.isolation` measures what confinement costs.
+        """
         token = secrets.token_urlsafe(24)
         command = [
             sys.executable, "-m", "sandbox_magic", "serve",
             "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(state_dir),
             "--warm-kernels", str(warm_kernels),
-            *extra_args,
+            "--isolation", isolation,
+            *(extra_args or []),
         ]  # fmt: skip
         env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
         process = subprocess.Popen(

@@ -265,7 +265,7 @@ def run_variant(config: dict[str, Any]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="sbm-speed-") as workdir:
         server = LocalServer.start(
-            Path(workdir) / "state", warm_kernels=2, extra_args=tuple(config["server_args"])
+            Path(workdir) / "state", warm_kernels=2, extra_args=list(config["server_args"])
         )
         magic: MagicDriver | None = None
         try:

@@ -7,9 +7,11 @@ package (``serve`` -> `sandbox_magic.server.main.serve`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -58,6 +60,56 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BODY_BYTES,
         help=f"largest accepted request body (default {DEFAULT_MAX_BODY_BYTES})",
     )
+    _quota_arguments(parser)
+    parser.add_argument(
+        "--no-cpu-demotion",
+        action="store_true",
+        help="do not lower the CPU priority of long CPU-bound runs (for comparisons)",
+    )
+    parser.add_argument(
+        "--isolation",
+        default=os.environ.get("SANDBOX_MAGIC_ISOLATION") or "auto",
+        choices=["auto", "bwrap", "none"],
+        help="confine kernels with bubblewrap (bwrap), not at all (none), or bwrap when "
+        "this machine allows it, else none with a warning (default: auto, or "
+        "$SANDBOX_MAGIC_ISOLATION)",
+    )
+    parser.add_argument(
+        "--default-memory-mb", type=int, default=1024, help="a sandbox's memory (default 1024)"
+    )
+    parser.add_argument(
+        "--max-memory-mb", type=int, default=4096, help="most memory a sandbox may ask for"
+    )
+    parser.add_argument(
+        "--default-vcpus", type=int, default=1, help="CPUs of a sandbox (default 1)"
+    )
+    parser.add_argument(
+        "--max-processes",
+        type=int,
+        default=256,
+        help="processes and threads per sandbox (default 256)",
+    )
+    parser.add_argument(
+        "--max-live-contexts",
+        type=int,
+        default=32,
+        help="most live contexts (kernels) on the whole server; more get "
+        "503 capacity_exceeded (default 32)",
+    )
+    parser.add_argument(
+        "--idle-timeout-ms",
+        type=int,
+        default=0,
+        help="stop sandboxes idle (no runs) this long, unless they set "
+        "inactivity_timeout_ms (default 0: never)",
+    )
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let confined kernels see this variable of the server's environment (repeatable)",
+    )
     parser.add_argument(
         "--max-file-bytes",
         type=int,
@@ -84,7 +136,48 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _quota_arguments(parser: argparse.ArgumentParser) -> None:
+    from sandbox_magic.server.classroom.quotas import Quotas
+
+    defaults = Quotas()
+    group = parser.add_argument_group(
+        "quotas of student keys", "each key may override them (sandbox-magic keys quota)"
+    )
+    for name, meaning in (
+        ("sandboxes", "live sandboxes"),
+        ("contexts", "live contexts (kernels)"),
+        ("concurrent-runs", "runs queued or running at once"),
+        ("run-timeout", "the longest run timeout, in seconds"),
+        ("output-bytes", "output of one run"),
+        ("artifact-bytes", "artifact bytes kept"),
+        ("requests-per-second", "requests per second, sustained (bursts of twice that)"),
+    ):
+        default = getattr(defaults, name.replace("-", "_"))
+        group.add_argument(
+            f"--max-{name}",
+            type=int,
+            default=default,
+            metavar="N",
+            help=f"{meaning} per student key (default {default})",
+        )
+
+
+def _student_quotas(args: argparse.Namespace) -> Any:
+    from sandbox_magic.server.classroom.quotas import Quotas
+
+    return Quotas(
+        sandboxes=args.max_sandboxes,
+        contexts=args.max_contexts,
+        concurrent_runs=args.max_concurrent_runs,
+        run_timeout=args.max_run_timeout,
+        output_bytes=args.max_output_bytes,
+        artifact_bytes=args.max_artifact_bytes,
+        requests_per_second=args.max_requests_per_second,
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.confinement import LimitPolicy
     from sandbox_magic.server.main import ServeOptions, serve
 
     return serve(
@@ -101,8 +194,32 @@ def _serve(args: argparse.Namespace) -> int:
             max_file_bytes=args.max_file_bytes,
             long_poll=args.long_poll,
             file_endpoints=args.file_endpoints,
+            isolation=args.isolation,
+            limits=LimitPolicy(
+                default_vcpus=args.default_vcpus,
+                default_memory_mb=args.default_memory_mb,
+                max_memory_mb=args.max_memory_mb,
+                processes=args.max_processes,
+            ),
+            pass_env=tuple(args.pass_env),
+            max_contexts=args.max_live_contexts,
+            idle_timeout_ms=args.idle_timeout_ms,
+            student_quotas=_student_quotas(args),
+            cpu_demotion=not args.no_cpu_demotion,
         )
     )
+
+
+def _keys_arguments(parser: argparse.ArgumentParser) -> None:
+    from sandbox_magic.server.classroom.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from sandbox_magic.server.classroom.cli import run
+
+    return run(args)
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,13 +227,14 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--notebook",
         type=Path,
         default=None,
-        help="notebook to execute (default: notebooks/quickstart.ipynb of the checkout)",
+        help="notebook to execute (default: the quickstart notebook shipped with the package)",
     )
     parser.add_argument(
         "--output-dir",
         type=Path,
         default=None,
-        help="where to write the executed notebook and its HTML (default: beside it)",
+        help="where to run the notebook and write it executed, with its HTML "
+        "(default: the current folder)",
     )
 
 
@@ -136,6 +254,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "serve": (_serve_arguments, _serve),
     "demo": (_demo_arguments, _demo),
+    "keys": (_keys_arguments, _keys),
 }
 
 
@@ -147,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "serve": "run the local sandbox server (real Jupyter kernels)",
         "demo": "execute the quickstart notebook headless and render it to HTML",
+        "keys": "add, list or revoke the keys of a class (a key per student)",
     }
     for name, (add_arguments, _run) in COMMANDS.items():
         add_arguments(subparsers.add_parser(name, help=helps.get(name)))

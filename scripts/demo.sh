@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh demo
-exec "${SANDBOX_MAGIC_VENV:-.venv}/bin/sandbox-magic" demo "$@"
+exec "${SANDBOX_MAGIC_VENV:-.venv}/bin/sandbox-magic" demo --output-dir notebooks "$@"

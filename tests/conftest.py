@@ -118,7 +118,12 @@ def _drain(stream: Any, sink: list[str]) -> None:
 
 
 def start_server(
-    state_dir: Path, token: str | None = None, *extra_args: str, warm_kernels: int = 1
+    state_dir: Path,
+    token: str | None = None,
+    *extra_args: str,
+    warm_kernels: int = 1,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> LiveServer:
     """Start ``sandbox-magic serve --port 0`` and wait for its ready line."""
     token = token or secrets.token_urlsafe(16)
@@ -135,9 +140,14 @@ def start_server(
         str(warm_kernels),
         *extra_args,
     ]
-    env = dict(os.environ, SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **(env or {}), SANDBOX_MAGIC_TOKEN=token, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
     )
     assert process.stdout is not None
     output: list[str] = []
@@ -170,6 +180,34 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         server.stop()
 
 
+#: In the environment of the ``confined_server``: no sandbox may ever see it.
+HOST_SECRET = "host-secret-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def confined_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real server with ``--isolation bwrap`` and a secret in its environment."""
+    server = start_server(
+        tmp_path_factory.mktemp("confined-state"),
+        None,
+        "--isolation",
+        "bwrap",
+        "--default-memory-mb",
+        "512",
+        env={"NULLSPACE_API_KEY": HOST_SECRET},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def host_secret() -> str:
+    """The secret in the ``confined_server``'s environment."""
+    return HOST_SECRET
+
+
 @pytest.fixture
 def server_factory(
     tmp_path_factory: pytest.TempPathFactory,
@@ -177,8 +215,12 @@ def server_factory(
     """Start extra servers (e.g. to restart on the same state dir); all stopped after."""
     started: list[LiveServer] = []
 
-    def factory(state_dir: Path | None = None, token: str | None = None, *args: str) -> LiveServer:
-        server = start_server(state_dir or tmp_path_factory.mktemp("server-state"), token, *args)
+    def factory(
+        state_dir: Path | None = None, token: str | None = None, *args: str, **options: Any
+    ) -> LiveServer:
+        server = start_server(
+            state_dir or tmp_path_factory.mktemp("server-state"), token, *args, **options
+        )
         started.append(server)
         return server
 

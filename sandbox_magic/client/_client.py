@@ -36,6 +36,7 @@ import httpx
 from sandbox_magic import __version__
 from sandbox_magic.client._errors import (
     ArtifactTooLargeError,
+    InvalidRequestError,
     NotFoundError,
     SandboxAPIError,
     SandboxConnectionError,
@@ -255,6 +256,29 @@ class AsyncSandboxClient:
         except Exception:
             return False
         return response.is_success
+
+    async def health_details(self) -> dict[str, Any] | None:
+        """The ``/healthz`` body (isolation, limits…), or None; never raises."""
+        if self._closed:
+            return None
+        try:
+            response = await self._http.get("/healthz")
+            body = response.json() if response.is_success else None
+        except Exception:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def account(self) -> dict[str, Any] | None:
+        """What the server says about the caller's key (``GET /v1/account/me``), if it can.
+
+        The local server answers its name, role, quotas and usage; a server without the
+        route gives None.
+        """
+        try:
+            data = await self._json("GET", "/v1/account/me")
+        except (NotFoundError, InvalidRequestError):
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- sandboxes ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ SandboxError                      anything that went wrong talking to a sandbox
 │   ├── AuthenticationError       401, 403: missing or wrong API key
 │   ├── NotFoundError             404: unknown sandbox, context, run or artifact
 │   ├── RateLimitedError          429: too many requests (carries retry_after)
+│   ├── QuotaExceededError        429 or 403 with code quota_exceeded: a limit of the key
 │   └── ServerError               5xx: the service failed or is unavailable
 ├── ArtifactTooLargeError         an artifact is bigger than the caller's byte limit
 ├── RunFailedError                a run ended failed (timeout, dead kernel, ...)
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "InvalidRequestError",
     "NotFoundError",
+    "QuotaExceededError",
     "RateLimitedError",
     "RemoteExecutionError",
     "RunCancelledError",
@@ -143,6 +145,10 @@ class RateLimitedError(SandboxAPIError):
         super().__init__(message, **kwargs)
 
 
+class QuotaExceededError(SandboxAPIError):
+    """A limit of the API key was reached (the message names it); retrying will not help."""
+
+
 class ServerError(SandboxAPIError):
     """The server failed (5xx) or cannot take the request now."""
 
@@ -163,6 +169,8 @@ def api_error_for_status(
         "request_id": request_id,
         "retryable": retryable,
     }
+    if code == "quota_exceeded" and status_code in (403, 429):
+        return QuotaExceededError(message, **common)
     if status_code in (401, 403):
         return AuthenticationError(message, **common)
     if status_code == 404:

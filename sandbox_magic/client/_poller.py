@@ -21,6 +21,7 @@ caller's decision.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from sandbox_magic.client._errors import (
     SandboxTimeoutError,
     ServerError,
 )
-from sandbox_magic.client._models import Run
+from sandbox_magic.client._models import Result, Run
 
 __all__ = [
     "DEFAULT_DEADLINE_SLACK",
@@ -115,7 +116,31 @@ def progress_key(run: Run) -> tuple[object, ...]:
         len(execution.output_order or ()),
         execution.error is not None,
         execution.execution_count,
+        _displays_key(execution.results),
     )
+
+
+def _displays_key(results: tuple[Result, ...]) -> int:
+    """A hash of the results that carry a display id: they change in place when the
+    code updates its display (``handle.update``), without any list growing."""
+    parts: list[object] = []
+    for index, result in enumerate(results):
+        if not isinstance(result.extra, dict) or "display_id" not in result.extra:
+            continue
+        data = result.data if isinstance(result.data, dict) else {}
+        parts.append(index)
+        for mime in sorted(data):
+            value = data[mime]
+            parts.append((mime, value if isinstance(value, str) else _json_text(value)))
+        parts.append(result.text)
+    return hash(tuple(parts))
+
+
+def _json_text(value: object) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def run_deadline(

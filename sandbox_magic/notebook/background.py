@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,8 @@ class BackgroundRun:
     started: float = field(default_factory=time.monotonic)
     future: concurrent.futures.Future[Run] | None = None
     final_bundle: dict[str, str] | None = None
+    #: Reported by a `%sandbox wait` already (a wait without ids skips it).
+    waited: bool = False
 
     @property
     def done(self) -> bool:
@@ -121,6 +124,8 @@ class BackgroundRuns:
         summary = RunSummary.from_run(
             final, duration=time.monotonic() - entry.started, context=entry.options.context
         )
+        # Notes the live line carried (e.g. the embedded server's start) stay visible.
+        summary = dataclasses.replace(summary, notes=tuple(entry.view.notes))
         return composite_bundle(
             ordered_outputs(final.execution),
             allow_javascript=sink.allow_javascript,
@@ -147,9 +152,12 @@ class BackgroundRuns:
         unknown = [r for r in run_ids if r not in self.runs]
         if unknown:
             raise UsageError(f"Not a background run of this session: {', '.join(unknown)}.")
-        entries = [self.runs[r] for r in run_ids] if run_ids else list(self.runs.values())
+        if run_ids:
+            entries = [self.runs[r] for r in run_ids]
+        else:
+            entries = [entry for entry in self.runs.values() if not entry.waited]
         if not entries:
-            print("No background runs to wait for.")
+            print("No background runs to wait for (earlier waits reported them all).")
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -183,6 +191,7 @@ class BackgroundRuns:
             final = entry.future.result()
             reason = f" ({final.failure_reason})" if final.failure_reason else ""
             print(f"{final.id}: {final.status}{reason}")
+            entry.waited = True
 
     def results(self) -> dict[str, Any]:
         """Finished runs by id (for tests and scripts)."""

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sandbox_magic.client import OutputCursor, PollPolicy, Run, SandboxError, SandboxTimeoutError
 from sandbox_magic.notebook.status import RunSummary, StatusView
+from sandbox_magic.render.display_ids import DisplayChanges
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.loop import IOLoopThread
 from sandbox_magic.session.sandbox_session import SandboxSession
@@ -58,6 +59,7 @@ class CellRun:
         self.view = view
         self.settings = settings
         self.cursor = OutputCursor()
+        self.displays = DisplayChanges()
         self._handed_over = False
 
     def __enter__(self) -> CellRun:
@@ -165,8 +167,12 @@ class CellRun:
         if self.cursor.cleared:
             self.sink.clear()
             self.view.outputs_cleared()
+        if outputs:
+            self.view.reserve()  # the status line sits above the cell's first output
         for output in outputs:
             latest = self.sink.emit(output) or latest
+        for changed in self.displays.changed(run.execution.results, self.cursor.counts[2]):
+            self.sink.update_result(changed)
         self.view.update(run, latest)
 
     def _cancel(

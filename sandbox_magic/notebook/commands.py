@@ -47,6 +47,8 @@ class CommandContext:
     controller: SandboxController
     settings: NotebookSettings
     connect: Callable[[str, str | None], NotebookSettings]
+    #: Raises `UsageError` unless its argument is valid after ``%%sandbox``.
+    check_options: Callable[[str], None] = lambda line: None
 
     @property
     def session(self) -> SandboxSession:
@@ -116,16 +118,42 @@ def _sandbox_or_fail(cmd: CommandContext) -> str:
     return sandbox_id
 
 
-@subcommand("status", "server URL (no key), sandbox, contexts, health")
+def describe_isolation(health: dict[str, Any] | None) -> str:
+    """One line about a server's isolation and limits, from its ``/healthz``."""
+    info = (health or {}).get("isolation")
+    if not isinstance(info, dict):
+        return "not reported"
+    mode = str(info.get("mode", "unknown"))
+    if mode == "none":
+        note = str(info.get("note") or "")
+        return f"none: code runs unconfined{f' ({note})' if note else ''}"
+    limits = (health or {}).get("limits")
+    shown = ""
+    if isinstance(limits, dict):
+        shown = (
+            f"; per sandbox {limits.get('default_memory_mb')} MB (max "
+            f"{limits.get('max_memory_mb')}), {limits.get('default_vcpus')} CPU, "
+            f"{limits.get('processes')} processes"
+        )
+    return f"{mode} ({info.get('network', '')} network){shown}"
+
+
+@subcommand("status", "server URL (no key), sandbox, contexts, health, isolation")
 def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
     """Server URL (never the key), health, sandbox and contexts."""
     from sandbox_magic.client import SandboxError
+    from sandbox_magic.notebook.account_view import account_rows
 
     facts = cmd.session.describe()
     healthy = "not connected yet"
+    isolation = "unknown"
+    account: dict[str, Any] | None = None
     if facts["url"] is not None:
         try:
-            healthy = "ok" if cmd.calls.health() else "unhealthy"
+            details = cmd.calls.health_details()
+            healthy = "ok" if details is not None else "unhealthy"
+            isolation = describe_isolation(details)
+            account = cmd.calls.account()
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     connection = cmd.settings.connection
@@ -136,7 +164,9 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
         ["server", str(url)],
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
+        ["isolation", isolation],
         ["api key", "set (hidden)" if connection.api_key else "not set"],
+        *account_rows(account),
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
     ]
@@ -144,18 +174,82 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
 
 
 @subcommand(
-    "connect URL",
-    "use this server (key from $NULLSPACE_API_KEY or a prompt)",
-    argument("url"),
+    "connect URL | --embedded",
+    "use this server once it answers and takes the key ($NULLSPACE_API_KEY or a "
+    "prompt); --embedded: back to the embedded local server",
+    argument("url", nargs="?"),
+    argument("--embedded", action="store_true"),
 )
 def _connect(cmd: CommandContext, args: argparse.Namespace) -> None:
-    """Use another server for the next cells."""
+    """Use another server for the next cells (checked first), or the embedded one."""
+    if args.embedded:
+        if args.url:
+            raise UsageError("%sandbox connect takes a URL or --embedded, not both.")
+        _use_embedded(cmd)
+        return
+    if not args.url:
+        raise UsageError("%sandbox connect needs a URL (or --embedded).")
+    from IPython.core.error import StdinNotImplementedError
+
+    from sandbox_magic.client import SandboxError
+    from sandbox_magic.notebook.connect_check import check_server
+
     key = os.environ.get("NULLSPACE_API_KEY")
     if not key:
-        key = getpass.getpass(f"API key for {args.url} (input hidden; empty for none): ") or None
-    settings = cmd.connect(args.url, key)
-    session = cmd.controller.session(settings)
-    print(f"Connected to {session.settings.api_url}; the next %%sandbox cell uses it.")
+        try:
+            key = getpass.getpass(f"API key for {args.url} (input hidden; empty for none): ")
+        except StdinNotImplementedError:
+            raise SandboxError(
+                f"%sandbox connect {args.url}: no API key. This kernel cannot prompt for one "
+                "(it runs headless), so set NULLSPACE_API_KEY in the kernel's environment, "
+                "or `%config SandboxMagics.api_url` and `%config SandboxMagics.api_key` in "
+                "the notebook."
+            ) from None
+        key = key or None
+    timeout = cmd.settings.connection.request_timeout
+    shown = cmd.controller.io.run(check_server(args.url, key, request_timeout=timeout), 60)
+    cmd.connect(args.url, key)  # only now: a failed check changes nothing
+    print(
+        f"Connected to {shown} (it answered and accepted the key); the next %%sandbox cell uses it."
+    )
+
+
+def _use_embedded(cmd: CommandContext) -> None:
+    cmd.connect("", None)
+    print("The next %%sandbox cell uses the embedded local server.")
+
+
+@subcommand("disconnect", "back to the embedded local server")
+def _disconnect(cmd: CommandContext, args: argparse.Namespace) -> None:
+    """Go back to the embedded local server."""
+    _use_embedded(cmd)
+
+
+@subcommand(
+    "on [OPTIONS]",
+    "run every following cell in the sandbox (as %%sandbox OPTIONS)",
+    argument("options", nargs=argparse.REMAINDER),
+)
+def _on(cmd: CommandContext, args: argparse.Namespace) -> None:
+    """Run every following cell in the sandbox, as if it began with ``%%sandbox``."""
+    options = " ".join(args.options)
+    if options:
+        cmd.check_options(options)  # a typo fails here, not at every cell
+    cmd.controller.auto.on(options)
+    shown = f"%%sandbox {options}".rstrip()
+    print(
+        f"Every cell now runs in the sandbox (as `{shown}`); cells starting with % run "
+        "here. `%sandbox off` turns this off."
+    )
+
+
+@subcommand("off", "run cells locally again")
+def _off(cmd: CommandContext, args: argparse.Namespace) -> None:
+    """Stop running every cell in the sandbox."""
+    if cmd.controller.auto.off():
+        print("Cells run locally again.")
+    else:
+        print("Cells already run locally (`%sandbox on` sends them all to the sandbox).")
 
 
 @subcommand("contexts", "contexts of the sandbox")
@@ -307,12 +401,14 @@ def _cancel(cmd: CommandContext, args: argparse.Namespace) -> None:
 def _attach(cmd: CommandContext, args: argparse.Namespace) -> Any:
     """Show a run's outputs again, following it first if it is still going."""
     sandbox_id, run = _locate_run(cmd, args.run_id)
-    return cmd.controller.attach(sandbox_id, run, cmd.settings)
+    entry = cmd.journal.find(args.run_id)
+    context = entry.context if entry else None
+    return cmd.controller.attach(sandbox_id, run, cmd.settings, context_name=context)
 
 
 @subcommand(
     "wait [RUN_ID ...]",
-    "wait for background runs to end",
+    "wait for background runs to end (without ids: those not reported yet)",
     argument("run_ids", nargs="*"),
     argument("--timeout", type=float),
 )

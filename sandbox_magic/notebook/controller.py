@@ -25,12 +25,15 @@ from sandbox_magic.client import (
     SavedArtifact,
     save_artifacts,
 )
+from sandbox_magic.notebook.autosandbox import AutoSandbox
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions
 from sandbox_magic.notebook.settings import NotebookSettings
 from sandbox_magic.notebook.status import RunSummary, StatusView, make_status_view
 from sandbox_magic.render.artifacts import files_only, wants_preview
+from sandbox_magic.render.cell_numbers import CellNumbers
+from sandbox_magic.render.display_ids import DisplayIds
 from sandbox_magic.render.failures import remote_error, run_error
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.blocking import BlockingSession
@@ -59,6 +62,9 @@ class SandboxController:
         self._journal_setting: str | None = None
         self._session_lock = threading.RLock()
         self.background = BackgroundRuns(self.io)
+        self.display_ids = DisplayIds()
+        self.cell_numbers = CellNumbers()
+        self.auto = AutoSandbox(shell)
         atexit.register(self.close)
 
     # -- session ---------------------------------------------------------------
@@ -130,6 +136,7 @@ class SandboxController:
             allow_javascript=settings.allow_javascript,
             max_output_bytes=settings.max_output_bytes,
             redactor=settings.redactor(options.secret_values),
+            display_ids=self.display_ids,
         )
 
     def _status_view(self, options: RunOptions, settings: NotebookSettings) -> StatusView:
@@ -141,6 +148,7 @@ class SandboxController:
             quiet=(options.quiet or not settings.show_status) and not options.background,
             delay=0.0 if options.background else settings.status_delay,
             redactor=settings.redactor(options.secret_values),
+            summary=settings.summary,
         )
 
     def _cell(self, options: RunOptions, settings: NotebookSettings) -> CellRun:
@@ -172,7 +180,8 @@ class SandboxController:
                 )
             )
             for notice in session.take_notices():
-                cell.sink.notice(notice)
+                if not cell.view.note(notice):  # above the status line, in its output
+                    cell.sink.notice(notice)
             if options.background:
                 view = cell.hand_over()
                 self.background.start(session, run, view, options, cell.sink, settings.poll)
@@ -180,14 +189,30 @@ class SandboxController:
             cell.view.start(run, context=options.context)
             final = cell.follow(run)
             cell.finish(final)
+            self._number_cells(final, cell.sink)
             if options.out and self.shell is not None:
                 # Redacted like every output: displaying the record must not show secrets.
                 self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
             if options.save_artifacts and final.execution.artifacts:
                 self._save_artifacts(cell, final, options.save_artifacts, settings)
             if options.pull and final.status == "succeeded" and final.execution.error is None:
-                self._pull(cell, options, settings)
+                try:
+                    self._pull(cell, options, settings)
+                except BaseException:
+                    # Show what the cell produced (and its Out[n]) before the pull's error.
+                    value = self._conclude(cell, final, options)
+                    if value is not None and self.shell is not None:
+                        self.shell.displayhook(value)
+                    raise
             return self._conclude(cell, final, options)
+
+    def _number_cells(self, run: Run, sink: OutputSink) -> None:
+        """Let the run's tracebacks name local cells (``Cell In[n]`` as in the prompt)."""
+        key = f"{run.sandbox_id}/{run.context_id}"
+        # The prompt's number (IPython 9 counts the cell before running it, 8 after).
+        local = getattr(getattr(self.shell, "displayhook", None), "prompt_count", None)
+        self.cell_numbers.record(key, run.execution.execution_count, local)
+        sink.cell_numbers = self.cell_numbers.of(key)
 
     # -- data and files ----------------------------------------------------------
 
@@ -326,11 +351,22 @@ class SandboxController:
 
     # -- %sandbox attach -----------------------------------------------------------
 
-    def attach(self, sandbox_id: str, run: Run, settings: NotebookSettings) -> Any:
-        """Render a run again; follow it first while it is still going."""
+    def attach(
+        self,
+        sandbox_id: str,
+        run: Run,
+        settings: NotebookSettings,
+        *,
+        context_name: str | None = None,
+    ) -> Any:
+        """Render a run again; follow it first while it is still going.
+
+        ``context_name`` is the name the journal recorded, for a run of another kernel.
+        """
         options = RunOptions(no_raise=True)
         with self._cell(options, settings) as cell:
-            name = cell.session.context_name(sandbox_id, run.context_id or "") or run.context_id
+            name = cell.session.context_name(sandbox_id, run.context_id or "") or context_name
+            name = name or run.context_id
             if run.is_terminal:
                 cell.render(run)
                 # The server's own timing: the view's clock only saw this re-rendering.
@@ -358,6 +394,7 @@ class SandboxController:
         if self._closed:
             return
         self._closed = True
+        self.auto.off()
         self._close_session()
         self.io.stop()
         with contextlib.suppress(Exception):

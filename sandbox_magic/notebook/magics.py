@@ -74,6 +74,13 @@ class SandboxMagics(Magics):
         help="How to show live status: 'widget' (ipywidgets), 'html' (an output updated "
         "in place), 'text' (terminal lines), or 'auto' to pick from the frontend.",
     ).tag(config=True)
+    summary = Enum(
+        ["full", "compact", "none"],
+        default_value="full",
+        help="What a finished run leaves at the top of its cell: 'full' (outcome, run "
+        "time, run, sandbox and context ids), 'compact' (e.g. '✓ 0.03 s', the ids in "
+        "a tooltip) or 'none'.",
+    ).tag(config=True)
     allow_javascript = Bool(
         False, help="Execute JavaScript outputs from the sandbox (off: shown as text)."
     ).tag(config=True)
@@ -162,6 +169,7 @@ class SandboxMagics(Magics):
             show_status=self.show_status,
             status_delay=self.status_delay,
             status_view=self.status_view,
+            summary=self.summary,
             allow_javascript=self.allow_javascript,
             max_output_bytes=self.max_output_bytes,
             max_transfer_bytes=self.max_transfer_bytes,
@@ -190,7 +198,7 @@ class SandboxMagics(Magics):
             daemon=True,
         ).start()
 
-    @magic_arguments()
+    @magic_arguments(name="%sandbox")  # usage line: %%sandbox (IPython adds one %)
     @argument("--context", "-c", default="default", help="Named persistent context to run in.")
     @argument("--timeout", "-t", type=int, help="Seconds the run may take.")
     @argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE",
@@ -234,9 +242,19 @@ class SandboxMagics(Magics):
         if command is None:
             raise UsageError(f"Unknown subcommand {name!r}.\n{summary()}")
         args = command.parser.parse_args(rest)
-        context = CommandContext(self.controller, self.settings(), self._connect)
+        context = CommandContext(
+            self.controller, self.settings(), self._connect, self.check_cell_options
+        )
         with _hints():
             return command.handler(context, args)
+
+    def check_cell_options(self, line: str) -> None:
+        """Raise `UsageError` unless ``line`` is valid after ``%%sandbox``."""
+        parse_run_options(
+            parse_argstring(self.sandbox_cell, line),
+            os.environ,
+            default_secret_env=self.secret_env,
+        )
 
     def close(self) -> None:
         """Stop background runs, close connections, stop the embedded server."""

@@ -26,6 +26,7 @@ class NotebookSettings:
     show_status: bool = True
     status_delay: float = 0.5
     status_view: str = "auto"
+    summary: str = "full"
     allow_javascript: bool = False
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     max_transfer_bytes: int = 200 * 1024 * 1024

@@ -23,6 +23,7 @@ Nothing secret is shown: ids only, and every text passes through the redactor.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -33,13 +34,14 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any, ClassVar, Final
 
-from sandbox_magic.client import Run
+from sandbox_magic.client import Run, parse_timestamp
 from sandbox_magic.render.failures import describe_failure, ended_by_the_service
 from sandbox_magic.render.publish import OutputHandle, display_bundle, display_object
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 
 __all__ = [
     "HEADLESS_ENV",
+    "SUMMARY_STYLES",
     "HtmlStatusView",
     "NullStatusView",
     "RunSummary",
@@ -51,6 +53,7 @@ __all__ = [
     "format_elapsed",
     "has_widget_frontend",
     "make_status_view",
+    "run_time",
 ]
 
 #: Set to 1 to force headless status (no widgets), 0 to rule headless out.
@@ -94,6 +97,18 @@ def format_elapsed(seconds: float) -> str:
     return format_duration(seconds)
 
 
+#: How much the summary says: everything, just the outcome (ids in a tooltip), or nothing.
+SUMMARY_STYLES: Final = ("full", "compact", "none")
+
+
+def run_time(run: Run) -> float | None:
+    """The run's own time on the server (start to end), when both are known."""
+    start, end = parse_timestamp(run.started_at), parse_timestamp(run.completed_at)
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
 def _trim(text: str, limit: int = _LINE_LIMIT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -120,12 +135,20 @@ class RunSummary:
     sandbox_id: str | None = None
     context: str | None = None
     detail: str | None = None
+    #: True when ``duration`` is the run's own time as the server measured it.
+    run_time: bool = False
+    style: str = "full"
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def from_run(
         cls, run: Run, *, duration: float | None = None, context: str | None = None
     ) -> RunSummary:
-        """The summary of a finished run; a remote exception counts as ``error``."""
+        """The summary of a finished run; a remote exception counts as ``error``.
+
+        The duration is the run's own time (its start to its end on the server) when
+        the server says when it started; otherwise ``duration`` (the time seen here).
+        """
         error = run.execution.error
         if ended_by_the_service(run) or (run.status == "failed" and error is None):
             status, detail = run.status, describe_failure(run)
@@ -133,13 +156,20 @@ class RunSummary:
             status, detail = "error", f"raised {error.name}"
         else:
             status, detail = run.status, None
+        own = run_time(run)
+        if own is None:
+            own = duration if duration is not None else run.duration_seconds
+            measured = False
+        else:
+            measured = True
         return cls(
             status=status,
-            duration=duration if duration is not None else run.duration_seconds,
+            duration=own,
             run_id=run.id,
             sandbox_id=run.sandbox_id,
             context=context or run.context_id,
             detail=detail,
+            run_time=measured,
         )
 
     def redacted(self, redactor: Redactor) -> RunSummary:
@@ -150,13 +180,13 @@ class RunSummary:
         def r(value: str | None) -> str | None:
             return None if value is None else redactor.text(value)
 
-        return RunSummary(
-            self.status,
-            self.duration,
-            r(self.run_id),
-            r(self.sandbox_id),
-            r(self.context),
-            r(self.detail),
+        return dataclasses.replace(
+            self,
+            run_id=r(self.run_id),
+            sandbox_id=r(self.sandbox_id),
+            context=r(self.context),
+            detail=r(self.detail),
+            notes=tuple(redactor.text(note) for note in self.notes),
         )
 
     def _head(self) -> str:
@@ -165,29 +195,63 @@ class RunSummary:
         head = f"{icon} {word}"
         if self.duration is not None:
             head += f" in {format_duration(self.duration)}"
+            if self.run_time:
+                head += " run time"
         if self.detail and self.status in ("failed", "cancelled"):
             head += f" ({_trim(self.detail, 160)})"
         return head
 
+    def _compact_head(self) -> str:
+        icon = _ICONS.get(self.status, "•")
+        if self.duration is None:
+            return f"{icon} {self.status}"
+        return f"{icon} {format_duration(self.duration)}"
+
     def text(self) -> str:
-        """The summary as plain text."""
-        return " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+        """The summary as plain text (notes first, one per line)."""
+        if self.style == "compact":
+            line = self._compact_head()
+        else:
+            line = " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+        return "\n".join([*self.notes, line])
 
     def html(self) -> str:
-        """The summary as one small HTML line."""
+        """The summary as one small HTML line (notes above it)."""
         colour = _ICON_COLOURS.get(self.status, "#616161")
+        notes = "".join(_note_html(note) for note in self.notes)
+        if self.style == "compact":
+            title = " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+            return (
+                f'{notes}<div class="sandbox-magic-summary" title="{escape(title)}" '
+                'style="font-size:0.85em;opacity:0.8">'
+                f'<span style="color:{colour}">{escape(self._compact_head())}</span></div>'
+            )
         ids = "".join(
             f" · <code>{escape(part)}</code>"
             for part in _ids(self.run_id, self.sandbox_id, self.context)
         )
         return (
-            '<div class="sandbox-magic-summary" style="font-size:0.85em;opacity:0.8">'
+            f'{notes}<div class="sandbox-magic-summary" style="font-size:0.85em;opacity:0.8">'
             f'<span style="color:{colour}">{escape(self._head())}</span>{ids}</div>'
         )
 
     def bundle(self) -> dict[str, str]:
-        """``text/plain`` and ``text/html``, nothing else."""
+        """``text/plain`` and ``text/html``, nothing else (empty for style ``none``)."""
+        if self.style == "none":
+            if not self.notes:
+                return {"text/plain": ""}
+            return {
+                "text/plain": "\n".join(self.notes),
+                "text/html": "".join(_note_html(note) for note in self.notes),
+            }
         return {"text/plain": self.text(), "text/html": self.html()}
+
+
+def _note_html(note: str) -> str:
+    return (
+        '<p class="sandbox-magic-note" style="opacity:0.75;font-style:italic;margin:0 0 2px">'
+        f"{escape(note)}</p>"
+    )
 
 
 class StatusView(ABC):
@@ -210,9 +274,12 @@ class StatusView(ABC):
         delay: float = 0.5,
         redactor: Redactor = NO_REDACTION,
         clock: Callable[[], float] = time.monotonic,
+        summary: str = "full",
     ) -> None:
         self.delay = max(0.0, delay)
         self.redactor = redactor
+        self.summary_style = summary if summary in SUMMARY_STYLES else "full"
+        self.notes: list[str] = []
         self._clock = clock
         self._t0 = clock()
         self._lock = threading.RLock()
@@ -279,6 +346,21 @@ class StatusView(ABC):
             self.state = "cancelling"
             self._draw_if_due()
 
+    def reserve(self) -> None:
+        """Hold the view's place before the cell's first output (nothing shown yet).
+
+        The live line, and then the summary, appear there however late they come.
+        """
+        return
+
+    def note(self, text: str) -> bool:
+        """Show a note from sandbox_magic above the live line and the summary.
+
+        Returns False when the view has not taken its place yet: the caller then
+        publishes the note itself, and it lands above the view anyway.
+        """
+        return False
+
     def outputs_cleared(self) -> None:
         """The cell's outputs were cleared: show the live view again at the next draw."""
         with self._lock:
@@ -295,6 +377,10 @@ class StatusView(ABC):
             self._finished = True
             if isinstance(final, Run):
                 final = RunSummary.from_run(final, duration=self.elapsed, context=self.context)
+            if final is not None:
+                final = dataclasses.replace(
+                    final, style=self.summary_style, notes=(*final.notes, *self.notes)
+                )
             self._conclude(final.redacted(self.redactor) if final is not None else None)
 
     def _absorb(self, run: Run | None) -> None:
@@ -332,11 +418,17 @@ class StatusView(ABC):
             if self.latest_line
             else ""
         )
+        notes = "".join(_note_html(self.redactor.text(note)) for note in self.notes)
         return (
-            '<div class="sandbox-magic-status" style="font-size:0.85em">'
+            f'{notes}<div class="sandbox-magic-status" style="font-size:0.85em">'
             f'<span style="color:{colour}">●</span> {escape(self.state)} · '
             f"{format_elapsed(self.elapsed)}{ids}{latest}</div>"
         )
+
+    def live_bundle(self) -> dict[str, str]:
+        """The live line as ``text/plain`` + ``text/html`` (notes above it)."""
+        notes = [self.redactor.text(note) for note in self.notes]
+        return {"text/plain": "\n".join([*notes, self.line()]), "text/html": self.line_html()}
 
     @abstractmethod
     def _draw(self) -> None:
@@ -360,13 +452,36 @@ class NullStatusView(StatusView):
 class _HandleView(StatusView):
     """A view that owns one display output and finally replaces it with the summary."""
 
+    #: True while the handle shows only the empty placeholder of `reserve`.
+    _placeholder = False
+
+    def reserve(self) -> None:
+        with self._lock:
+            if self.handle is None and not self._finished:
+                self.handle = display_bundle({"text/plain": ""})
+                self._placeholder = True
+
+    def note(self, text: str) -> bool:
+        with self._lock:
+            if self.handle is None or self._finished:
+                return False
+            self.notes.append(text)
+            if not self._placeholder:
+                self._redraw()
+            return True
+
+    def _redraw(self) -> None:
+        """Draw again now (after a note), whatever the rate limit."""
+        self._draw()
+
     def _forget(self) -> None:
         self.handle = None
+        self._placeholder = False
 
     def _conclude(self, summary: RunSummary | None) -> None:
         if self.handle is not None:
             self.handle.update(summary.bundle() if summary else {"text/plain": ""})
-        elif summary is not None:
+        elif summary is not None and summary.style != "none":
             display_bundle(summary.bundle())
 
 
@@ -382,16 +497,23 @@ class HtmlStatusView(_HandleView):
 
     def _draw(self) -> None:
         now = self._clock()
-        if self.handle is not None and (
-            self.state == self._drawn_state and now - self._drawn_at < self.min_interval
+        if (
+            self.handle is not None
+            and not self._placeholder
+            and (self.state == self._drawn_state and now - self._drawn_at < self.min_interval)
         ):
             return
         self._drawn_at, self._drawn_state = now, self.state
-        bundle = {"text/plain": self.line(), "text/html": self.line_html()}
+        bundle = self.live_bundle()
         if self.handle is None:
             self.handle = display_bundle(bundle)
         else:
             self.handle.update(bundle)
+        self._placeholder = False
+
+    def _redraw(self) -> None:
+        self._drawn_state = ""
+        self._draw()
 
 
 class WidgetStatusView(_HandleView):
@@ -436,7 +558,11 @@ class WidgetStatusView(_HandleView):
                 [self._html, self._button], layout=widgets.Layout(align_items="center")
             )
             self._sync_button()
-            self.handle = display_object(self._box)
+            if self.handle is None:
+                self.handle = display_object(self._box)
+            else:
+                self.handle.update_object(self._box)
+            self._placeholder = False
             self._drawn_at, self._drawn_state = self._clock(), self.state
             return
         now = self._clock()
@@ -447,6 +573,10 @@ class WidgetStatusView(_HandleView):
         if self._html.value != value:
             self._html.value = value
         self._sync_button()
+
+    def _redraw(self) -> None:
+        self._drawn_state = ""
+        self._draw()
 
     def _conclude(self, summary: RunSummary | None) -> None:
         super()._conclude(summary)
@@ -474,6 +604,8 @@ class TextStatusView(StatusView):
         self._written_state = ""
 
     def _draw(self) -> None:
+        if self.state in _ICONS:
+            return  # the run ended: the summary is its one line
         now = self._clock()
         if self.state == self._written_state and now - self._written_at < self.interval:
             return
@@ -482,7 +614,7 @@ class TextStatusView(StatusView):
         sys.stderr.flush()
 
     def _conclude(self, summary: RunSummary | None) -> None:
-        if summary is not None:
+        if summary is not None and summary.style != "none":
             display_bundle(summary.bundle())
 
 
@@ -523,6 +655,7 @@ def make_status_view(
     delay: float = 0.5,
     redactor: Redactor = NO_REDACTION,
     clock: Callable[[], float] = time.monotonic,
+    summary: str = "full",
 ) -> StatusView:
     """The view for this frontend.
 
@@ -531,7 +664,12 @@ def make_status_view(
     in-place HTML line in a headless kernel (``headless``, or `detect_headless` when
     None), and text lines in a terminal.
     """
-    options: dict[str, Any] = {"delay": delay, "redactor": redactor, "clock": clock}
+    options: dict[str, Any] = {
+        "delay": delay,
+        "redactor": redactor,
+        "clock": clock,
+        "summary": summary,
+    }
     if quiet:
         return NullStatusView(**options)
     if mode == "auto":

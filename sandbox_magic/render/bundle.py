@@ -34,6 +34,7 @@ from html import escape
 from typing import Any, Final
 
 from sandbox_magic.client import Result, decode_base64
+from sandbox_magic.render.carried import VALUE_MIME
 from sandbox_magic.render.markdown_html import markdown_to_html
 from sandbox_magic.render.markup_sanitiser import (
     CleanMarkup,
@@ -42,6 +43,7 @@ from sandbox_magic.render.markup_sanitiser import (
     unsanitisable_note,
 )
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
+from sandbox_magic.render.script_report import removed_scripts
 from sandbox_magic.render.text import CONFIG_HINT, human_size, limit_note, truncate_utf8, utf8_len
 from sandbox_magic.wire import MIME_BY_FIELD
 
@@ -53,6 +55,7 @@ __all__ = [
     "json_safe",
     "note_html",
     "result_bundle",
+    "scripts_note",
 ]
 
 #: Default limit for one representation, one bundle, and each stream of a cell.
@@ -61,6 +64,17 @@ DEFAULT_MAX_OUTPUT_BYTES: Final = 10 * 1024 * 1024
 JAVASCRIPT_NOTE: Final = (
     "[JavaScript output not executed; enable with %config SandboxMagics.allow_javascript = True]"
 )
+
+
+def scripts_note(mime: str, removed: list[str]) -> str:
+    """The note on remote markup whose scripts were removed (charts may need them)."""
+    return (
+        f"[{mime} from the sandbox: {', '.join(removed)} removed, so parts of it (charts, "
+        "maps, widgets) may not work; run them with "
+        "%config SandboxMagics.allow_javascript = True]"
+    )
+
+
 WIDGET_NOTE: Final = (
     "[interactive widget not shown: it lives in the remote kernel, "
     "which no local frontend can talk to]"
@@ -180,6 +194,8 @@ class _Builder:
         self.sizes[mime] = size
 
     def add(self, mime: str, value: Any) -> None:
+        if mime == VALUE_MIME:
+            return  # the value itself, for ``Out[n]``: not a representation to show
         self.seen.append(mime)
         if mime in _WIDGET_TYPES:
             if mime.endswith("view+json"):
@@ -244,6 +260,8 @@ class _Builder:
                 self.notes.append(cleaned.note)
                 if mime == _SVG:
                     return  # escaped text is no image
+            elif removed := removed_scripts(text, cleaned.markup):
+                self.notes.append(scripts_note(mime, removed))
             text = cleaned.markup
         if not self.allow_javascript and mime == "text/latex" and _SCRIPT_URL.search(text):
             self.notes.append("[text/latex with a script link not rendered]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from typing import Final
 
 from sandbox_magic.client import (
@@ -15,11 +16,13 @@ from sandbox_magic.client import (
     SandboxError,
 )
 from sandbox_magic.render.bundle import DEFAULT_MAX_OUTPUT_BYTES
+from sandbox_magic.render.cell_numbers import relabel_cells
 from sandbox_magic.render.redact import NO_REDACTION, Redactor
 from sandbox_magic.render.text import limit_note, utf8_len
 from sandbox_magic.wire import CODE_RAISED, TIMED_OUT
 
 __all__ = [
+    "INPUT_HINT",
     "cell_exception",
     "describe_failure",
     "ended_by_the_service",
@@ -54,18 +57,43 @@ def _bounded_traceback(lines: list[str], max_bytes: int) -> list[str]:
     return [*head, limit_note("traceback", total - kept, max_bytes), *tail]
 
 
+#: What ``input()`` gives in a run, whatever the server says (it cannot be answered).
+INPUT_HINT: Final = (
+    "interactive input (input(), getpass()) is not available in %%sandbox cells: the "
+    "code runs remotely and nobody can type into it. Put the value in the code, set it "
+    "with `%%sandbox --env NAME=VALUE` (--secret-env NAME for a password), or send a "
+    "local variable with `%%sandbox --push NAME`."
+)
+_STDIN_ERROR: Final = "StdinNotImplementedError"
+
+
+def _input_hint(name: str, value: str, traceback: list[str]) -> tuple[str, list[str]]:
+    """For a remote ``input()``: the clear message, and the traceback's last line too."""
+    if name != _STDIN_ERROR or "%%sandbox" in value:
+        return value, traceback
+    if traceback and name in traceback[-1]:
+        traceback = [*traceback[:-1], f"{name}: {INPUT_HINT}"]
+    return INPUT_HINT, traceback
+
+
 def remote_error(
     error: ExecutionError,
     run_id: str | None = None,
     *,
     redactor: Redactor = NO_REDACTION,
     max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    cell_numbers: Mapping[int, int] | None = None,
 ) -> RemoteExecutionError:
-    """The exception to raise for code that raised remotely (traceback colours kept)."""
+    """The exception to raise for code that raised remotely (traceback colours kept).
+
+    ``cell_numbers`` maps remote cell numbers to local ones (`relabel_cells`).
+    """
     traceback = [redactor.text(str(line)) for line in error.traceback]
+    traceback = relabel_cells(traceback, cell_numbers or {})
+    value, traceback = _input_hint(error.name, redactor.text(error.value), traceback)
     return RemoteExecutionError.named(
         redactor.text(error.name),
-        redactor.text(error.value),
+        value,
         _bounded_traceback(traceback, max_bytes),
         run_id=run_id,
     )
@@ -130,6 +158,7 @@ def cell_exception(
     *,
     redactor: Redactor = NO_REDACTION,
     max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    cell_numbers: Mapping[int, int] | None = None,
 ) -> SandboxError | None:
     """The exception that should fail the cell for a finished run; None if it went well.
 
@@ -140,7 +169,13 @@ def cell_exception(
     if ended_by_the_service(run):
         return run_error(run, redactor=redactor)
     if run.execution.error is not None:
-        return remote_error(run.execution.error, run.id, redactor=redactor, max_bytes=max_bytes)
+        return remote_error(
+            run.execution.error,
+            run.id,
+            redactor=redactor,
+            max_bytes=max_bytes,
+            cell_numbers=cell_numbers,
+        )
     if run.status == "failed":
         return run_error(run, redactor=redactor)
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +13,9 @@ __all__ = [
     "clear_outputs",
     "display_bundle",
     "display_object",
+    "new_display_id",
     "publish_bundle",
+    "update_bundle",
 ]
 
 _publish: Callable[..., None] = _ipython_display.publish_display_data
@@ -38,10 +41,35 @@ class OutputHandle:
         update: Callable[..., None] = self._handle.update
         update(dict(data), raw=True)
 
+    def update_object(self, obj: object) -> None:
+        """Replace the output with ``obj`` (a widget), formatted by IPython."""
+        update: Callable[..., None] = self._handle.update
+        update(obj)
 
-def publish_bundle(data: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
-    """Publish one display output from a raw MIME bundle."""
-    _publish(dict(data), dict(metadata or {}))
+
+def new_display_id() -> str:
+    """A fresh local display id (for outputs that are updated in place later)."""
+    return f"sandbox-magic-{uuid.uuid4().hex}"
+
+
+def publish_bundle(
+    data: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    display_id: str | None = None,
+) -> None:
+    """Publish one display output from a raw MIME bundle (under ``display_id``, if given)."""
+    if display_id is None:
+        _publish(dict(data), dict(metadata or {}))
+    else:
+        _publish(dict(data), dict(metadata or {}), transient={"display_id": display_id})
+
+
+def update_bundle(
+    data: Mapping[str, Any], metadata: Mapping[str, Any] | None, display_id: str
+) -> None:
+    """Replace, in place, every output published under ``display_id``."""
+    _publish(dict(data), dict(metadata or {}), transient={"display_id": display_id}, update=True)
 
 
 def display_bundle(data: Mapping[str, Any]) -> OutputHandle:

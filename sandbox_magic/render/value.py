@@ -20,6 +20,12 @@ class RemoteValue:
 
     __slots__ = ("data", "metadata")
 
+    #: What a `RemoteValue` is and how to get the object; said by errors and ``repr``.
+    HINT = (
+        "it is how a remote value looks (its display); the object itself stays in the "
+        "sandbox. Bring it here with `%%sandbox --pull NAME` after assigning it to NAME."
+    )
+
     def __init__(self, data: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = dict(data)
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -41,11 +47,36 @@ class RemoteValue:
         metadata = {mime: value for mime, value in self.metadata.items() if mime in data}
         return data, metadata
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text form: the remote ``text/plain``, as ``Out[n]`` shows it."""
+        printer.text(str(self))
+
+    def __str__(self) -> str:
+        return self.text or f"<RemoteValue {', '.join(self.data)}>"
+
     def __repr__(self) -> str:
         text = self.text
         if len(text) > _REPR_LIMIT:
             text = text[: _REPR_LIMIT - 1] + "…"
-        return text or f"<RemoteValue {', '.join(self.data)}>"
+        shown = text or ", ".join(self.data)
+        return f"<RemoteValue {shown!r}: {self.HINT}>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name.startswith("_repr_") or name.startswith("_ipython"):
+            raise AttributeError(name)  # protocols probed by Python and IPython
+        raise AttributeError(f"RemoteValue has no attribute {name!r}: {self.HINT}")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def _unsupported(self, *_args: Any) -> Any:
+        raise TypeError(f"A RemoteValue cannot be computed with: {self.HINT}")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _unsupported
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _unsupported
+    __mod__ = __rmod__ = __pow__ = __rpow__ = __matmul__ = __rmatmul__ = _unsupported
+    __lt__ = __le__ = __gt__ = __ge__ = __neg__ = __abs__ = _unsupported
+    __getitem__ = __len__ = __iter__ = __int__ = __float__ = _unsupported
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RemoteValue):

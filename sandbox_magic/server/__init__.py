@@ -1,6 +1,7 @@
 """The local sandbox server: the wire contract served by real Jupyter kernels.
 
-It runs code as the local user and is not an isolation boundary. Start it with
+With bubblewrap available each sandbox's kernels run confined (see `confinement`);
+without it, code runs unconfined as the local user. Start it with
 ``sandbox-magic serve``; build the ASGI app in-process with `create_app`.
 """
 

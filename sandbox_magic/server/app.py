@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,16 +29,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox_magic import __version__
 from sandbox_magic.server import languages
 from sandbox_magic.server.artifacts import is_previewable
-from sandbox_magic.server.auth import bearer_matches
+from sandbox_magic.server.classroom import keys_routes
+from sandbox_magic.server.classroom.dashboard import Dashboard
+from sandbox_magic.server.classroom.fairness import CpuDemoter, FairGate
+from sandbox_magic.server.classroom.keys_routes import principal
+from sandbox_magic.server.classroom.tenancy import Principal, Tenancy
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError, error_body
 from sandbox_magic.server.files import get_file, put_file
-from sandbox_magic.server.runs import RunState
+from sandbox_magic.server.kernelspecs import resolve_language
+from sandbox_magic.server.runs import ContextRuntime, RunState
 from sandbox_magic.server.service import SandboxService
 from sandbox_magic.server.store import Page
 from sandbox_magic.server.util import new_id
 from sandbox_magic.server.validation import (
     expect_object,
+    optional_bool,
     optional_int,
     optional_object,
     optional_str,
@@ -94,19 +102,24 @@ def _error_response(
 
 
 class _Gate:
-    """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies."""
+    """Pure ASGI middleware: request ids, bearer auth on /v1, early 413 on big bodies.
+
+    The authenticated `Principal` is put in ``scope["state"]["principal"]``.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        token: str,
+        authenticate: Callable[[str | None], Principal | None],
+        throttle: Callable[[Principal], float | None],
         max_body_bytes: int,
         max_file_bytes: int,
         features: ServerFeatures,
     ) -> None:
         self.app = app
-        self.token = token
+        self.authenticate = authenticate
+        self.throttle = throttle
         self.max_body_bytes = max_body_bytes
         self.max_file_bytes = max_file_bytes
         advertised = features.header_value()
@@ -123,9 +136,12 @@ class _Gate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         response: Response | None = None
         path: str = scope["path"]
-        if (path == "/v1" or path.startswith("/v1/")) and not bearer_matches(
-            headers.get("authorization"), self.token
-        ):
+        caller = None
+        if path == "/v1" or path.startswith("/v1/"):
+            caller = self.authenticate(headers.get("authorization"))
+            scope["state"]["principal"] = caller
+        wait = self.throttle(caller) if caller is not None else None
+        if (path == "/v1" or path.startswith("/v1/")) and caller is None:
             message = (
                 "Missing bearer token: send 'Authorization: Bearer <token>'."
                 if "authorization" not in headers
@@ -134,6 +150,8 @@ class _Gate:
             response = _error_response(
                 request_id, 401, AUTH_FAILED, message, headers={"WWW-Authenticate": "Bearer"}
             )
+        elif wait is not None and caller is not None:
+            response = _too_many(request_id, caller, wait)
         elif _too_large(headers.get("content-length"), limit := self._limit(scope)):
             response = _error_response(
                 request_id,
@@ -162,6 +180,19 @@ class _Gate:
         if scope["method"] == "PUT" and scope["path"].endswith("/file"):
             return self.max_file_bytes
         return self.max_body_bytes
+
+
+def _too_many(request_id: str, caller: Principal, wait: float) -> Response:
+    """429 for a key over its ``requests_per_second`` (retryable, with Retry-After)."""
+    return _error_response(
+        request_id,
+        429,
+        "rate_limit_exceeded",
+        f"Too many requests from {caller.name}: quota 'requests_per_second' is "
+        f"{caller.quotas.requests_per_second}. Retry after the Retry-After delay.",
+        retryable=True,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
 
 
 def _too_large(length: str | None, limit: int) -> bool:
@@ -203,6 +234,11 @@ def _service(request: Request) -> SandboxService:
     return service
 
 
+def _tenancy(request: Request) -> Tenancy:
+    tenancy: Tenancy = request.app.state.tenancy
+    return tenancy
+
+
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= 255:
@@ -227,14 +263,16 @@ def _limit(request: Request) -> int:
 
 
 async def healthz(request: Request) -> Response:
-    pool = _service(request).pool
-    offered = await asyncio.to_thread(languages.report)  # the first look starts R once
+    service = _service(request)
+    offered = languages.report()
     return JSONResponse(
         {
             "status": "ok",
             "version": __version__,
-            "warm_kernels_ready": pool.ready_count,
+            "warm_kernels_ready": service.pool.ready_count,
             "languages": offered,
+            "isolation": service.confinement.describe(),
+            "limits": service.config.limits.describe() if service.confinement.active else None,
         }
     )
 
@@ -245,28 +283,51 @@ async def create_sandbox(request: Request) -> Response:
     timeout_ms = optional_int(body, "timeout_ms", minimum=0)
     metadata = optional_object(body, "metadata")
     envs = optional_str_map(body, "envs")
-    service = _service(request)
+    inactivity_timeout_ms = optional_int(body, "inactivity_timeout_ms", minimum=0)
+    vcpus = optional_int(body, "vcpus", minimum=1)
+    memory_mb = optional_int(body, "memory_mb", minimum=1)
+    service, tenancy, caller = _service(request), _tenancy(request), principal(request)
 
     async def create() -> str:
-        record = service.create_sandbox(
-            template=template,
-            timeout_ms=300_000 if timeout_ms is None else timeout_ms,
-            metadata=metadata,
-            envs=envs,
-        )
+        with tenancy.reserve(caller, "sandboxes", "sandboxes"):
+            record = service.create_sandbox(
+                template=template,
+                timeout_ms=timeout_ms,
+                inactivity_timeout_ms=inactivity_timeout_ms,
+                metadata=metadata,
+                envs=envs,
+                vcpus=vcpus,
+                memory_mb=memory_mb,
+            )
+            tenancy.set_owner(str(record["id"]), caller)
         return str(record["id"])
 
-    sandbox_id = await service.idempotent("sandbox", _idempotency_key(request), body, create)
-    return JSONResponse(service.sandbox(sandbox_id).public(), status_code=201)
+    scope = "sandbox" if caller.key_id is None else f"sandbox:{caller.name}"
+    sandbox_id = await service.idempotent(scope, _idempotency_key(request), body, create)
+    return JSONResponse(_shown(request, service.sandbox(sandbox_id).public()), status_code=201)
+
+
+def _shown(request: Request, sandbox: dict[str, Any]) -> dict[str, Any]:
+    """A sandbox record; for an admin, with its owner's name (ours)."""
+    if principal(request).admin:
+        return {**sandbox, "owner": _tenancy(request).owner_of(sandbox["id"])}
+    return sandbox
 
 
 async def list_sandboxes(request: Request) -> Response:
-    return JSONResponse(_service(request).list_sandboxes())
+    tenancy, caller = _tenancy(request), principal(request)
+    return JSONResponse(
+        [
+            _shown(request, sandbox)
+            for sandbox in _service(request).list_sandboxes()
+            if tenancy.may_see(caller, sandbox["id"])
+        ]
+    )
 
 
 async def get_sandbox(request: Request) -> Response:
     sandbox = _service(request).sandbox(request.path_params["sandbox_id"])
-    return JSONResponse(sandbox.public())
+    return JSONResponse(_shown(request, sandbox.public()))
 
 
 async def delete_sandbox(request: Request) -> Response:
@@ -285,8 +346,12 @@ async def create_context(request: Request) -> Response:
     language = optional_str(body, "language")
     cwd = optional_str(body, "cwd")
 
+    caller = principal(request)
+
     async def create() -> str:
-        context = await service.create_context(sandbox_id, language=language, cwd=cwd)
+        with _tenancy(request).reserve(caller, "contexts", "contexts"):
+            async with _kernel_starts(request).slot(caller.name):
+                context = await service.create_context(sandbox_id, language=language, cwd=cwd)
         return str(context["id"])
 
     scope = f"context:{sandbox_id}"
@@ -321,6 +386,33 @@ async def interrupt_context(request: Request) -> Response:
 # -- routes: runs --------------------------------------------------------------------
 
 
+def _submit(
+    request: Request,
+    caller: Principal,
+    context: ContextRuntime,
+    code: str,
+    envs: dict[str, str],
+    timeout: int | None,
+    keep_processes: bool = False,
+) -> RunState:
+    """Submit a run within the caller's quotas."""
+    tenancy = _tenancy(request)
+    timeout = tenancy.run_timeout(caller, timeout)
+    tenancy.check_artifact_room(caller)
+    with tenancy.reserve(caller, "concurrent_runs", "runs queued or running"):
+        run = _service(request).submit_run(
+            context, code=code, envs=envs, timeout=timeout, keep_processes=keep_processes
+        )
+    tenancy.watch_output(caller, run)
+    tenancy.note_failures(caller, run)
+    return run
+
+
+def _kernel_starts(request: Request) -> FairGate:
+    gate: FairGate = request.app.state.kernel_starts
+    return gate
+
+
 def _run_options(body: dict[str, Any]) -> tuple[dict[str, str], int | None]:
     return (
         optional_str_map(body, "envs"),
@@ -338,9 +430,11 @@ async def create_run(request: Request) -> Response:
     envs, timeout = _run_options(body)
     context = service.context(sandbox_id, context_id)
     wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
+    caller = principal(request)
 
     async def create() -> str:
-        return service.submit_run(context, code=code, envs=envs, timeout=timeout).id
+        keep = bool(optional_bool(body, "keep_processes"))
+        return _submit(request, caller, context, code, envs, timeout, keep).id
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
@@ -421,11 +515,13 @@ async def execute(request: Request) -> Response:
     context_id = optional_str(body, "context_id")
     language = optional_str(body, "language")
     envs, timeout = _run_options(body)
+    caller = principal(request)
     if context_id:
         context = service.context(sandbox_id, context_id)
     else:
-        context = await service.default_context(sandbox_id, language)
-    run = service.submit_run(context, code=code, envs=envs, timeout=timeout)
+        context = await _default_context(request, caller, sandbox_id, language)
+    keep = bool(optional_bool(body, "keep_processes"))
+    run = _submit(request, caller, context, code, envs, timeout, keep)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
 
@@ -445,6 +541,21 @@ async def execute(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Run-Id": run.id},
     )
+
+
+async def _default_context(
+    request: Request, caller: Principal, sandbox_id: str, language: str | None
+) -> ContextRuntime:
+    """The sandbox's default context; making it counts against the contexts quota."""
+    service = _service(request)
+    sandbox = service.sandbox(sandbox_id)
+    choice = resolve_language(language, service.pool.spec_manager)
+    existing = sandbox.contexts.get(sandbox.defaults.get(choice.spec_name, ""))
+    if existing is not None:
+        return existing
+    with _tenancy(request).reserve(caller, "contexts", "contexts"):
+        async with _kernel_starts(request).slot(caller.name):
+            return await service.default_context(sandbox_id, language)
 
 
 def _sse(event: dict[str, Any]) -> str:
@@ -529,6 +640,13 @@ async def delete_artifact(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# -- routes: keys --------------------------------------------------------------------
+
+
+async def create_key(request: Request) -> Response:
+    return await keys_routes.create_key(request, await _read_object(request, required=False))
+
+
 # -- errors --------------------------------------------------------------------------
 
 
@@ -593,6 +711,11 @@ _ROUTES: list[tuple[str, str, Handler]] = [
     (f"{_SB}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
     (f"{_SB}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
     (f"{_SB}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
+    ("/v1/keys", "POST", create_key),
+    ("/v1/keys", "GET", keys_routes.list_keys),
+    ("/v1/keys/{key_id}", "DELETE", keys_routes.revoke_key),
+    ("/v1/keys/{key_id}/rotate", "POST", keys_routes.rotate_key),
+    ("/v1/account/me", "GET", keys_routes.account_me),
 ]
 
 _FILE_ROUTES: list[tuple[str, str, Handler]] = [
@@ -604,11 +727,22 @@ _FILE_ROUTES: list[tuple[str, str, Handler]] = [
 def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
     for path, method, handler in _ROUTES + (_FILE_ROUTES if config.file_endpoints else []):
-        by_path.setdefault(path, {})[method] = handler
+        scoped = _owner_only(handler) if "{sandbox_id}" in path else handler
+        by_path.setdefault(path, {})[method] = scoped
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
         for path, handlers in by_path.items()
     ]
+
+
+def _owner_only(handler: Handler) -> Handler:
+    """The handler, answering 404 unless the caller owns the sandbox (or is an admin)."""
+
+    async def scoped(request: Request) -> Response:
+        _tenancy(request).check_sandbox(principal(request), request.path_params["sandbox_id"])
+        return await handler(request)
+
+    return scoped
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
@@ -624,17 +758,24 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
 def create_app(config: ServerConfig) -> Starlette:
     """The ASGI app; its lifespan starts and stops the `SandboxService`."""
     service = SandboxService(config)
+    tenancy = Tenancy(service, admin_token=config.token, defaults=config.student_quotas)
+    demoter = CpuDemoter(service, tenancy.owner_of)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
+        if config.cpu_demotion:
+            demoter.start()
         try:
             yield
         finally:
+            await demoter.stop()
             await service.stop()
+            tenancy.close()
 
+    dashboard = Dashboard(tenancy, demoter.niceness)
     app = Starlette(
-        routes=_routes(config),
+        routes=[*_routes(config), *dashboard.routes()],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
@@ -648,9 +789,13 @@ def create_app(config: ServerConfig) -> Starlette:
         watch_max_ms=MAX_WATCH_MS if config.long_poll else None,
         files_max_bytes=config.max_file_bytes if config.file_endpoints else None,
     )
+    app.state.tenancy = tenancy
+    app.state.demoter = demoter
+    app.state.kernel_starts = FairGate(max(2, os.cpu_count() or 1))
     app.add_middleware(
         _Gate,
-        token=config.token,
+        authenticate=tenancy.authenticate,
+        throttle=tenancy.throttle,
         max_body_bytes=config.max_body_bytes,
         max_file_bytes=config.max_file_bytes,
         features=features,

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "ServerConfig"]
+from sandbox_magic.server.classroom.quotas import Quotas
+from sandbox_magic.server.confinement import Confinement, LimitPolicy
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "ISOLATION_ENV", "ServerConfig"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024
+#: The environment variable that sets the default isolation (CLI and in-process).
+ISOLATION_ENV = "SANDBOX_MAGIC_ISOLATION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +44,25 @@ class ServerConfig:
     file_endpoints: bool = True
     #: Largest file ``PUT .../file`` accepts.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    #: ``auto`` (bubblewrap when this machine allows it), ``bwrap`` or ``none``;
+    #: by default ``$SANDBOX_MAGIC_ISOLATION``, else ``auto``.
+    isolation: str = field(default_factory=lambda: os.environ.get(ISOLATION_ENV) or "auto")
+    #: The isolation already detected (by ``serve``); None: detect at start.
+    confinement: Confinement | None = None
+    #: Defaults and maxima of the per-sandbox limits.
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
+    #: Names of the server's environment variables confined kernels may see.
+    pass_env: tuple[str, ...] = ()
+    #: A sandbox's lifetime when its create request gives no ``timeout_ms`` (0: none).
+    default_sandbox_timeout_ms: int = 0
+    #: Idle time after which a sandbox is stopped, when it gives no
+    #: ``inactivity_timeout_ms`` (0: never). Activity means runs, not reads.
+    default_inactivity_timeout_ms: int = 0
+    #: Most live contexts (kernels) at once; more get ``503 capacity_exceeded``.
+    max_contexts: int = 32
+    #: Kernels started at the same time; further starts wait their turn.
+    concurrent_starts: int = 2
+    #: Quotas of student keys (each key may override them); admins are unlimited.
+    student_quotas: Quotas = field(default_factory=Quotas)
+    #: Lower the CPU priority of runs that keep a core busy (see `classroom.fairness`).
+    cpu_demotion: bool = True

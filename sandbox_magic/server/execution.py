@@ -7,7 +7,9 @@ a consistent snapshot, because everything happens on the one event loop.
 Mapping, message by message:
 
 - ``stream`` -> a chunk appended to ``logs.stdout`` / ``logs.stderr``;
-- ``execute_result`` -> a Result with ``is_main_result: true``;
+- ``execute_result`` -> a Result with ``is_main_result: true``; when the kernel
+  sent the value as plain JSON (`kernel_side.VALUE_MIME`), it moves out of ``data``
+  into ``plain_value: {"value": ...}`` (ours), so ``data`` holds only what is shown;
 - ``display_data`` -> a Result; every MIME type of the bundle goes into ``data``,
   the known ones also into their named fields (``text``, ``html``, ``png``...);
   the message's metadata (e.g. image sizes) is kept under ``metadata``; chart data
@@ -15,7 +17,8 @@ Mapping, message by message:
   ``on_display`` (if set) sees each new result, so its image can become an artifact;
 - ``update_display_data`` -> replaces, in place, the bundle of every earlier result
   of this run that carries the same ``display_id``; an update for a display this run
-  did not create is appended as a new result (so it is not lost);
+  did not create is appended as a new result marked ``"update": true`` (so it is
+  not lost, and a client that showed that display in an earlier cell updates it);
 - ``clear_output`` -> outputs shown so far leave ``execution.output_order`` (the
   ``logs`` and ``results`` lists only ever grow, so a poller's indexes stay valid);
   with ``wait=True`` the clearing happens when the next output arrives, as in a
@@ -39,6 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox_magic.server.charts import CHART_MIME
+from sandbox_magic.server.kernel_side import VALUE_MIME
 from sandbox_magic.wire import MIME_BY_FIELD
 
 __all__ = ["EventListener", "ExecutionRecorder", "result_from_bundle"]
@@ -56,6 +60,7 @@ def result_from_bundle(
     result: dict[str, Any] = {}
     bundle = dict(data)
     chart = bundle.pop(CHART_MIME, None)
+    plain = bundle.pop(VALUE_MIME, None)
     for name, mime in MIME_BY_FIELD.items():
         if mime in bundle:
             result[name] = bundle[mime]
@@ -63,6 +68,8 @@ def result_from_bundle(
         result["chart"] = chart
     result["data"] = bundle
     result["is_main_result"] = main
+    if main and isinstance(plain, dict) and "value" in plain:
+        result["plain_value"] = plain
     if metadata:
         result["metadata"] = dict(metadata)
     return result
@@ -129,7 +136,7 @@ class ExecutionRecorder:
         self.order.append({"type": kind, "index": len(chunks) - 1})
         self._emit({"type": kind, "text": text, "timestamp": _timestamp()})
 
-    def _display(self, msg_type: str, content: dict[str, Any]) -> None:
+    def _display(self, msg_type: str, content: dict[str, Any], *, update: bool = False) -> None:
         data = content.get("data") or {}
         main = msg_type == "execute_result"
         if main:
@@ -142,6 +149,8 @@ class ExecutionRecorder:
         if isinstance(display_id, str):
             result["display_id"] = display_id
             self._display_ids.setdefault(display_id, []).append(index)
+            if update:
+                result["update"] = True
         self.order.append({"type": "result", "index": index})
         self._emit({"type": "result", **result})
         if self.on_display is not None:
@@ -151,7 +160,7 @@ class ExecutionRecorder:
         display_id = (content.get("transient") or {}).get("display_id")
         indexes = self._display_ids.get(display_id, []) if isinstance(display_id, str) else []
         if not indexes:
-            self._display("display_data", content)
+            self._display("display_data", content, update=True)
             return
         for index in indexes:
             updated = result_from_bundle(
@@ -159,6 +168,8 @@ class ExecutionRecorder:
             )
             updated["display_id"] = display_id
             updated["is_main_result"] = self.results[index].get("is_main_result", False)
+            if self.results[index].get("update"):
+                updated["update"] = True
             self.results[index] = updated
             self._emit({"type": "result", **updated})
 

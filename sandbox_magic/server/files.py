@@ -57,13 +57,23 @@ def _target(request: Request) -> tuple[SandboxService, Path, Path]:
     return service, sandbox.root, sandbox_path(sandbox.root, requested)
 
 
+def _own(request: Request, path: Path) -> None:
+    """Give a new file or folder to the sandbox's own uid (when kernels are confined)."""
+    service: SandboxService = request.app.state.service
+    sandbox = service.sandbox(request.path_params["sandbox_id"])
+    service.confinement.own_file(sandbox.jail, path)
+
+
 async def put_file(request: Request) -> Response:
     """Write the request body to ``path`` (parents created), atomically."""
     service, root, target = _target(request)
     limit = service.config.max_file_bytes
     if target.is_dir():
         raise ApiError.bad_request("The path names a directory, not a file.")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    for folder in reversed(missing):  # outermost first, each given to the sandbox
+        folder.mkdir(exist_ok=True)
+        _own(request, folder)
     if not target.parent.resolve().is_relative_to(root.resolve()):
         raise ApiError.bad_request("The path leads outside the sandbox.")
     partial = target.with_name(f".{target.name}.part-{secrets.token_hex(4)}")
@@ -77,6 +87,7 @@ async def put_file(request: Request) -> Response:
                 if size > limit:
                     raise ApiError(413, INVALID_REQUEST, f"The file is larger than {limit} bytes.")
                 writer.write(chunk)
+        _own(request, partial)
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):

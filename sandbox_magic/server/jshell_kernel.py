@@ -16,6 +16,7 @@ Run it as ``python -m sandbox_magic.server.jshell_kernel -f CONNECTION_FILE``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import re
@@ -114,7 +115,22 @@ class JShellKernel(Kernel):
         if executable is None:
             raise RuntimeError("jshell was not found (install a JDK)")
         self._executable = executable
-        self._shell = _JShell(executable)
+        # jshell takes seconds to start (more on a busy machine): start it in the
+        # background, so the kernel answers at once and the first cell waits for it.
+        self._starting = concurrent.futures.ThreadPoolExecutor(max_workers=1).submit(
+            _JShell, executable
+        )
+        self._started: _JShell | None = None
+
+    @property
+    def _shell(self) -> _JShell:
+        if self._started is None:
+            self._started = self._starting.result()
+        return self._started
+
+    @_shell.setter
+    def _shell(self, shell: _JShell) -> None:
+        self._started = shell
 
     def _stream(self, name: str, text: str) -> None:
         self.send_response(self.iopub_socket, "stream", {"name": name, "text": text})
@@ -148,7 +164,7 @@ class JShellKernel(Kernel):
             return self._error(
                 "KeyboardInterrupt", "interrupted; jshell was restarted and its state is lost"
             )
-        except EOFError:
+        except (EOFError, OSError):
             self._restart()
             return self._error("JShellExited", "jshell exited; a fresh one was started")
         if problems:

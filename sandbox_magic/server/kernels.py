@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,18 @@ from typing import Any, Final
 
 from jupyter_client.manager import AsyncKernelManager
 
-from sandbox_magic.server import charts, runtime_area
+from sandbox_magic.server import charts, kernel_side, runtime_area
+from sandbox_magic.server.confined_manager import ConfinedKernelManager
+from sandbox_magic.server.confinement import Confinement, Jail, lower_limits_code
 from sandbox_magic.server.kernelspecs import (
     PYTHON_SPEC_NAME,
     KernelChoice,
     SandboxKernelSpecManager,
 )
 from sandbox_magic.server.languages import kernel_transport, sends_output_after_idle
+from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
+from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
+from sandbox_magic.server.strays import kernel_pid, kill_strays
 
 __all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -61,9 +65,17 @@ class _Pending:
 class Kernel:
     """One running kernel and the channels to talk to it."""
 
-    def __init__(self, manager: AsyncKernelManager, choice: KernelChoice) -> None:
+    def __init__(
+        self, manager: AsyncKernelManager, choice: KernelChoice, directory: Path | None = None
+    ) -> None:
         self.manager = manager
         self.choice = choice
+        self.directory = directory
+        #: The sandbox a confined kernel was started for.
+        self.jail: Jail | None = None
+        #: The host pid of a confined kernel's own process, and of bwrap above it.
+        self._inner_pid: int | None = None
+        self._inner_of: int | None = None
         self._client: Any = None
         self._pending: dict[str, _Pending] = {}
         self._pumps: list[asyncio.Task[None]] = []
@@ -80,26 +92,46 @@ class Kernel:
         env: Mapping[str, str] | None = None,
         spec_manager: SandboxKernelSpecManager,
         runtime_dir: Path,
+        confinement: Confinement | None = None,
+        jail: Jail | None = None,
     ) -> Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
 
-        Kernels talk over Unix sockets in ``runtime_dir`` (private to the user, and
-        faster than loopback TCP); the few that cannot use loopback TCP.
+        Kernels talk over Unix sockets in a directory of their own under
+        ``runtime_dir`` (private, and faster than loopback TCP; the few that cannot use
+        loopback TCP). With an active ``confinement``, the kernel runs confined in
+        ``jail``.
         """
-        name = secrets.token_hex(4)
-        transport, ip = kernel_transport(choice.spec_name, runtime_dir / name)
-        manager = AsyncKernelManager(
-            kernel_name=choice.spec_name,
-            kernel_spec_manager=spec_manager,
-            shutdown_wait_time=1.0,
-            transport=transport,
-            ip=ip,
-            connection_file=str(runtime_dir / f"{name}.json"),
-        )
+        directory = runtime_dir / secrets.token_hex(4)
+        transport, ip = kernel_transport(choice.spec_name, directory / "k")
+        options: dict[str, Any] = {
+            "kernel_name": choice.spec_name,
+            "kernel_spec_manager": spec_manager,
+            "shutdown_wait_time": 1.0,
+            "transport": transport,
+            "ip": ip,
+            "connection_file": str(directory / "kernel.json"),
+        }
+        if confinement is not None and confinement.active and jail is not None:
+            confinement.prepare_kernel_dir(jail, directory)
+            confined_manager = ConfinedKernelManager(**options)
+            confined_manager.confine(
+                confinement, jail, kernel_dir=directory, cwd=cwd, envs=dict(env or {})
+            )
+            manager: AsyncKernelManager = confined_manager
+        else:
+            directory.mkdir(mode=0o700)
+            manager = AsyncKernelManager(**options)
         kernel_env = dict(os.environ)
         kernel_env.update(env or {})
-        await manager.start_kernel(cwd=str(cwd), env=kernel_env)
-        kernel = cls(manager, choice)
+        try:
+            await manager.start_kernel(cwd=str(cwd), env=kernel_env)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        kernel = cls(manager, choice, directory)
+        if isinstance(manager, ConfinedKernelManager):
+            kernel.jail = jail
         try:
             await kernel._connect()
         except BaseException:
@@ -163,6 +195,8 @@ class Kernel:
             if self.manager.has_kernel:
                 await self.manager.shutdown_kernel(now=False)
         self._kill_group()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def _kill_group(self) -> None:
         if self._pgid is not None and self._pgid > 1 and hasattr(os, "killpg"):
@@ -175,6 +209,54 @@ class Kernel:
         await self.manager.restart_kernel(now=True)
         self._remember_pgid()
         await self._wait_ready()
+
+    @property
+    def confined(self) -> bool:
+        return isinstance(self.manager, ConfinedKernelManager)
+
+    async def reconfine(self, jail: Jail, envs: Mapping[str, str]) -> None:
+        """Give a warm confined kernel its sandbox's limits and ``envs``, now and on restarts."""
+        manager = self.manager
+        if not isinstance(manager, ConfinedKernelManager) or self.pid is None:
+            return
+        manager.confine(
+            manager.confinement,
+            jail,
+            kernel_dir=manager.kernel_dir,
+            cwd=jail.workspace,
+            envs=dict(envs),
+        )
+        self.jail = jail
+        reply = await self.execute(lower_limits_code(jail.limits), silent=True)
+        if reply.get("status") != "ok":
+            raise KernelDiedError(f"could not set the sandbox's limits: {reply.get('evalue', '')}")
+
+    async def stop_leftovers(self) -> None:
+        """Stop the threads (own Python) and processes the last run left running."""
+        if not self.confined:
+            return
+        if self.choice.is_own_python:  # threads and processes, from inside
+            await self.execute(STOP_CODE, silent=True)
+        else:
+            await self.kill_strays()
+
+    async def kill_strays(self) -> int:
+        """Kill the processes the code left running (confined kernels only); how many."""
+        pid = self.pid
+        if not self.confined or pid is None:
+            return 0
+        manager = self.manager
+        if (
+            isinstance(manager, ConfinedKernelManager)
+            and manager.confinement.as_root
+            and self.jail is not None
+        ):
+            if self._inner_pid is None or self._inner_of != pid:
+                self._inner_pid = await asyncio.to_thread(kernel_pid, pid)
+                self._inner_of = pid
+            uid, inner = self.jail.uid, self._inner_pid
+            return await asyncio.to_thread(kill_strays, pid, uid=uid, kernel=inner)
+        return await asyncio.to_thread(kill_strays, pid)
 
     async def interrupt(self) -> None:
         """Interrupt the running code, as a notebook's stop button does."""
@@ -323,12 +405,24 @@ class Kernel:
 class KernelPool:
     """Starts kernels, keeping ``size`` idle Python kernels ready for new contexts."""
 
-    def __init__(self, *, size: int, idle_dir: Path) -> None:
-        self.size = size
+    def __init__(
+        self,
+        *,
+        size: int,
+        idle_dir: Path,
+        confinement: Confinement | None = None,
+        new_jail: Callable[[], Jail] | None = None,
+    ) -> None:
+        self.confinement = confinement
+        #: Under isolation a kernel is started for one sandbox (its mounts and uid), so
+        #: warm kernels come with a sandbox of their own, made by ``new_jail``; a new
+        #: sandbox takes one (`take_warm`) for its first Python context.
+        self._new_jail = new_jail if confinement is not None and confinement.active else None
+        self.size = size if self._new_jail is not None or not _confined(confinement) else 0
         self.spec_manager = SandboxKernelSpecManager()
         self._idle_dir = idle_dir
-        # Short on purpose: Unix socket paths are limited to about 100 characters.
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="sbm-"))
+        remove_stale_runtime_dirs()
+        self.runtime_dir = make_runtime_dir()
         self._ready: list[Kernel] = []
         self._starting: set[asyncio.Task[Kernel]] = set()
         self._waiters: list[asyncio.Future[Kernel]] = []
@@ -360,13 +454,34 @@ class KernelPool:
             task.add_done_callback(self._warmed)
 
     async def _start_one(self) -> Kernel:
-        kernel = await Kernel.start(
-            self.python,
-            cwd=self._idle_dir,
-            spec_manager=self.spec_manager,
-            runtime_dir=self.runtime_dir,
-        )
+        jail = None
+        cwd = self._idle_dir
+        if self._new_jail is not None and self.confinement is not None:
+            jail = self._new_jail()
+            await asyncio.to_thread(self.confinement.prepare, jail)
+            cwd = jail.workspace
+        try:
+            kernel = await Kernel.start(
+                self.python,
+                cwd=cwd,
+                spec_manager=self.spec_manager,
+                runtime_dir=self.runtime_dir,
+                confinement=self.confinement,
+                jail=jail,
+            )
+        except BaseException:
+            if jail is not None:
+                shutil.rmtree(jail.root, ignore_errors=True)
+            raise
         self._live.add(kernel)
+        return kernel
+
+    def take_warm(self) -> Kernel | None:
+        """Under isolation: a warm kernel with the sandbox made for it, if one is ready."""
+        if self._new_jail is None or not self._ready or self._closed:
+            return None
+        kernel = self._ready.pop(0)
+        self._refill()
         return kernel
 
     def _warmed(self, task: asyncio.Task[Kernel]) -> None:
@@ -395,25 +510,37 @@ class KernelPool:
                 return
         self._ready.append(kernel)
 
-    async def acquire(self, choice: KernelChoice, *, cwd: Path, env: Mapping[str, str]) -> Kernel:
+    async def acquire(
+        self,
+        choice: KernelChoice,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        jail: Jail | None = None,
+        code_cwd: str | None = None,
+    ) -> Kernel:
         """A kernel for a new context: a warm one for Python, else a cold start in ``cwd``.
 
-        A warm kernel is moved into ``cwd`` and given ``env`` by the caller (see
-        `prepare_python`); a cold one starts there with ``env``.
+        A warm kernel is moved into ``cwd`` and given ``env`` (see `prepare_python`);
+        a cold one starts there with ``env``, confined in ``jail`` if isolation is on.
+        ``code_cwd`` is ``cwd`` as the code sees it.
         """
         if self._closed:
             raise RuntimeError("the server is shutting down")
-        if not choice.is_own_python or self.size <= 0:
+        code_cwd = code_cwd or str(cwd)
+        if not choice.is_own_python or self.size <= 0 or self._new_jail is not None:
             kernel = await Kernel.start(
                 choice,
                 cwd=cwd,
                 env=env,
                 spec_manager=self.spec_manager,
                 runtime_dir=self.runtime_dir,
+                confinement=self.confinement,
+                jail=jail,
             )
             self._live.add(kernel)
             if choice.is_own_python:
-                await prepare_python(kernel, cwd=cwd, env=env)
+                await prepare_python(kernel, cwd=code_cwd, env=env)
             return kernel
         if self._ready:
             kernel = self._ready.pop(0)
@@ -423,7 +550,7 @@ class KernelPool:
             self._waiters.append(waiter)
             self._refill()
             kernel = await waiter
-        await prepare_python(kernel, cwd=cwd, env=env)
+        await prepare_python(kernel, cwd=code_cwd, env=env)
         return kernel
 
     async def release(self, kernel: Kernel) -> None:
@@ -446,22 +573,33 @@ class KernelPool:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the server is shutting down"))
         kernels = list(self._live)
+        unused = [k.jail.root for k in self._ready if k.jail is not None]
         self._live.clear()
         self._ready.clear()
         await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+        for root in unused:  # sandboxes made for warm kernels nobody took
+            shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
-async def prepare_python(kernel: Kernel, *, cwd: Path, env: Mapping[str, str]) -> None:
+def _confined(confinement: Confinement | None) -> bool:
+    return confinement is not None and confinement.active
+
+
+async def prepare_python(kernel: Kernel, *, cwd: str | Path, env: Mapping[str, str]) -> None:
     """Move a Python kernel into ``cwd``, set ``env``, put the sandbox's own packages
-    first on ``sys.path`` and install the chart formatter (see `runtime_area`, `charts`).
+    first on ``sys.path``, install the chart formatter and set the kernel up for sandbox
+    use (see `runtime_area`, `charts`, `kernel_side`); a confined kernel also starts
+    watching the threads runs start (see `leftover_threads`).
 
     Leaves no names behind in the user's namespace.
     """
     code = (
         f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})\n"
-        f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}"
+        f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}\n{kernel_side.kernel_code()}"
     )
+    if kernel.confined:
+        code += f"\n{WATCH_CODE}"
     reply = await kernel.execute(code, silent=True)
     if reply.get("status") != "ok":
         raise KernelDiedError(f"could not prepare the kernel: {reply.get('evalue', '')}")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,7 +38,6 @@ __all__ = [
     "builtin_spec",
     "kernel_transport",
     "lookup",
-    "prefetch",
     "report",
     "sends_output_after_idle",
 ]
@@ -86,22 +85,25 @@ def _deno() -> str | None:
     return shutil.which("deno")
 
 
-@lru_cache(maxsize=1)
+#: Where R packages live on Debian and in R's own default layout.
+_R_LIBRARIES: Final = (
+    "/usr/local/lib/R/site-library",
+    "/usr/lib/R/site-library",
+    "/usr/lib/R/library",
+    "/usr/local/lib/R/library",
+)
+
+
 def _r_with_irkernel() -> str | None:
-    """``R`` when IRkernel is installed for it (asked once: R starts in ~0.2 s)."""
+    """``R`` when IRkernel is installed in one of its libraries (no R process is started)."""
     r = shutil.which("R")
     if r is None:
         return None
-    try:
-        probe = subprocess.run(
-            [r, "--slave", "-e", "quit(status = !requireNamespace('IRkernel', quietly = TRUE))"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r if probe.returncode == 0 else None
+    libraries = [*_R_LIBRARIES]
+    for name in ("R_LIBS", "R_LIBS_SITE", "R_LIBS_USER"):
+        libraries += [part for part in os.environ.get(name, "").split(os.pathsep) if part]
+    found = any((Path(library) / "IRkernel" / "DESCRIPTION").is_file() for library in libraries)
+    return r if found else None
 
 
 def _argv(kernel: str) -> list[str] | None:
@@ -188,8 +190,3 @@ def report() -> dict[str, object]:
     offered = available()
     missing = {item.name: item.install_hint for item in LANGUAGES if item.name not in offered}
     return {"offered": ["python", *offered], "missing": missing}
-
-
-def prefetch() -> None:
-    """Look for every kernel now (R's probe takes a moment), so requests need not wait."""
-    available()

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -26,7 +26,14 @@ import uvicorn
 
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
-from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FILE_BYTES, ServerConfig
+from sandbox_magic.server.classroom.quotas import Quotas
+from sandbox_magic.server.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
+    ServerConfig,
+)
+from sandbox_magic.server.confinement import IsolationUnavailable, LimitPolicy, detect
+from sandbox_magic.server.runtime_dirs import raise_open_files_limit
 
 __all__ = ["READY_PREFIX", "ServeOptions", "default_state_dir", "serve"]
 
@@ -56,6 +63,13 @@ class ServeOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     long_poll: bool = True
     file_endpoints: bool = True
+    isolation: str = "auto"
+    limits: LimitPolicy = field(default_factory=LimitPolicy)
+    pass_env: tuple[str, ...] = ()
+    max_contexts: int = 32
+    idle_timeout_ms: int = 0
+    student_quotas: Quotas = field(default_factory=Quotas)
+    cpu_demotion: bool = True
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,14 +130,31 @@ def serve(options: ServeOptions) -> int:
             f"  (shown once; also in {state_dir / TOKEN_FILE}, readable only by you)",
             flush=True,
         )
-    if not _is_loopback(options.host):
+    try:
+        confinement = detect(options.isolation, pass_env=options.pass_env)
+    except IsolationUnavailable as error:
+        print(f"sandbox-magic: --isolation bwrap is not possible here: {error}", file=sys.stderr)
+        return 1
+    if not confinement.active and options.isolation == "auto":
         print(
-            f"WARNING: sandbox-magic is listening on {options.host}, not on loopback. Anyone "
-            "who can reach this address and knows the token can run code as this user. "
-            "This server is not an isolation boundary.",
+            f"WARNING: sandbox-magic runs code UNCONFINED, as this user: {confinement.reason}. "
+            "Install bubblewrap (Debian: apt-get install bubblewrap) to isolate sandboxes.",
             file=sys.stderr,
             flush=True,
         )
+    if not _is_loopback(options.host):
+        who = (
+            "confined in a sandbox (bubblewrap)"
+            if confinement.active
+            else "as this user, UNCONFINED"
+        )
+        print(
+            f"WARNING: sandbox-magic is listening on {options.host}, not on loopback. Anyone "
+            f"who can reach this address and knows the token can run code, {who}.",
+            file=sys.stderr,
+            flush=True,
+        )
+    raise_open_files_limit()
     sock = _bind(options.host, options.port)
     config = ServerConfig(
         state_dir=state_dir,
@@ -137,6 +168,14 @@ def serve(options: ServeOptions) -> int:
         max_file_bytes=options.max_file_bytes,
         long_poll=options.long_poll,
         file_endpoints=options.file_endpoints,
+        isolation=options.isolation,
+        confinement=confinement,
+        limits=options.limits,
+        pass_env=options.pass_env,
+        max_contexts=options.max_contexts,
+        default_inactivity_timeout_ms=options.idle_timeout_ms,
+        student_quotas=options.student_quotas,
+        cpu_demotion=options.cpu_demotion,
     )
     uv_config = uvicorn.Config(
         create_app(config),

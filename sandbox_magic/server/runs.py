@@ -106,6 +106,8 @@ class RunState:
     #: Set once the kernel has begun executing the code (an interrupt now reaches it).
     executing: asyncio.Event = field(default_factory=asyncio.Event)
     expires_at: str = ""
+    #: Leave processes the code started running after it ends (else they are killed).
+    keep_processes: bool = False
 
     #: Grows on every visible change (status, output); see `wait_for_change`.
     version: int = 0
@@ -180,11 +182,17 @@ class ContextRuntime:
         on_finish: Callable[[RunState], None],
         interrupt_grace: float,
         max_artifact_bytes: int,
+        shown_cwd: str | None = None,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.id = context_id
         self.sandbox_id = sandbox_id
         self.language = language
         self.cwd = cwd
+        #: The working directory as the code sees it (under isolation: ``/workspace``).
+        self.shown_cwd = shown_cwd or str(cwd)
+        #: The sandbox's memory limit, if one is enforced: running out of it restarts.
+        self.memory_limit_mb = memory_limit_mb
         self.kernel = kernel
         self._prepare = prepare
         self._store = store
@@ -200,7 +208,12 @@ class ContextRuntime:
         self._closed = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "language": self.language, "cwd": str(self.cwd)}
+        return {"id": self.id, "language": self.language, "cwd": self.shown_cwd}
+
+    @property
+    def busy(self) -> bool:
+        """A run is running or queued."""
+        return self.current is not None or bool(self._queue)
 
     # -- queue -----------------------------------------------------------------------
 
@@ -261,8 +274,14 @@ class ContextRuntime:
             outcome, restarted = await self._run_code(run)
         if previous_env is not None and not restarted:
             await self._restore_envs(previous_env)
+
         await self._collect_artifacts(run, before)
         self._finish(run, outcome)
+        if not run.keep_processes:  # after the answer, before the next run
+            try:
+                await self.kernel.stop_leftovers()
+            except (OSError, KernelDiedError):  # the kernel itself is gone: nothing to stop
+                log.debug("nothing to stop after run %s", run.id, exc_info=True)
 
     async def _run_code(self, run: RunState) -> tuple[Outcome, bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""
@@ -308,6 +327,8 @@ class ContextRuntime:
                 "the kernel died while running the code; it was restarted, "
                 "so the context's variables are lost"
             )
+            if self.memory_limit_mb is not None:
+                reason += f" (it may have run out of memory: limit {self.memory_limit_mb} MB)"
             return Outcome("failed", reason, KERNEL_DIED), True
         if error is not None:
             raise error
@@ -320,6 +341,13 @@ class ContextRuntime:
         failure = run.recorder.error
         if failure is None:
             return Outcome("failed", f"the kernel answered {reply.get('status')!r}"), False
+        if failure["name"] == "MemoryError" and self.memory_limit_mb is not None:
+            # A half-failed allocation can leave the kernel unusable: start afresh.
+            limit = f"out of memory: limit {self.memory_limit_mb} MB"
+            failure["value"] = failure["value"] or limit
+            await self.restart_kernel()
+            reason = f"{limit}; the context was restarted, so its variables are lost"
+            return Outcome("failed", reason, CODE_RAISED), True
         value = failure["value"]
         detail = f": {value}" if value else ""
         if len(detail) > 200:

@@ -21,26 +21,38 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
-from sandbox_magic.server import languages, runtime_area
+from sandbox_magic.server import runtime_area
 from sandbox_magic.server.config import ServerConfig
+from sandbox_magic.server.confinement import (
+    WORKSPACE,
+    Confinement,
+    Jail,
+    Limits,
+    detect,
+    new_uid,
+)
 from sandbox_magic.server.errors import ApiError
 from sandbox_magic.server.kernels import Kernel, KernelPool, prepare_python
 from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
 from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
 from sandbox_magic.server.store import Page, Store
-from sandbox_magic.server.util import new_id, now_iso
+from sandbox_magic.server.util import iso, new_id, now_iso
 from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks for sandboxes whose lifetime or idle time is over.
+_REAP_INTERVAL = 0.5
 
 
 def _host_resources() -> dict[str, int]:
@@ -59,6 +71,11 @@ class LiveSandbox:
     record: dict[str, Any]
     root: Path
     envs: dict[str, str]
+    jail: Jail | None = None
+    #: Under isolation: the warm kernel this sandbox was made for, until a context takes it.
+    warm: Kernel | None = None
+    #: When a run was last submitted or running (``time.monotonic``).
+    last_active: float = field(default_factory=time.monotonic)
     contexts: dict[str, ContextRuntime] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     default_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -71,6 +88,23 @@ class LiveSandbox:
     def workspace(self) -> Path:
         return self.root / "workspace"
 
+    @property
+    def busy(self) -> bool:
+        """Whether a run is queued or running in one of its contexts."""
+        return any(context.busy for context in self.contexts.values())
+
+    def end_reason(self, now: float) -> str | None:
+        """Why the sandbox should stop now (its lifetime or idle time is over), if so."""
+        expires = self.record.get("_expires_epoch")
+        if isinstance(expires, (int, float)) and now >= expires:
+            return f"its timeout_ms of {self.record.get('timeout_ms')} ms passed"
+        idle_ms = self.record.get("inactivity_timeout_ms") or 0
+        if self.busy:
+            self.last_active = time.monotonic()
+        elif idle_ms and (time.monotonic() - self.last_active) * 1000 >= idle_ms:
+            return f"it was idle for its inactivity_timeout_ms of {idle_ms} ms"
+        return None
+
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in self.record.items() if not k.startswith("_")}
 
@@ -80,13 +114,26 @@ class SandboxService:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.confinement: Confinement = config.confinement or detect(
+            config.isolation, pass_env=config.pass_env
+        )
+        if not self.confinement.active and config.isolation != "none":
+            log.warning("kernels run UNCONFINED: %s", self.confinement.reason)
         self.store = Store(config.state_dir)
-        self.pool = KernelPool(size=config.warm_kernels, idle_dir=config.state_dir / "idle")
+        self.pool = KernelPool(
+            size=config.warm_kernels,
+            idle_dir=config.state_dir / "idle",
+            confinement=self.confinement,
+            new_jail=self._new_jail if self.confinement.as_root else None,
+        )
         self.sandboxes: dict[str, LiveSandbox] = {}
         self.runs: dict[str, RunState] = {}
         self._retention = timedelta(days=config.retention_days)
         self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._starts = asyncio.Semaphore(max(1, config.concurrent_starts))
+        self._starting = 0
+        self._reaper: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -100,13 +147,28 @@ class SandboxService:
             root = self.store.sandbox_root / record["id"]
             (root / "workspace").mkdir(parents=True, exist_ok=True)
             envs = dict(record.get("_envs") or {})
-            self.sandboxes[record["id"]] = LiveSandbox(record=record, root=root, envs=envs)
+            jail = await asyncio.to_thread(self._reopen_jail, record, root)
+            self.sandboxes[record["id"]] = LiveSandbox(
+                record=record, root=root, envs=envs, jail=jail
+            )
+        await asyncio.to_thread(self._remove_orphans)
         self.pool.start()
-        # Look for the other languages' kernels once, early, off the event loop.
-        self._spawn(asyncio.to_thread(languages.prefetch))
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever(), name="reaper")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_REAP_INTERVAL)
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("could not stop an expired sandbox")
 
     async def stop(self) -> None:
         """End runs in flight (``failed``), shut every kernel down, close the store."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reaper
         for sandbox in self.sandboxes.values():
             for context in list(sandbox.contexts.values()):
                 await context.close(SERVER_STOPPED_OUTCOME)
@@ -168,33 +230,119 @@ class SandboxService:
 
     # -- sandboxes -------------------------------------------------------------------
 
+    def _sandbox_config(self, limits: Limits | None) -> dict[str, Any]:
+        """The ``config`` a sandbox reports: the limits in force, never the host's size."""
+        isolation = self.confinement.mode
+        if limits is None:
+            return {**_host_resources(), "isolation": isolation, "internet_access": True}
+        return {
+            "vcpus": limits.vcpus,
+            "memory_mb": limits.memory_mb,
+            "isolation": isolation,
+            "internet_access": False,
+            "limits": limits.public(),
+        }
+
+    def _new_jail(self) -> Jail:
+        """A sandbox directory and uid for a warm kernel: the maximum limits, lowered to
+        the sandbox's own when one takes it."""
+        policy = self.config.limits
+        return Jail(
+            uid=new_uid(),
+            root=self.store.sandbox_root / new_id("sb"),
+            limits=policy.limits(vcpus=os.cpu_count() or 1, memory_mb=policy.max_memory_mb),
+        )
+
+    def _remove_orphans(self) -> None:
+        """Sandbox directories no live sandbox owns (warm ones of a killed server)."""
+        for directory in self.store.sandbox_root.iterdir():
+            if directory.name not in self.sandboxes and directory.is_dir():
+                artifact_files.remove_tree(directory)
+
+    def _reopen_jail(self, record: dict[str, Any], root: Path) -> Jail | None:
+        """The jail of a stored sandbox (one made under another isolation gets one now)."""
+        if not self.confinement.active:
+            return None
+        stored = record.get("_jail") or {}
+        fresh = False
+        try:
+            limits = Limits(**stored["limits"])
+            uid = int(stored["uid"])
+        except (KeyError, TypeError, ValueError):  # made while isolation was off
+            limits = self.config.limits.limits(vcpus=None, memory_mb=None)
+            uid, fresh = new_uid(), True
+        jail = Jail(uid=uid, root=root, limits=limits)
+        self.confinement.prepare(jail)
+        if fresh and self.confinement.as_root:
+            for path in root.rglob("*"):
+                with contextlib.suppress(OSError):
+                    os.lchown(path, uid, uid)
+        record["_jail"] = {"uid": uid, "limits": limits.public()}
+        record["config"] = self._sandbox_config(limits)
+        record["cwd"] = self.confinement.inside(jail, jail.workspace)
+        self.store.put_sandbox(record)
+        return jail
+
+    async def reap(self) -> None:
+        """Stop every sandbox whose lifetime or idle time is over."""
+        now = time.time()
+        for sandbox in list(self.sandboxes.values()):
+            reason = sandbox.end_reason(now)
+            if reason is not None and sandbox.id in self.sandboxes:
+                log.info("sandbox %s expired: %s", sandbox.id, reason)
+                await self.delete_sandbox(sandbox.id, status="expired", reason=reason)
+
     def create_sandbox(
         self,
         *,
         template: str,
-        timeout_ms: int,
+        timeout_ms: int | None,
         metadata: dict[str, Any],
         envs: dict[str, str],
+        vcpus: int | None = None,
+        memory_mb: int | None = None,
+        inactivity_timeout_ms: int | None = None,
     ) -> dict[str, Any]:
         sandbox_id = new_id("sb")
         root = self.store.sandbox_root / sandbox_id
-        (root / "workspace").mkdir(parents=True, exist_ok=True)
+        jail: Jail | None = None
+        warm = self.pool.take_warm()
+        if warm is not None and warm.jail is not None:
+            root, sandbox_id = warm.jail.root, warm.jail.root.name
+        if self.confinement.active:
+            limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
+            uid = warm.jail.uid if warm is not None and warm.jail is not None else new_uid()
+            jail = Jail(uid=uid, root=root, limits=limits)
+            self.confinement.prepare(jail)
+        else:
+            (root / "workspace").mkdir(parents=True, exist_ok=True)
         created = now_iso()
+        if timeout_ms is None:
+            timeout_ms = self.config.default_sandbox_timeout_ms
+        if inactivity_timeout_ms is None:
+            inactivity_timeout_ms = self.config.default_inactivity_timeout_ms
+        expires = time.time() + timeout_ms / 1000 if timeout_ms else None
         record: dict[str, Any] = {
             "id": sandbox_id,
             "status": "running",
             "template": template,
-            "config": _host_resources(),
+            "config": self._sandbox_config(jail.limits if jail else None),
             "metadata": metadata,
             "created_at": created,
             "started_at": created,
             "timeout_ms": timeout_ms,
-            "expires_at": None,
-            "cwd": str(root / "workspace"),
+            "inactivity_timeout_ms": inactivity_timeout_ms,
+            "expires_at": iso(datetime.fromtimestamp(expires, tz=UTC)) if expires else None,
+            "cwd": self.confinement.inside(jail, jail.workspace)
+            if jail
+            else str(root / "workspace"),
             "_envs": envs,
+            "_expires_epoch": expires,
         }
+        if jail is not None:
+            record["_jail"] = {"uid": jail.uid, "limits": jail.limits.public()}
         self.store.put_sandbox(record)
-        sandbox = LiveSandbox(record=record, root=root, envs=envs)
+        sandbox = LiveSandbox(record=record, root=root, envs=envs, jail=jail, warm=warm)
         self.sandboxes[sandbox_id] = sandbox
         return sandbox.public()
 
@@ -202,8 +350,13 @@ class SandboxService:
         """A live sandbox, or 404."""
         sandbox = self.sandboxes.get(sandbox_id)
         if sandbox is None:
-            deleted = self.store.sandbox_was_deleted(sandbox_id)
-            detail = "was deleted" if deleted else "does not exist"
+            ended = self.store.ended_sandbox(sandbox_id)
+            if ended is None:
+                detail = "does not exist"
+            elif ended.get("status") == "expired":
+                detail = f"expired: {ended.get('_end_reason', 'its time was up')}"
+            else:
+                detail = "was deleted"
             raise ApiError.not_found(f"Sandbox {sandbox_id} {detail}.")
         return sandbox
 
@@ -215,15 +368,26 @@ class SandboxService:
     def list_sandboxes(self) -> list[dict[str, Any]]:
         return [sandbox.public() for sandbox in self.sandboxes.values()]
 
-    async def delete_sandbox(self, sandbox_id: str) -> None:
+    async def delete_sandbox(
+        self, sandbox_id: str, *, status: str = "destroyed", reason: str = "the sandbox was deleted"
+    ) -> None:
+        """Stop a sandbox: end its runs, kill its kernels, remove its files.
+
+        ``status`` ``expired`` (with the ``reason``) is for one whose time is up.
+        """
         sandbox = self.sandbox(sandbox_id)
         del self.sandboxes[sandbox_id]
-        record = dict(sandbox.record, status="destroyed")
+        record = dict(sandbox.record, status=status)
+        if status == "expired":
+            record["_end_reason"] = reason
         self.store.put_sandbox(record, deleted=True)
         contexts = list(sandbox.contexts.values())
         sandbox.contexts.clear()
+        if sandbox.warm is not None:
+            self._spawn(self.pool.release(sandbox.warm))
+            sandbox.warm = None
         for context in contexts:
-            await context.close(cancelled("the sandbox was deleted"))
+            await context.close(cancelled(reason))
             self._spawn(self.pool.release(context.kernel))
         self._spawn(asyncio.to_thread(artifact_files.remove_tree, sandbox.root))
 
@@ -235,6 +399,9 @@ class SandboxService:
             return sandbox.workspace
         runtime_area.check_cwd(requested, workspace=sandbox.workspace)
         path = Path(requested)
+        if sandbox.jail is not None and path.is_relative_to("/sandbox"):
+            path = path.relative_to("/sandbox")  # the sandbox's root, as its code sees it
+            requested = path.as_posix()
         if path.is_absolute():
             real_root = sandbox.root.resolve()
             resolved = path.resolve()
@@ -246,6 +413,11 @@ class SandboxService:
             return sandbox.root.resolve()
         cwd = artifact_files.safe_join(sandbox.root, requested)
         cwd.mkdir(parents=True, exist_ok=True)
+        if sandbox.jail is not None and self.confinement.as_root:
+            for directory in (cwd, *cwd.parents):
+                if not directory.is_relative_to(sandbox.root):
+                    break
+                os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
         return cwd
 
     async def create_context(
@@ -260,18 +432,44 @@ class SandboxService:
     async def _start_context(
         self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path
     ) -> ContextRuntime:
+        code_cwd = (
+            self.confinement.inside(sandbox.jail, cwd) if sandbox.jail is not None else str(cwd)
+        )
+        live = sum(len(other.contexts) for other in self.sandboxes.values())
+        if live + self._starting >= self.config.max_contexts:
+            raise ApiError(
+                503,
+                CAPACITY_EXCEEDED,
+                f"This server runs its maximum of {self.config.max_contexts} contexts; "
+                "delete one (or a sandbox) or try again later.",
+                retryable=True,
+                headers={"Retry-After": "5"},
+            )
+        seen_as = WORKSPACE if sandbox.jail is not None else None
+        env = {**runtime_area.kernel_env(sandbox.workspace, seen_as=seen_as), **sandbox.envs}
+        self._starting += 1
         try:
-            env = {**runtime_area.kernel_env(sandbox.workspace), **sandbox.envs}
-            kernel = await self.pool.acquire(choice, cwd=cwd, env=env)
+            kernel = await self._take_warm(sandbox, choice, cwd, code_cwd, env)
+            if kernel is None:
+                async with self._starts:  # cold starts take turns instead of all at once
+                    kernel = await self.pool.acquire(
+                        choice, cwd=cwd, env=env, jail=sandbox.jail, code_cwd=code_cwd
+                    )
         except Exception as error:
             log.exception("could not start a kernel")
             raise ApiError(
-                503, CAPACITY_EXCEEDED, f"Could not start a kernel: {error}", retryable=True
+                503,
+                CAPACITY_EXCEEDED,
+                f"Could not start a kernel: {error}",
+                retryable=True,
+                headers={"Retry-After": "5"},
             ) from error
+        finally:
+            self._starting -= 1
 
         async def prepare(restarted: Kernel) -> None:
             if choice.is_own_python:
-                await prepare_python(restarted, cwd=cwd, env=env)
+                await prepare_python(restarted, cwd=code_cwd, env=env)
 
         context = ContextRuntime(
             context_id=new_id("ctx"),
@@ -284,6 +482,8 @@ class SandboxService:
             on_finish=self._forget_run,
             interrupt_grace=self.config.interrupt_grace,
             max_artifact_bytes=self.config.max_artifact_bytes,
+            shown_cwd=code_cwd,
+            memory_limit_mb=sandbox.jail.limits.memory_mb if sandbox.jail else None,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
             await context.close(cancelled("the sandbox was deleted"))
@@ -291,6 +491,30 @@ class SandboxService:
             raise ApiError.not_found(f"Sandbox {sandbox.id} was deleted.")
         sandbox.contexts[context.id] = context
         return context
+
+    async def _take_warm(
+        self,
+        sandbox: LiveSandbox,
+        choice: KernelChoice,
+        cwd: Path,
+        code_cwd: str,
+        env: dict[str, str],
+    ) -> Kernel | None:
+        """The sandbox's own warm kernel, given its limits and envs (a first Python context)."""
+        kernel, sandbox.warm = sandbox.warm, None
+        if kernel is None:
+            return None
+        if not choice.is_own_python or cwd != sandbox.workspace or sandbox.jail is None:
+            sandbox.warm = kernel
+            return None
+        try:
+            await kernel.reconfine(sandbox.jail, env)
+            await prepare_python(kernel, cwd=code_cwd, env=env)
+        except Exception:
+            log.warning("a warm kernel could not be used; starting another", exc_info=True)
+            self._spawn(self.pool.release(kernel))
+            return None
+        return kernel
 
     def context(self, sandbox_id: str, context_id: str) -> ContextRuntime:
         sandbox = self.sandbox(sandbox_id)
@@ -328,7 +552,13 @@ class SandboxService:
         self.runs.pop(run.id, None)
 
     def submit_run(
-        self, context: ContextRuntime, *, code: str, envs: dict[str, str], timeout: int | None
+        self,
+        context: ContextRuntime,
+        *,
+        code: str,
+        envs: dict[str, str],
+        timeout: int | None,
+        keep_processes: bool = False,
     ) -> RunState:
         run = RunState(
             id=new_id("run"),
@@ -338,9 +568,13 @@ class SandboxService:
             envs=envs,
             timeout_secs=timeout or self.config.default_run_timeout,
             retention=self._retention,
+            keep_processes=keep_processes,
         )
         self.runs[run.id] = run
         self.store.put_run(run.to_json())
+        sandbox = self.sandboxes.get(context.sandbox_id)
+        if sandbox is not None:
+            sandbox.last_active = time.monotonic()
         context.submit(run)
         return run
 

@@ -134,6 +134,13 @@ class Store:
         rows = self._db.execute("SELECT body FROM sandboxes WHERE deleted = 0 ORDER BY seq")
         return [json.loads(body) for (body,) in rows]
 
+    def ended_sandbox(self, sandbox_id: str) -> dict[str, Any] | None:
+        """The last record of a deleted or expired sandbox (None if it is live or unknown)."""
+        row = self._db.execute(
+            "SELECT body FROM sandboxes WHERE id = ? AND deleted = 1", (sandbox_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def sandbox_was_deleted(self, sandbox_id: str) -> bool:
         row = self._db.execute(
             "SELECT deleted FROM sandboxes WHERE id = ?", (sandbox_id,)
@@ -247,6 +254,18 @@ class Store:
         items = [json.loads(body) for _seq, body in rows[:limit]]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return Page(items, next_cursor)
+
+    def artifact_bytes(self, sandbox_ids: list[str]) -> int:
+        """Bytes of the artifacts kept for these sandboxes."""
+        if not sandbox_ids:
+            return 0
+        marks = ", ".join("?" * len(sandbox_ids))
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(json_extract(body, '$.size_bytes')), 0) FROM artifacts "
+            f"WHERE sandbox_id IN ({marks})",
+            sandbox_ids,
+        ).fetchone()
+        return int(row[0])
 
     def delete_artifact(self, artifact_id: str) -> None:
         self._db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))

@@ -9,6 +9,7 @@ from sandbox_magic.server.errors import ApiError
 
 __all__ = [
     "expect_object",
+    "optional_bool",
     "optional_int",
     "optional_object",
     "optional_str",
@@ -73,6 +74,13 @@ def optional_int(
     if maximum is not None and value > maximum:
         raise ApiError.bad_request(f"Field {key!r} must be at most {maximum}.")
     return value
+
+
+def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ApiError.bad_request(f"Field {key!r} must be a boolean, not {_kind(value)}.")
 
 
 def optional_object(body: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -42,6 +42,14 @@ class BlockingSession:
     def health(self) -> bool:
         return self._call(lambda c: c.health(), QUICK)
 
+    def health_details(self) -> dict[str, Any] | None:
+        """The server's ``/healthz`` body (isolation, limits…), or None if unhealthy."""
+        return self._call(lambda c: c.health_details(), QUICK)
+
+    def account(self) -> dict[str, Any] | None:
+        """What the server says about the key (name, quotas, usage), or None."""
+        return self._call(lambda c: c.account(), QUICK)
+
     def list_contexts(self, sandbox_id: str) -> list[Context]:
         return self._call(lambda c: c.list_contexts(sandbox_id), QUICK)
 

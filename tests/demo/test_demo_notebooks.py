@@ -158,3 +158,51 @@ def test_data_exploration_moves_data_both_ways_and_lists_artifacts(
         "east",
         "west",
     ]
+
+
+def _stderr_rendered(code_cell: Any) -> str:
+    r"""Stream text as a frontend shows it: ``\r`` returns to the start of the line."""
+    text = "".join(
+        o.text for o in code_cell.outputs if o.output_type == "stream" and o.name == "stderr"
+    )
+    lines = []
+    for line in text.split("\n"):
+        shown = ""
+        for frame in line.split("\r"):
+            shown = frame + shown[len(frame) :]
+        lines.append(shown)
+    return "\n".join(lines)
+
+
+def test_progress_and_media_notebook_shows_updates_bars_sound_and_charts(
+    tmp_path: Path, embedded_env: dict[str, str]
+) -> None:
+    nb = run_notebook("progress-and-media.ipynb", tmp_path, embedded_env)
+
+    progress = cell(nb, "Training: 0%")
+    texts = [d.get("text/plain") for d in displays(progress)]
+    assert "'Training: 100%'" in texts
+    assert not any("Training: 25%" in str(t) for t in texts)
+    assert "sandbox-magic-summary" in displays(progress)[0].get("text/html", "")
+
+    bars = cell(nb, "tqdm.auto")
+    shown = _stderr_rendered(bars)
+    assert [line for line in shown.splitlines() if line.startswith("Epochs")] == [
+        next(line for line in shown.splitlines() if line.startswith("Epochs: 100%"))
+    ]
+    assert stdout(bars) == "total 190\n"
+
+    sound = out(cell(nb, "Audio("))
+    assert 'src="data:audio/wav;base64,' in sound["text/html"]
+
+    chart = out(cell(nb, "alt.Chart"))
+    assert chart["application/vnd.vegalite.v5+json"]["data"]
+    assert stdout(cell(nb, "_ * 2")) == ""
+    assert out(cell(nb, "_ * 2"))["text/plain"] == "90"
+
+    assert "running remotely:" in stdout(cell(nb, "platform.python_version"))
+    assert summaries(cell(nb, "platform.python_version"))
+    assert stdout(cell(nb, "still remote")) == "still remote, answer = 42\n"
+    assert stdout(cell(nb, "local again")) == (
+        "local again; a remote variable is not here: False\n"
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import magics_of
 
@@ -27,16 +28,16 @@ def test_print_and_last_expression_become_stdout_and_out(shell: InteractiveShell
     result, captured = run_cell(shell, "%%sandbox\nprint('hello from afar')\n6 * 7")
     assert result.success, result.error_in_exec
     assert "hello from afar\n" in captured.stdout
-    assert result.result.data["text/plain"] == "42"
+    assert pretty(result.result) == "42"
     assert shell.user_ns["_"] is result.result
 
 
 def test_state_persists_in_a_context_and_contexts_are_isolated(shell: InteractiveShell) -> None:
     run_cell(shell, "%%sandbox\nsecret_number = 17")
     result, _ = run_cell(shell, "%%sandbox\nsecret_number + 1")
-    assert result.result.data["text/plain"] == "18"
+    assert pretty(result.result) == "18"
     result, _captured = run_cell(shell, "%%sandbox --context other\n'secret_number' in globals()")
-    assert result.result.data["text/plain"] == "False"
+    assert pretty(result.result) == "False"
 
 
 def test_stdout_and_displays_interleave_in_order(shell: InteractiveShell) -> None:
@@ -116,7 +117,7 @@ def test_timeout_fails_the_cell_and_says_so(shell: InteractiveShell) -> None:
     assert isinstance(result.error_in_exec, RunFailedError)
     assert "timed out after 1 s" in str(result.error_in_exec)
     after, _ = run_cell(shell, "%%sandbox\n'still usable'")
-    assert after.result.data["text/plain"] == "'still usable'"
+    assert pretty(after.result) == "'still usable'"
 
 
 def test_out_stores_the_run_record(shell: InteractiveShell) -> None:
@@ -133,7 +134,7 @@ def test_out_stores_the_run_record(shell: InteractiveShell) -> None:
 
 def test_env_values_reach_the_run(shell: InteractiveShell) -> None:
     result, _ = run_cell(shell, "%%sandbox --env GREETING=hej\nimport os\nos.environ['GREETING']")
-    assert result.result.data["text/plain"] == "'hej'"
+    assert pretty(result.result) == "'hej'"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 
 from sandbox_magic.client import Artifact, SavedArtifact
@@ -40,7 +41,7 @@ def test_language_python_works_and_an_unknown_one_is_a_clear_error(
     shell: InteractiveShell,
 ) -> None:
     result, _ = run_cell(shell, "%%sandbox --language python --context py\n1 + 1")
-    assert result.result.data["text/plain"] == "2"
+    assert pretty(result.result) == "2"
     result, captured = run_cell(shell, "%%sandbox --language cobol\nDISPLAY 'HI'")
     message = str(result.error_in_exec)
     assert "cobol" in message
@@ -53,7 +54,7 @@ def test_attach_renders_a_finished_run_again(shell: InteractiveShell) -> None:
     run_id = shell.user_ns["r"].id
     result, captured = run_cell(shell, f"%sandbox attach {run_id}")
     assert "once more" in captured.stdout
-    assert result.result.data["text/plain"] == "'value'"
+    assert pretty(result.result) == "'value'"
 
 
 def test_preview_shows_html_sanitised_pdf_and_images_on_request(shell: InteractiveShell) -> None:

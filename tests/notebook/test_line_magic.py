@@ -9,6 +9,7 @@ import httpx
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import magics_of, session_of, wait_until
 
@@ -102,7 +103,7 @@ def test_restart_clears_the_context_variables(shell: InteractiveShell) -> None:
     result, captured = run_cell(shell, "%sandbox restart")
     assert "Restarted context 'default'" in captured.stdout
     result, _ = run_cell(shell, "%%sandbox\n'forgotten' in globals()")
-    assert result.result.data["text/plain"] == "False"
+    assert pretty(result.result) == "False"
 
 
 def test_restart_of_an_unknown_context_names_the_known_ones(shell: InteractiveShell) -> None:
@@ -129,7 +130,7 @@ def test_interrupt_stops_a_run_started_elsewhere_and_keeps_variables(
         run = http.get(f"/v1/sandboxes/{sandbox_id}/code/runs/{run_id}").json()
     assert run["execution"]["error"]["name"] == "KeyboardInterrupt"
     result, _ = run_cell(shell, "%%sandbox\nsurvivor * 2")
-    assert result.result.data["text/plain"] == "10"
+    assert pretty(result.result) == "10"
 
 
 def test_cancel_cancels_a_run_started_by_another_client(
@@ -158,7 +159,7 @@ def test_attach_follows_a_running_run_to_its_end(shell: InteractiveShell, live_s
     result, captured = run_cell(shell, f"%sandbox attach {run_id}")
     assert result.success, result.error_in_exec
     assert captured.stdout.startswith("begun\nended\n")  # then the Out[n] line
-    assert result.result.data["text/plain"] == "'late value'"
+    assert pretty(result.result) == "'late value'"
 
 
 def test_attach_of_an_unknown_run_is_a_clear_error(shell: InteractiveShell) -> None:
@@ -200,5 +201,5 @@ def test_stop_deletes_the_sandbox_and_the_next_cell_gets_a_new_one(
     _, captured = run_cell(shell, "%sandbox stop")
     assert "nothing to stop" in captured.stdout
     result, _ = run_cell(shell, "%%sandbox\n'fresh'")
-    assert result.result.data["text/plain"] == "'fresh'"
+    assert pretty(result.result) == "'fresh'"
     assert session_of(shell).sandbox_id not in (None, first)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from faultproxy import Exchange, FaultProxy
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import session_of, wait_until
 
@@ -116,8 +117,8 @@ def test_hundred_cells_survive_injected_faults_and_each_runs_exactly_once(
             result, captured = run_cell(ip, CELL.format(i=i))
             if not result.success:
                 failures.append((i, repr(result.error_in_exec)))
-            elif result.result.data["text/plain"] != f"({i + 1}, {i})":
-                failures.append((i, result.result.data["text/plain"]))
+            elif pretty(result.result) != f"({i + 1}, {i})":
+                failures.append((i, pretty(result.result)))
         sandbox_id = session_of(ip).sandbox_id
         requests = proxy.requests
         injected = dict(proxy.injected)
@@ -230,7 +231,7 @@ def test_server_killed_mid_cell_fails_it_in_bounded_time_and_the_run_reads_faile
     magics.api_url = restarted.url
     result, captured = run_cell(ip, f"%sandbox attach {finished_id}")
     assert result.success, result.error_in_exec
-    assert result.result.data["text/plain"] == "'first'"
+    assert pretty(result.result) == "'first'"
     result, captured = run_cell(ip, f"%sandbox attach {in_flight}")
     assert result.success, result.error_in_exec  # attach shows a failure, never raises
     shown = "\n".join(o.data["text/plain"] for o in captured.outputs)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import session_of, wait_until
 
@@ -91,7 +92,7 @@ def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
             assert remote["cancel_requested_at"] is not None
 
     result, _ = _run_cell(ip, "%%sandbox\nkept")
-    assert result.result.data["text/plain"] == "'still here'"
+    assert pretty(result.result) == "'still here'"
     assert max(to_cell_end) < 15
     record_figures(
         "interrupts",
@@ -124,4 +125,4 @@ def test_run_cancelled_by_another_client_is_reported_as_cancelled(
     assert str(error) == f"Remote run {seen['run']['id']} ended cancelled: cancelled by request"
     assert "Traceback (most recent call last)" not in captured.stdout + captured.stderr
     after, _ = _run_cell(ip, "%%sandbox\nkept")
-    assert after.result.data["text/plain"] == "'still here'"
+    assert pretty(after.result) == "'still here'"

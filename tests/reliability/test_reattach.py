@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
 from IPython.utils.capture import capture_output
 from testkit import magics_of
 
@@ -77,7 +78,7 @@ def test_attach_renders_a_finished_run_again(shell: InteractiveShell) -> None:
     assert again.success, again.error_in_exec
     assert _remote_outputs(reshown) == _remote_outputs(shown)
     assert _remote_outputs(shown)[0] == ["first line", "second line"]
-    assert again.result.data == first.result.data
+    assert pretty(again.result) == pretty(first.result)
     assert f"run {run_id}" in _text(reshown)
 
 
@@ -94,7 +95,7 @@ def test_attach_follows_a_background_run_that_is_still_going(shell: InteractiveS
     attached, captured = _run_cell(shell, f"%sandbox attach {entry.run.id}")
     assert attached.success, attached.error_in_exec
     assert _remote_outputs(captured)[0] == ["early line", "late line"]
-    assert attached.result.data["text/plain"] == "'bg'"
+    assert pretty(attached.result) == "'bg'"
 
 
 def test_a_new_session_lists_and_attaches_runs_from_the_journal(
@@ -122,11 +123,11 @@ def test_a_new_session_lists_and_attaches_runs_from_the_journal(
 
     followed, captured = _run_cell(ip, f"%sandbox attach {running_id}")
     assert followed.success, followed.error_in_exec
-    assert followed.result.data["text/plain"] == "'after restart'"
+    assert pretty(followed.result) == "'after restart'"
     assert _remote_outputs(captured)[0] == ["early line", "late line"]
     again, reshown = _run_cell(ip, f"%sandbox attach {done_id}")
     assert _remote_outputs(reshown) == _remote_outputs(shown)
-    assert again.result.data == first.result.data
+    assert pretty(again.result) == pretty(first.result)
 
 
 @pytest.mark.slow
@@ -150,7 +151,7 @@ def test_runs_of_the_embedded_server_attach_after_a_restart(
     again, reshown = _run_cell(ip, f"%sandbox attach {run_id}")
     assert again.success, again.error_in_exec
     assert _remote_outputs(reshown) == _remote_outputs(shown)
-    assert again.result.data == first.result.data
+    assert pretty(again.result) == pretty(first.result)
 
 
 def test_a_run_ended_by_closing_its_session_says_so_on_attach(

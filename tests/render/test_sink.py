@@ -67,7 +67,8 @@ def test_main_result_is_kept_for_out_not_displayed(ip: InteractiveShell) -> None
     value = out.main_value()
     assert isinstance(value, RemoteValue)
     assert value.data == {"text/plain": "42", "text/html": "<b>42</b>"}
-    assert repr(value) == "42"
+    assert str(value) == "42"
+    assert repr(value).startswith("<RemoteValue '42': it is how a remote value looks")
 
 
 def test_remote_value_becomes_out_and_underscore(ip: InteractiveShell) -> None:
@@ -103,20 +104,40 @@ def test_show_result_publishes_or_keeps_the_main_value(ip: InteractiveShell) -> 
     assert value.text == "out"
 
 
-def test_stream_budget_drops_the_rest_with_one_note_and_a_total(ip: InteractiveShell) -> None:
+def test_stream_budget_drops_the_middle_with_one_note_a_total_and_the_end(
+    ip: InteractiveShell,
+) -> None:
     out = sink(max_output_bytes=1024)
     with capture_output() as cap:
         for _ in range(10):
             out.emit(StreamChunk("stdout", "y" * 500))
+        out.emit(StreamChunk("stdout", "z" * 100))
         out.emit(StreamChunk("stderr", "still shown\n"))
         out.main_value()
     text = cap.stdout
-    assert text.startswith("y" * 1024)
+    # A quarter of the budget is kept for the end: 768 bytes of head, 256 of tail.
+    assert text.startswith("y" * 768 + "\n… stdout reached its limit of 1.0 KB")
     assert text.count("reached its limit of 1.0 KB") == 1
     assert (
-        "… 3.9 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)" in text
+        "… 4.0 KB of stdout dropped (limit 1.0 KB: %config SandboxMagics.max_output_bytes)"
+        "; its last 256 bytes follow\n" in text
     )
+    assert text.endswith("y" * 156 + "z" * 100)
     assert cap.stderr == "still shown\n"
+
+
+def test_stream_over_its_budget_still_shows_its_last_line(ip: InteractiveShell) -> None:
+    out = sink(max_output_bytes=400_000)
+    with capture_output() as cap:
+        for index in range(5000):
+            out.emit(StreamChunk("stdout", f"line {index:06d} " + "x" * 90 + "\n"))
+        out.emit(StreamChunk("stdout", "the final line\n"))
+        out.main_value()
+    text = cap.stdout
+    assert text.endswith("x\nthe final line\n")
+    end = text[text.index("dropped (limit") :]
+    assert "its last 64.0 KB follow" in end or "its last 63." in end
+    assert end.split("\n")[1].startswith("line ")  # the end starts at a whole line
 
 
 def test_secret_in_streams_is_redacted_even_across_chunks(ip: InteractiveShell) -> None:
@@ -288,14 +309,14 @@ def test_clear_empties_outputs_and_restarts_the_stream_budget(ip: InteractiveShe
     out = sink(max_output_bytes=1024)
     with capture_output() as cap:
         out.emit(Result(text="old"))
-        out.emit(StreamChunk("stdout", "z" * 1000))
+        out.emit(StreamChunk("stdout", "z" * 700))  # 768 bytes before the tail's share
         out.clear(wait=False)
         assert cap.outputs == []
-        out.emit(StreamChunk("stdout", "fresh budget " + "w" * 900))
+        out.emit(StreamChunk("stdout", "fresh budget " + "w" * 700))
         out.emit(Result(text="new"))
         out.close()
     assert [o.data["text/plain"] for o in cap.outputs] == ["new"]
-    assert "fresh budget " + "w" * 900 in cap.stdout
+    assert "fresh budget " + "w" * 700 in cap.stdout
     assert "dropped" not in cap.stdout
 
 

@@ -35,8 +35,11 @@ def test_sandbox_create_list_get_delete(api) -> None:
     assert sandbox.timeout_ms == 60000
     assert sandbox.created_at
     assert sandbox.cwd
-    assert Path(sandbox.cwd).is_dir()
+    confined = body["config"]["isolation"] == "bwrap"
+    # Under isolation the cwd is the path the code sees, and the workspace is there.
+    assert sandbox.cwd == "/workspace" if confined else Path(sandbox.cwd).is_dir()
     assert "_envs" not in body
+    assert "_jail" not in body
     assert sandbox.id in [item["id"] for item in api.get("/v1/sandboxes").json()]
     assert api.get(f"/v1/sandboxes/{sandbox.id}").json() == body
     assert api.delete(f"/v1/sandboxes/{sandbox.id}").status_code == 204
@@ -45,7 +48,8 @@ def test_sandbox_create_list_get_delete(api) -> None:
     assert gone.json()["error"]["code"] == "not_found"
     assert api.delete(f"/v1/sandboxes/{sandbox.id}").status_code == 404
     assert sandbox.id not in [item["id"] for item in api.get("/v1/sandboxes").json()]
-    assert not Path(sandbox.cwd).exists() or not any(Path(sandbox.cwd).iterdir())
+    if not confined:
+        assert not Path(sandbox.cwd).exists() or not any(Path(sandbox.cwd).iterdir())
 
 
 def test_context_create_list_delete_and_cwd(sbx) -> None:
@@ -59,9 +63,8 @@ def test_context_create_list_delete_and_cwd(sbx) -> None:
         f"{sbx.base}/code/contexts", json={"language": "python3", "cwd": "/workspace/sub"}
     ).json()
     assert nested["cwd"].endswith(os.path.join("workspace", "sub"))
-    assert Path(nested["cwd"]).is_dir()
-    run = sbx.run("import os\nprint(os.getcwd())", nested["id"])
-    assert run["execution"]["logs"]["stdout"] == [nested["cwd"] + "\n"]
+    run = sbx.run("import os\nprint(os.getcwd(), os.access('.', os.W_OK))", nested["id"])
+    assert run["execution"]["logs"]["stdout"] == [nested["cwd"] + " True\n"]
     listed = sbx.api.get(f"{sbx.base}/code/contexts").json()
     assert {c["id"] for c in listed} == {context.id, nested["id"]}
     assert sbx.api.delete(f"{sbx.base}/code/contexts/{context.id}").status_code == 204

@@ -154,9 +154,11 @@ def test_token_file_is_private_and_the_token_is_never_printed(live_server) -> No
     assert not any(live_server.token in line for line in live_server.output)
 
 
-def _serve(tmp_path, *args: str, token: str | None = None) -> tuple[str, str]:
+def _serve(
+    tmp_path, *args: str, token: str | None = None, env: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Start a server, read until ready, stop it; ``(stdout, stderr)``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env.pop("SANDBOX_MAGIC_TOKEN", None)
     command = [sys.executable, "-m", "sandbox_magic.cli", "serve", "--port", "0"]
     command += ["--state-dir", str(tmp_path), "--warm-kernels", "0", *args]
@@ -185,8 +187,34 @@ def test_generated_token_is_printed_once_and_saved(tmp_path) -> None:
 def test_binding_beyond_loopback_warns_loudly(tmp_path) -> None:
     stdout, stderr = _serve(tmp_path, "--host", "0.0.0.0", "--token", "t" * 20)
     assert "WARNING" in stderr
-    assert "not an isolation boundary" in stderr
+    assert "not on loopback" in stderr
+    assert "can run code" in stderr
     assert "t" * 20 not in stdout + stderr
+
+
+def test_an_unconfined_server_says_so_loudly(tmp_path) -> None:
+    _, stderr = _serve(tmp_path, "--isolation", "none", "--host", "0.0.0.0", "--token", "t" * 20)
+    assert "UNCONFINED" in stderr
+
+
+def test_isolation_bwrap_without_bubblewrap_refuses_to_start_saying_why(tmp_path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))  # no bwrap, prlimit, setpriv on this PATH
+    command = [sys.executable, "-m", "sandbox_magic.cli", "serve", "--port", "0"]
+    command += ["--state-dir", str(tmp_path / "state"), "--isolation", "bwrap"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "--isolation bwrap is not possible here" in done.stderr
+    assert "bwrap" in done.stderr
+    assert "apt-get install bubblewrap" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_auto_isolation_without_bubblewrap_runs_unconfined_with_a_warning(tmp_path) -> None:
+    stdout, stderr = _serve(tmp_path, "--isolation", "auto", env={"PATH": str(tmp_path)})
+    assert "ready at" in stdout
+    assert "WARNING: sandbox-magic runs code UNCONFINED" in stderr
+    assert "bwrap" in stderr
+    assert os.environ.get("PATH")  # the test process itself is untouched
 
 
 def test_kernels_do_not_inherit_the_token(sbx, live_server) -> None:

@@ -1,0 +1,178 @@
+"""Fairness between keys: round-robin kernel starts and CPU demotion of long runs.
+
+`FairGate` hands out a few slots (kernel starts are CPU-heavy: 60 at once all time
+out together) one name at a time, in turn, so a student starting ten contexts waits
+behind the others' first ones rather than in front of them.
+
+`CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
+a CPU loop as far as the class is concerned (a sleeping run is not), and its kernel's
+process group gets a
+lower CPU priority (nice 10, plus 3 per further long run of the same name), so
+trivial cells of everybody else keep getting the CPU at once. When the run ends the
+kernel goes back to normal priority. Raising priority back needs ``CAP_SYS_NICE``
+(root); without it a demoted kernel stays demoted until its context is restarted.
+Where the isolation layer gives kernels cgroups, their CPU weights do the same job
+more precisely; this works without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Final
+
+from sandbox_magic.server.classroom.usage import cpu_seconds, process_tree
+
+if TYPE_CHECKING:
+    from sandbox_magic.server.runs import RunState
+    from sandbox_magic.server.service import SandboxService
+
+__all__ = ["DEMOTE_AFTER", "CpuDemoter", "FairGate"]
+
+log = logging.getLogger(__name__)
+
+#: CPU seconds a run may use before it counts as a CPU loop.
+DEMOTE_AFTER: Final = 1.0
+_BASE_NICE: Final = 10
+_STEP_NICE: Final = 3
+_CHECK_EVERY: Final = 0.25
+
+
+class FairGate:
+    """At most ``slots`` holders at once; waiters are served one name at a time, in turn."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, name: str) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(name, deque()).append(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    self._release()  # it was handed a slot just as it gave up
+                else:
+                    self._forget(name, future)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _forget(self, name: str, future: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(name)
+        if queue is not None and future in queue:
+            queue.remove(future)
+            if not queue:
+                del self._waiting[name]
+
+    def _release(self) -> None:
+        while self._waiting:
+            name, queue = next(iter(self._waiting.items()))
+            future = queue.popleft()
+            del self._waiting[name]
+            if queue:  # this name goes to the back of the line
+                self._waiting[name] = queue
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1
+
+
+class CpuDemoter:
+    """Lowers the CPU priority of kernels whose run keeps a core busy."""
+
+    def __init__(self, service: SandboxService, owner_of: Callable[[str], str]) -> None:
+        self._service = service
+        self._owner_of = owner_of
+        self._cpu_at_start: dict[str, float] = {}
+        self._first_seen: dict[str, float] = {}
+        self._demoted: dict[int, int] = {}  # kernel pid -> nice given
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="cpu-demoter")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        for pid in list(self._demoted):
+            _renice(pid, 0)
+        self._demoted.clear()
+
+    def niceness(self) -> dict[str, int]:
+        """Run id -> nice level given to its kernel, for the dashboard."""
+        shown: dict[str, int] = {}
+        for run in self._service.runs.values():
+            pid = self._pid_of(run) if run.status == "running" else None
+            if pid is not None and pid in self._demoted:
+                shown[run.id] = self._demoted[pid]
+        return shown
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(_CHECK_EVERY)
+            try:
+                self.check()
+            except Exception:  # never let bookkeeping stop the watcher
+                log.exception("the CPU demoter failed a round")
+
+    def check(self) -> None:
+        """One round: demote CPU-hungry runs, restore kernels whose long run ended."""
+        running = [run for run in self._service.runs.values() if run.status == "running"]
+        ids = {run.id for run in running}
+        for run_id in [r for r in self._first_seen if r not in ids]:
+            self._first_seen.pop(run_id, None)
+            self._cpu_at_start.pop(run_id, None)
+        moment = time.monotonic()
+        long_by_name: dict[str, int] = {}
+        wanted: dict[int, int] = {}
+        for run in sorted(running, key=lambda r: r.started_at or ""):
+            if moment - self._first_seen.setdefault(run.id, moment) < _CHECK_EVERY:
+                continue  # most cells end before this: read nothing for them
+            pid = self._pid_of(run)
+            used = cpu_seconds(pid) if pid is not None else None
+            if pid is None or used is None or pid == os.getpid():
+                continue
+            if used - self._cpu_at_start.setdefault(run.id, used) < DEMOTE_AFTER:
+                continue
+            name = self._owner_of(run.sandbox_id)
+            count = long_by_name.get(name, 0)
+            long_by_name[name] = count + 1
+            wanted[pid] = min(19, _BASE_NICE + _STEP_NICE * count)
+        for pid, nice in wanted.items():
+            if self._demoted.get(pid) != nice:
+                _renice(pid, nice)
+                self._demoted[pid] = nice
+        for pid in [p for p in self._demoted if p not in wanted]:
+            _renice(pid, 0)
+            del self._demoted[pid]
+
+    def _pid_of(self, run: RunState) -> int | None:
+        sandbox = self._service.sandboxes.get(run.sandbox_id)
+        context = sandbox.contexts.get(run.context_id) if sandbox else None
+        return context.kernel.pid if context is not None else None
+
+
+def _renice(pid: int, nice: int) -> None:
+    """Set the nice level of a kernel and every process below it (a wrapper's child too)."""
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, member, nice)

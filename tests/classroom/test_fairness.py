@@ -1,0 +1,99 @@
+"""Fairness: kernel starts served one name at a time; CPU loops demoted, sleepers not."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from sandbox_magic.server.classroom.fairness import FairGate
+
+
+@pytest.mark.anyio
+async def test_the_gate_serves_names_in_turn() -> None:
+    gate = FairGate(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot("first"):
+            await release.wait()
+
+    async def take(label: str) -> None:
+        async with gate.slot(label.split("-")[0]):
+            order.append(label)
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    # one name queues three starts before the others queue one each
+    labels = ["ann-1", "ann-2", "ann-3", "ben-1", "cat-1"]
+    waiters = []
+    for label in labels:
+        waiters.append(asyncio.create_task(take(label)))
+        await asyncio.sleep(0)
+    assert gate.waiting == 5
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, *waiters), 5)
+    assert order == ["ann-1", "ben-1", "cat-1", "ann-2", "ann-3"]
+
+
+@pytest.mark.anyio
+async def test_a_waiter_that_gives_up_does_not_keep_its_place() -> None:
+    gate = FairGate(1)
+    entered = asyncio.Event()
+
+    async def take() -> None:
+        async with gate.slot("x"):
+            entered.set()
+
+    async with gate.slot("holder"):
+        quitter = asyncio.create_task(take())
+        await asyncio.sleep(0)
+        quitter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await quitter
+        assert gate.waiting == 0
+    stayer = asyncio.create_task(take())
+    await asyncio.wait_for(entered.wait(), 5)
+    await stayer
+
+
+def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_until) -> None:
+    looper, sleeper = make_student(prefix="loop"), make_student(prefix="sleep")
+    spaces = []
+    for student in (looper, sleeper):
+        sandbox_id = student.sandbox()
+        context_id = student.context(sandbox_id)
+        pid_run = student.run(sandbox_id, context_id, "import os; os.getpid()")
+        pid = int(pid_run["execution"]["results"][0]["text"])
+        spaces.append((student, sandbox_id, context_id, pid))
+    (_, loop_sb, loop_ctx, loop_pid), (_, sleep_sb, sleep_ctx, sleep_pid) = spaces
+
+    loop = looper.submit(loop_sb, loop_ctx, "while True:\n    pass")
+    nap = sleeper.submit(sleep_sb, sleep_ctx, "import time; time.sleep(8)")
+    wait_until(
+        lambda: os.getpriority(os.PRIO_PROCESS, loop_pid) == 10,
+        timeout=20,
+        what="the loop's kernel to be demoted",
+    )
+    assert os.getpriority(os.PRIO_PROCESS, sleep_pid) == 0
+    # the other student's cells still go through while the loop runs
+    quick = make_student(prefix="quick")
+    quick_sb = quick.sandbox()
+    quick_ctx = quick.context(quick_sb)
+    for _ in range(3):
+        assert quick.run(quick_sb, quick_ctx, "1 + 1", timeout=10)["status"] == "succeeded"
+
+    looper.http.post(f"/v1/sandboxes/{loop_sb}/code/runs/{loop['id']}/cancel")
+    assert looper.wait(loop_sb, loop["id"])["status"] == "cancelled"
+    # raising a priority back needs CAP_SYS_NICE; without it the kernel stays demoted
+    restored = 0 if os.geteuid() == 0 else 10
+    wait_until(
+        lambda: os.getpriority(os.PRIO_PROCESS, loop_pid) == restored,
+        timeout=10,
+        what="the kernel's priority to come back",
+    )
+    # the context keeps working, at normal priority
+    assert looper.run(loop_sb, loop_ctx, "2 + 2")["status"] == "succeeded"
+    sleeper.http.post(f"/v1/sandboxes/{sleep_sb}/code/runs/{nap['id']}/cancel")
