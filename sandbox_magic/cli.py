@@ -90,11 +90,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes and threads per sandbox (default 256)",
     )
     parser.add_argument(
-        "--max-live-contexts",
+        "--server-max-contexts",
         type=int,
         default=32,
-        help="most live contexts (kernels) on the whole server; more get "
-        "503 capacity_exceeded (default 32)",
+        help="most live contexts (kernels) of the whole server; more get 503 "
+        "capacity_exceeded (default 32)",
     )
     parser.add_argument(
         "--idle-timeout-ms",
@@ -202,7 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
                 processes=args.max_processes,
             ),
             pass_env=tuple(args.pass_env),
-            max_contexts=args.max_live_contexts,
+            max_contexts=args.server_max_contexts,
             idle_timeout_ms=args.idle_timeout_ms,
             student_quotas=_student_quotas(args),
             cpu_demotion=not args.no_cpu_demotion,
