@@ -20,7 +20,7 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES
+    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FILE_BYTES
 
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -103,11 +103,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes and threads per sandbox (default 256)",
     )
     parser.add_argument(
-        "--max-live-contexts",
+        "--server-max-contexts",
         type=int,
         default=32,
-        help="most live contexts (kernels) on the whole server; more get "
-        "503 capacity_exceeded (default 32)",
+        help="most live contexts (kernels) of the whole server; more get 503 "
+        "capacity_exceeded (default 32)",
     )
     parser.add_argument(
         "--idle-timeout-ms",
@@ -122,6 +122,24 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME",
         help="let confined kernels see this variable of the server's environment (repeatable)",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help=f"largest file PUT .../file accepts (default {DEFAULT_MAX_FILE_BYTES})",
+    )
+    parser.add_argument(
+        "--no-long-poll",
+        dest="long_poll",
+        action="store_false",
+        help="answer run reads at once, never held open (as the hosted service does)",
+    )
+    parser.add_argument(
+        "--no-file-endpoints",
+        dest="file_endpoints",
+        action="store_false",
+        help="do not offer PUT/GET .../file (push and pull then travel as code)",
     )
     parser.add_argument(
         "--log-level",
@@ -188,6 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             api=args.api,
             async_runs=not args.disable_async_runs,
+            max_file_bytes=args.max_file_bytes,
+            long_poll=args.long_poll,
+            file_endpoints=args.file_endpoints,
             isolation=args.isolation,
             limits=LimitPolicy(
                 default_vcpus=args.default_vcpus,
@@ -196,7 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
                 processes=args.max_processes,
             ),
             pass_env=tuple(args.pass_env),
-            max_contexts=args.max_live_contexts,
+            max_contexts=args.server_max_contexts,
             idle_timeout_ms=args.idle_timeout_ms,
             student_quotas=_student_quotas(args),
             cpu_demotion=not args.no_cpu_demotion,

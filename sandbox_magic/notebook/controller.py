@@ -43,6 +43,7 @@ from sandbox_magic.session.journal import Journal
 from sandbox_magic.session.loop import IOLoopThread
 from sandbox_magic.session.sandbox_session import RunsUnavailableError, SandboxSession
 from sandbox_magic.transfer import pull, push
+from sandbox_magic.transfer.files import FileChannel, pull_via_file, push_via_file
 
 __all__ = ["SandboxController", "describe_verification"]
 
@@ -298,20 +299,53 @@ class SandboxController:
 
         return run_code
 
+    @staticmethod
+    async def _file_channel(session: SandboxSession, options: RunOptions) -> FileChannel | None:
+        """The sandbox's raw file endpoints, if its server advertises them."""
+        sandbox_id = await session.ensure_sandbox(options.sandbox)
+        context = await session.ensure_context(sandbox_id, options.context, options.language)
+        client = await session.client()  # it has heard the server's features by now
+        if not client.features.has_files or not (context.cwd or "").startswith("/"):
+            return None
+
+        async def put(path: str, data: bytes) -> None:
+            await client.put_file(sandbox_id, path, data)
+
+        async def get(path: str, max_bytes: int) -> bytes:
+            return await client.get_file(sandbox_id, path, max_bytes=max_bytes)
+
+        return FileChannel(put=put, get=get, cwd=context.cwd or "/")
+
     def _push(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
         namespace = self.shell.user_ns if self.shell is not None else {}
         missing = [name for name in options.push if name not in namespace]
         if missing:
             raise UsageError(f"--push: no local variable named {', '.join(missing)}.")
         run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
+
+        async def push_one(name: str, value: object) -> None:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:  # raw bytes through the file endpoints
+                await push_via_file(run_code, channel, name, value, max_bytes=limit)
+            else:  # code chunks, on any server
+                await push(run_code, name, value, max_bytes=limit)
+
         for name in options.push:
-            value = namespace[name]
-            cell.wait(push(run_code, name, value, max_bytes=settings.max_transfer_bytes))
+            cell.wait(push_one(name, namespace[name]))
 
     def _pull(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
         run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
+
+        async def pull_one(name: str) -> object:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:
+                return await pull_via_file(run_code, channel, name, max_bytes=limit)
+            return await pull(run_code, name, max_bytes=limit)
+
         for name in options.pull:
-            value = cell.wait(pull(run_code, name, max_bytes=settings.max_transfer_bytes))
+            value = cell.wait(pull_one(name))
             if self.shell is not None:
                 self.shell.user_ns[name] = value
 

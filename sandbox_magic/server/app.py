@@ -36,6 +36,7 @@ from sandbox_magic.server.classroom.keys_routes import principal
 from sandbox_magic.server.classroom.tenancy import Principal, Tenancy
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.errors import ApiError
+from sandbox_magic.server.files import get_file, put_file
 from sandbox_magic.server.generations import (
     ASYNC_RUNS_UNAVAILABLE,
     Generation,
@@ -63,15 +64,19 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
+from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
 from sandbox_magic.wire import (
     AUTH_FAILED,
     CODE_RAISED,
+    FEATURES_HEADER,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     NOT_FOUND,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     TIMED_OUT,
+    WATCH_MEDIA_TYPE,
+    ServerFeatures,
 )
 
 __all__ = ["create_app", "route_table"]
@@ -126,11 +131,18 @@ class _Gate:
         authenticate: Callable[[str | None], Principal | None],
         throttle: Callable[[Principal], float | None],
         max_body_bytes: int,
+        max_file_bytes: int,
+        features: ServerFeatures,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.throttle = throttle
         self.max_body_bytes = max_body_bytes
+        self.max_file_bytes = max_file_bytes
+        advertised = features.header_value()
+        self.feature_header = (
+            [(FEATURES_HEADER.lower().encode(), advertised.encode())] if advertised else []
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,12 +174,12 @@ class _Gate:
             )
         elif wait is not None and caller is not None:
             response = _too_many(request_id, caller, wait)
-        elif _too_large(headers.get("content-length"), self.max_body_bytes):
+        elif _too_large(headers.get("content-length"), limit := self._limit(scope)):
             response = _error_response(
                 request_id,
                 413,
                 INVALID_REQUEST,
-                f"The request body is larger than {self.max_body_bytes} bytes.",
+                f"The request body is larger than {limit} bytes.",
                 generation=generation_of(path),
             )
         if response is not None:
@@ -179,10 +191,18 @@ class _Gate:
                 raw = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in raw):
                     raw.append((b"x-request-id", request_id.encode()))
+                if path.startswith("/v1/"):
+                    raw.extend(self.feature_header)
                 message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+    def _limit(self, scope: Scope) -> int:
+        """Raw file uploads have their own, larger limit."""
+        if scope["method"] == "PUT" and scope["path"].endswith("/file"):
+            return self.max_file_bytes
+        return self.max_body_bytes
 
 
 def _too_many(request_id: str, caller: Principal, wait: float) -> Response:
@@ -440,6 +460,7 @@ async def create_run(request: Request) -> Response:
     context_id = required_str(body, "context_id")
     envs, timeout = _run_options(body)
     context = service.context(sandbox_id, context_id)
+    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
     caller = principal(request)
 
     async def create() -> str:
@@ -448,6 +469,9 @@ async def create_run(request: Request) -> Response:
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
+    # Ours: ``?wait_ms=N`` answers once the run has ended or shown output (at most N ms).
+    if service.config.long_poll and live is not None and wait_ms:
+        await settle(live, within=wait_ms / 1000)
     version = str(live.version) if live is not None else "0"
     return JSONResponse(
         run_view(service.get_run(sandbox_id, run_id), _generation(request)),
@@ -461,13 +485,28 @@ async def get_run(request: Request) -> Response:
 
     ``after_version`` (the ``X-Run-Version`` of the previous answer) makes the wait
     return at once if something changed in between, so no change is ever missed.
+    ``?watch_ms=N`` (ours) holds the answer open and streams every change
+    (`sandbox_magic.server.watch`). With ``long_poll`` off, both are ignored.
     """
     params = request.path_params
     service = _service(request)
-    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=30_000)
-    after = query_int(request.query_params, "after_version", default=None, minimum=0, maximum=2**62)
+    query = request.query_params
+    long_poll = service.config.long_poll
+    wait_ms = query_int(query, "wait_ms", default=0, minimum=0, maximum=30_000)
+    watch_ms = query_int(query, "watch_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
+    after = query_int(query, "after_version", default=None, minimum=0, maximum=2**62)
     live = service.live_run(params["sandbox_id"], params["run_id"])
-    if live is not None and wait_ms:
+    if long_poll and watch_ms:
+        service.get_run(params["sandbox_id"], params["run_id"])  # 404 before streaming
+
+        def read() -> dict[str, Any]:
+            return service.get_run(params["sandbox_id"], params["run_id"])
+
+        lines = watch_lines(live, read, after=after, within=(watch_ms or 0) / 1000)
+        return StreamingResponse(
+            lines, media_type=WATCH_MEDIA_TYPE, headers={"Cache-Control": "no-cache"}
+        )
+    if long_poll and live is not None and wait_ms:
         await live.wait_for_change(after=after, within=wait_ms / 1000)
     run = service.get_run(params["sandbox_id"], params["run_id"])
     version = str(live.version) if live is not None else "0"
@@ -718,7 +757,13 @@ def _code_routes(prefix: str) -> list[tuple[str, str, Handler]]:
     ]
 
 
-def route_table(api: str = "both") -> list[tuple[str, str, Handler]]:
+def _file_routes(prefix: str) -> list[tuple[str, str, Handler]]:
+    """The raw file endpoints (``--file-endpoints``) under one generation's prefix."""
+    sb = f"{prefix}/{{sandbox_id}}"
+    return [(f"{sb}/file", "PUT", put_file), (f"{sb}/file", "GET", get_file)]
+
+
+def route_table(api: str = "both", *, files: bool = True) -> list[tuple[str, str, Handler]]:
     """``(path, method, handler)`` of every route served for an ``--api`` choice."""
     table: list[tuple[str, str, Handler]] = [("/healthz", "GET", healthz), *sdk_support_routes()]
     for prefix in prefixes_for(api):
@@ -730,12 +775,15 @@ def route_table(api: str = "both") -> list[tuple[str, str, Handler]]:
         ("/v1/keys/{key_id}/rotate", "POST", keys_routes.rotate_key),
         ("/v1/account/me", "GET", keys_routes.account_me),
     ]
+    if files:
+        for prefix in prefixes_for(api):
+            table += _file_routes(prefix)
     return table
 
 
 def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in route_table(config.api):
+    for path, method, handler in route_table(config.api, files=config.file_endpoints):
         scoped = (
             _owner_only(handler) if path.startswith("/v1/") and "{sandbox_id}" in path else handler
         )
@@ -796,6 +844,10 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.config = config
     app.state.service = service
+    features = ServerFeatures(
+        watch_max_ms=MAX_WATCH_MS if config.long_poll else None,
+        files_max_bytes=config.max_file_bytes if config.file_endpoints else None,
+    )
     app.state.tenancy = tenancy
     app.state.demoter = demoter
     app.state.kernel_starts = FairGate(max(2, os.cpu_count() or 1))
@@ -804,5 +856,7 @@ def create_app(config: ServerConfig) -> Starlette:
         authenticate=tenancy.authenticate,
         throttle=tenancy.throttle,
         max_body_bytes=config.max_body_bytes,
+        max_file_bytes=config.max_file_bytes,
+        features=features,
     )
     return app

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from sandbox_magic.client import (
+    SUBMIT_SETTLE,
     AsyncSandboxClient,
     Context,
     NotFoundError,
@@ -26,7 +27,7 @@ from sandbox_magic.client import (
     Run,
     SandboxAPIError,
     SandboxError,
-    poll_run,
+    follow_run,
     run_deadline,
 )
 from sandbox_magic.client._generation import ServerFacts, ServerFactsBook, runs_unavailable
@@ -235,9 +236,16 @@ class SandboxSession:
             raise RunsUnavailableError("This server has no async runs.")
         sandbox_id = await self.ensure_sandbox(sandbox)
         ctx = await self.ensure_context(sandbox_id, context, language)
+        # A server that can watch runs holds the answer until a short run has ended.
+        settle = SUBMIT_SETTLE if client.features.can_watch else None
         try:
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
@@ -247,7 +255,12 @@ class SandboxSession:
                 "one (variables from earlier cells are gone)."
             )
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
         except SandboxAPIError as exc:
             if not runs_unavailable(exc):
@@ -283,7 +296,7 @@ class SandboxSession:
     ) -> Run:
         """Poll a run until it ends, calling ``on_update`` with every changed snapshot."""
         client = await self.client()
-        return await poll_run(
+        return await follow_run(
             client,
             run.sandbox_id or self.sandbox_id or "",
             run.id,

@@ -148,7 +148,7 @@ print(json.dumps(found))
     assert seen.pop("home") == []
     assert set(seen.values()) <= {"FileNotFoundError", "PermissionError"}, seen
     mine = thief.report("import os, json; print(json.dumps(sorted(os.listdir('/workspace'))))")
-    assert mine == []
+    assert mine in ([], [".nullspace"])  # its own, empty workspace (and package area)
 
 
 def test_the_token_and_the_servers_environment_do_not_reach_the_code(

@@ -110,7 +110,7 @@ def test_the_end_of_a_run_kills_what_it_left_running_unless_asked(confined_serve
 
 
 def test_full_server_answers_503_with_retry_after_and_keeps_serving(server_factory: Any) -> None:
-    server = server_factory(None, None, "--isolation", "bwrap", "--max-live-contexts", "2")
+    server = server_factory(None, None, "--isolation", "bwrap", "--server-max-contexts", "2")
     with server.client() as client:
         sandbox = client.post("/v1/sandboxes", json={}).json()["id"]
         contexts = [
@@ -196,7 +196,10 @@ def test_one_sandbox_running_out_of_memory_leaves_the_others_alone(
         try:
             assert _execute(client, calm, "kept = 'ok'").status_code == 200
             hog = _execute(client, greedy, "hogs = [bytearray(50 * 2**20) for _ in range(20)]")
-            assert "out of memory: limit 200 MB" in hog.text
+            assert "MemoryError" in hog.text
+            runs = client.get(f"/v1/sandboxes/{greedy}/code/runs").json()
+            items = runs["items"] if isinstance(runs, dict) else runs
+            assert "out of memory: limit 200 MB" in items[0]["failure_reason"]
             assert "ok" in _execute(client, calm, "print(kept)").text
         finally:
             client.delete(f"/v1/sandboxes/{calm}")
