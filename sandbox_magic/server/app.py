@@ -288,7 +288,7 @@ def _limit(request: Request) -> int:
 
 async def healthz(request: Request) -> Response:
     service = _service(request)
-    offered = languages.report()
+    offered = languages.report(confined=service.confinement.active)
     return JSONResponse(
         {
             "status": "ok",
@@ -586,7 +586,9 @@ async def _default_context(
     """The sandbox's default context; making it counts against the contexts quota."""
     service = _service(request)
     sandbox = service.sandbox(sandbox_id)
-    choice = resolve_language(language, service.pool.spec_manager)
+    choice = resolve_language(
+        language, service.pool.spec_manager, confined=service.confinement.active
+    )
     existing = sandbox.contexts.get(sandbox.defaults.get(choice.spec_name, ""))
     if existing is not None:
         return existing

@@ -90,7 +90,13 @@ _ETC: Final = (
     "ld.so.conf",
     "ld.so.conf.d",
     "matplotlibrc",
+    # R's configuration (/usr/lib/R/etc links here)
+    "R",
 )
+
+#: Further ``/etc`` directories a runtime reads, by pattern (the JDK's configuration:
+#: ``/usr/lib/jvm/*/conf`` links into ``/etc/java-<version>-openjdk``).
+_ETC_PATTERNS: Final = ("java-*",)
 
 _TOP_LEVEL: Final = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -367,6 +373,9 @@ class _Mounts:
         for name in _ETC:
             path = Path("/etc") / name
             if path.exists():
+                self.bind(path, str(path), read_only=True)
+        for pattern in _ETC_PATTERNS:
+            for path in sorted(Path("/etc").glob(pattern)):
                 self.bind(path, str(path), read_only=True)
 
 

@@ -31,10 +31,14 @@ from sandbox_magic.server.kernelspecs import (
     KernelChoice,
     SandboxKernelSpecManager,
 )
-from sandbox_magic.server.languages import kernel_transport, sends_output_after_idle
+from sandbox_magic.server.languages import (
+    helper_depth,
+    kernel_transport,
+    sends_output_after_idle,
+)
 from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
-from sandbox_magic.server.strays import kernel_pid, kill_strays
+from sandbox_magic.server.strays import helpers, kernel_pid, kill_strays
 
 __all__ = ["CREDENTIAL_VARIABLES", "Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
 
@@ -260,8 +264,20 @@ class Kernel:
                 self._inner_pid = await asyncio.to_thread(kernel_pid, pid)
                 self._inner_of = pid
             uid, inner = self.jail.uid, self._inner_pid
-            return await asyncio.to_thread(kill_strays, pid, uid=uid, kernel=inner)
-        return await asyncio.to_thread(kill_strays, pid)
+            keep = await self._helpers(inner)
+            return await asyncio.to_thread(kill_strays, pid, uid=uid, kernel=inner, keep=keep)
+        try:
+            keep = await self._helpers(await asyncio.to_thread(kernel_pid, pid))
+        except ProcessLookupError:
+            keep = set()
+        return await asyncio.to_thread(kill_strays, pid, keep=keep)
+
+    async def _helpers(self, inner: int) -> set[int]:
+        """The processes the kernel runs its language in (never strays)."""
+        depth = helper_depth(self.choice.spec_name)
+        if depth == 0:
+            return set()
+        return await asyncio.to_thread(helpers, inner, depth)
 
     async def interrupt(self) -> None:
         """Interrupt the running code, as a notebook's stop button does."""

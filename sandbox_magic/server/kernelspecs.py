@@ -90,13 +90,16 @@ def _installed(manager: KernelSpecManager) -> dict[str, dict[str, Any]]:
     return specs
 
 
-def resolve_language(language: str | None, manager: KernelSpecManager) -> KernelChoice:
-    """Map a requested language to a kernel, or refuse with a 400 listing the choices."""
+def resolve_language(
+    language: str | None, manager: KernelSpecManager, *, confined: bool = False
+) -> KernelChoice:
+    """Map a requested language to a kernel, or refuse with a 400 listing the choices
+    (``confined``: kernels run under bubblewrap, where some cannot)."""
     wanted = (language or "python").strip().lower()
     if wanted in _PYTHON_ALIASES:
         return KernelChoice(PYTHON_SPEC_NAME, "python")
     builtin = languages.lookup(wanted)
-    offered_builtins = languages.available()
+    offered_builtins = languages.available(confined=confined)
     if builtin is not None and builtin.name in offered_builtins:
         return KernelChoice(f"{languages.BUILTIN_PREFIX}{builtin.kernel}", builtin.name)
     specs = _installed(manager)
@@ -116,8 +119,9 @@ def resolve_language(language: str | None, manager: KernelSpecManager) -> Kernel
     offered = ["python", *offered_builtins, *(n for n in others if n not in offered_builtins)]
     if builtin is not None:
         raise ApiError.bad_request(
-            f"Language {builtin.name!r} is not available on this server: its kernel is not "
-            f"installed ({builtin.install_hint}). This server offers {', '.join(offered)}."
+            f"Language {builtin.name!r} is not available on this server: "
+            f"{languages.unavailable_reason(builtin, confined=confined)}. "
+            f"This server offers {', '.join(offered)}."
         )
     raise ApiError.bad_request(
         f"Unknown language {language!r}: this server offers {', '.join(offered)}."

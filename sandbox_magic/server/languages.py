@@ -33,13 +33,16 @@ from sandbox_magic.server.jshell_kernel import find_jshell
 __all__ = [
     "BUILTIN_PREFIX",
     "LANGUAGES",
+    "UNCONFINABLE",
     "Language",
     "available",
     "builtin_spec",
+    "helper_depth",
     "kernel_transport",
     "lookup",
     "report",
     "sends_output_after_idle",
+    "unavailable_reason",
 ]
 
 BUILTIN_PREFIX: Final = "sandbox-magic-"
@@ -61,6 +64,15 @@ LANGUAGES: Final = (
     Language("r", "r", "apt-get install r-cran-irkernel"),
     Language("java", "java", "a JDK with jshell (apt-get install default-jdk-headless)"),
 )
+
+#: Kernels that cannot run under bubblewrap isolation, and why (shown to the user).
+UNCONFINABLE: Final = {
+    "deno": (
+        "not available under --isolation bwrap: Deno's Jupyter kernel listens on loopback "
+        "TCP only, which the kernel's own network namespace cuts off from the server "
+        "(start the server with --isolation none to offer it)"
+    ),
+}
 
 _ALIASES: Final = {"sh": "bash", "js": "javascript", "node": "javascript", "ts": "typescript"}
 
@@ -161,9 +173,21 @@ def builtin_spec(spec_name: str) -> KernelSpec | None:
     )
 
 
-def available() -> list[str]:
-    """The built-in languages whose kernel is installed now."""
-    return [item.name for item in LANGUAGES if _argv(item.kernel) is not None]
+def available(*, confined: bool = False) -> list[str]:
+    """The built-in languages whose kernel is installed now (and, when ``confined``,
+    can run under bubblewrap)."""
+    return [
+        item.name
+        for item in LANGUAGES
+        if _argv(item.kernel) is not None and not (confined and item.kernel in UNCONFINABLE)
+    ]
+
+
+def unavailable_reason(language: Language, *, confined: bool) -> str:
+    """Why ``language`` is not offered: not installed, or not runnable confined."""
+    if confined and language.kernel in UNCONFINABLE and _argv(language.kernel) is not None:
+        return UNCONFINABLE[language.kernel]
+    return f"its kernel is not installed ({language.install_hint})"
 
 
 def kernel_transport(spec_name: str, socket_base: Path) -> tuple[str, str]:
@@ -176,6 +200,17 @@ def kernel_transport(spec_name: str, socket_base: Path) -> tuple[str, str]:
     return "ipc", str(socket_base)
 
 
+def helper_depth(spec_name: str) -> int | None:
+    """How many levels of a kernel's child processes are its own, not its code's (None:
+    all): bash_kernel runs bash as its child, whose children are the code's; the Java
+    kernel runs jshell, which runs snippets in a JVM of its own below it."""
+    if spec_name == f"{BUILTIN_PREFIX}bash":
+        return 1
+    if spec_name == f"{BUILTIN_PREFIX}java":
+        return None
+    return 0
+
+
 def sends_output_after_idle(spec_name: str) -> bool:
     """Whether a kernel may publish a cell's output after its ``idle`` status.
 
@@ -185,8 +220,16 @@ def sends_output_after_idle(spec_name: str) -> bool:
     return spec_name == f"{BUILTIN_PREFIX}deno"
 
 
-def report() -> dict[str, object]:
-    """What ``GET /healthz`` says: the languages offered, and what to install for the rest."""
-    offered = available()
-    missing = {item.name: item.install_hint for item in LANGUAGES if item.name not in offered}
+def report(*, confined: bool = False) -> dict[str, object]:
+    """What ``GET /healthz`` says: the languages offered, and why the rest are not."""
+    offered = available(confined=confined)
+    missing = {
+        item.name: (
+            UNCONFINABLE[item.kernel]
+            if confined and item.kernel in UNCONFINABLE and _argv(item.kernel) is not None
+            else item.install_hint
+        )
+        for item in LANGUAGES
+        if item.name not in offered
+    }
     return {"offered": ["python", *offered], "missing": missing}

@@ -425,7 +425,9 @@ class SandboxService:
         self, sandbox_id: str, *, language: str | None, cwd: str | None
     ) -> dict[str, Any]:
         sandbox = self.sandbox(sandbox_id)
-        choice = resolve_language(language, self.pool.spec_manager)
+        choice = resolve_language(
+            language, self.pool.spec_manager, confined=self.confinement.active
+        )
         directory = self._context_cwd(sandbox, cwd)
         context = await self._start_context(sandbox, choice, directory)
         return context.to_json()
@@ -538,7 +540,9 @@ class SandboxService:
     async def default_context(self, sandbox_id: str, language: str | None) -> ContextRuntime:
         """The sandbox's default context for a language, created on first use."""
         sandbox = self.sandbox(sandbox_id)
-        choice = resolve_language(language, self.pool.spec_manager)
+        choice = resolve_language(
+            language, self.pool.spec_manager, confined=self.confinement.active
+        )
         async with sandbox.default_lock:
             existing = sandbox.contexts.get(sandbox.defaults.get(choice.spec_name, ""))
             if existing is not None:

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-__all__ = ["kernel_pid", "kill_strays", "owned_by", "strays"]
+__all__ = ["helpers", "kernel_pid", "kill_strays", "owned_by", "strays"]
 
 
 def _table() -> dict[int, tuple[int, int]]:
@@ -90,10 +90,32 @@ def owned_by(uid: int, *, but: int) -> list[int]:
     return found
 
 
+def helpers(kernel: int, depth: int | None) -> set[int]:
+    """The kernel's own helper processes: its descendants ``depth`` levels down (all of
+    them when None). A kernel that runs its language in a child process (bash_kernel's
+    bash, the Java kernel's jshell and the JVM jshell runs code in) keeps those."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in _table().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    level = [kernel]
+    while level and (depth is None or depth > 0):
+        level = [child for pid in level for child in children.get(pid, [])]
+        found.update(level)
+        depth = None if depth is None else depth - 1
+    return found
+
+
 def kill_strays(
-    outer_pid: int, *, uid: int | None = None, kernel: int | None = None, rounds: int = 3
+    outer_pid: int,
+    *,
+    uid: int | None = None,
+    kernel: int | None = None,
+    keep: set[int] | frozenset[int] = frozenset(),
+    rounds: int = 3,
 ) -> int:
-    """SIGKILL them (a few rounds, for those forked meanwhile); how many were killed.
+    """SIGKILL them (a few rounds, for those forked meanwhile) but ``keep``; how many
+    were killed.
 
     With the sandbox's own ``uid`` and the ``kernel``'s pid, they are found by owner.
     """
@@ -103,6 +125,7 @@ def kill_strays(
             found = owned_by(uid, but=kernel)
         else:
             found = strays(outer_pid)
+        found = [pid for pid in found if pid not in keep]
         if not found:
             break
         for pid in found:

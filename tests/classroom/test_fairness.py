@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -59,14 +61,33 @@ async def test_a_waiter_that_gives_up_does_not_keep_its_place() -> None:
     await stayer
 
 
+def _host_pid(cmdline: str) -> int:
+    """The pid, as this host sees it, of the kernel whose command line is ``cmdline``.
+
+    A kernel confined by bwrap lives in its own pid namespace: its ``os.getpid()`` is
+    not a pid here. Its command line (which names its own connection file) is unique.
+    """
+    wanted = cmdline.encode("latin-1")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == wanted:
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise AssertionError("the kernel's process was not found")
+
+
 def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_until) -> None:
     looper, sleeper = make_student(prefix="loop"), make_student(prefix="sleep")
     spaces = []
     for student in (looper, sleeper):
         sandbox_id = student.sandbox()
         context_id = student.context(sandbox_id)
-        pid_run = student.run(sandbox_id, context_id, "import os; os.getpid()")
-        pid = int(pid_run["execution"]["results"][0]["text"])
+        cmdline_run = student.run(
+            sandbox_id, context_id, "open('/proc/self/cmdline', 'rb').read().decode('latin-1')"
+        )
+        pid = _host_pid(ast.literal_eval(cmdline_run["execution"]["results"][0]["text"]))
         spaces.append((student, sandbox_id, context_id, pid))
     (_, loop_sb, loop_ctx, loop_pid), (_, sleep_sb, sleep_ctx, sleep_pid) = spaces
 
