@@ -132,6 +132,14 @@ def run_all(settings: Settings, cases: Sequence[str], workdir: Path) -> dict[str
     return report
 
 
+def _write_markdown(path: Path, text: str) -> None:
+    """Write the report, keeping the blocks other scripts own (`benchmarks.blocks`)."""
+    from benchmarks.blocks import blocks_of
+
+    kept = blocks_of(path.read_text()) if path.exists() else ""
+    path.write_text(text + ("\n" + kept if kept else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description="Benchmarks of sandbox_magic (issue 7)."
@@ -165,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render_only:
         report = json.loads(args.json.read_text())
         report["targets"] = evaluate_targets(report)
-        args.markdown.write_text(render_markdown(report))
+        _write_markdown(args.markdown, render_markdown(report))
         print(f"wrote {args.markdown}", file=sys.stderr)
         return 0
     cases = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -178,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["targets"] = evaluate_targets(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    args.markdown.write_text(render_markdown(report))
+    _write_markdown(args.markdown, render_markdown(report))
     print(f"wrote {args.json} and {args.markdown}", file=sys.stderr)
     return 1 if report["errors"] else 0
 

@@ -20,7 +20,7 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES
+    from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FILE_BYTES
 
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -67,6 +67,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not lower the CPU priority of long CPU-bound runs (for comparisons)",
     )
     parser.add_argument(
+        "--api",
+        default="both",
+        choices=["both", "sandboxes", "machines"],
+        help="API generations to serve: 0.x /v1/sandboxes, 1.x /v1/machines, or both "
+        "(default both)",
+    )
+    parser.add_argument(
+        "--disable-async-runs",
+        action="store_true",
+        help="answer POST .../code/runs as a hosted deployment without async runs does "
+        "(503 feature_unavailable); streaming /code/execute keeps working",
+    )
+    parser.add_argument(
         "--isolation",
         default=os.environ.get("SANDBOX_MAGIC_ISOLATION") or "auto",
         choices=["auto", "bwrap", "none"],
@@ -109,6 +122,24 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME",
         help="let confined kernels see this variable of the server's environment (repeatable)",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help=f"largest file PUT .../file accepts (default {DEFAULT_MAX_FILE_BYTES})",
+    )
+    parser.add_argument(
+        "--no-long-poll",
+        dest="long_poll",
+        action="store_false",
+        help="answer run reads at once, never held open (as the hosted service does)",
+    )
+    parser.add_argument(
+        "--no-file-endpoints",
+        dest="file_endpoints",
+        action="store_false",
+        help="do not offer PUT/GET .../file (push and pull then travel as code)",
     )
     parser.add_argument(
         "--log-level",
@@ -173,6 +204,11 @@ def _serve(args: argparse.Namespace) -> int:
             interrupt_grace=args.interrupt_grace,
             max_body_bytes=args.max_body_bytes,
             log_level=args.log_level,
+            api=args.api,
+            async_runs=not args.disable_async_runs,
+            max_file_bytes=args.max_file_bytes,
+            long_poll=args.long_poll,
+            file_endpoints=args.file_endpoints,
             isolation=args.isolation,
             limits=LimitPolicy(
                 default_vcpus=args.default_vcpus,

@@ -242,6 +242,11 @@ def main() -> int:
         action="store_true",
         help="fail when a suite cannot run because the server lacks its routes",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="print the counts but succeed while the suites are known not to pass completely",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     args = parser.parse_args()
     work: Path = args.work_dir.resolve()
@@ -252,6 +257,8 @@ def main() -> int:
         print(outcome.line())
     if args.require_all and any(outcome.not_served for outcome in outcomes):
         return 1
+    if args.report_only:
+        return 0
     return 0 if all(outcome.ok or outcome.not_served for outcome in outcomes) else 1
 
 

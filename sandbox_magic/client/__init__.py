@@ -2,7 +2,8 @@
 
 `AsyncSandboxClient` speaks HTTP to a sandbox server (one connection pool, bearer
 auth, idempotency keys, bounded retries); the models parse its replies tolerantly;
-`poll_run` follows a run to its end; `OutputCursor` turns successive snapshots into
+`follow_run` follows a run to its end (watching it where the server offers that,
+else by `poll_run`); `OutputCursor` turns successive snapshots into
 new outputs; `save_artifacts` downloads files under a size cap with sha256 checks.
 Every error is a `SandboxError`. The modules behind this package are private: import
 from ``sandbox_magic.client``. Nothing here imports IPython.
@@ -63,12 +64,14 @@ from sandbox_magic.client._poller import (
     run_deadline,
 )
 from sandbox_magic.client._retry import Clock, RetryPolicy, Sleep, parse_retry_after, retry_async
+from sandbox_magic.client._watch import SUBMIT_SETTLE, follow_run
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DEADLINE_SLACK",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DEFAULT_READ_TIMEOUT",
+    "SUBMIT_SETTLE",
     "Artifact",
     "ArtifactIntegrityError",
     "ArtifactTooLargeError",
@@ -107,6 +110,7 @@ __all__ = [
     "StreamChunk",
     "api_error_for_status",
     "decode_base64",
+    "follow_run",
     "ordered_outputs",
     "parse_retry_after",
     "parse_timestamp",

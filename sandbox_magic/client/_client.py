@@ -16,14 +16,25 @@ unchanged on every retry, so a retried submit never creates a second run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import html
+import json as jsonlib
 import math
 import re
 import socket
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Self, TypeVar
 from urllib.parse import quote
@@ -41,8 +52,17 @@ from sandbox_magic.client._errors import (
     SandboxProtocolError,
     api_error_for_status,
 )
+from sandbox_magic.client._generation import (
+    GENERATION_CHOICES,
+    MACHINES_PREFIX,
+    ApiGeneration,
+    ServerFacts,
+    runs_unavailable,
+)
 from sandbox_magic.client._models import Artifact, Context, Page, Run, Sandbox
 from sandbox_magic.client._retry import Clock, RetryPolicy, Sleep, parse_retry_after, retry_async
+from sandbox_magic.client._sse import read_events
+from sandbox_magic.wire import FEATURES_HEADER, WATCH_MEDIA_TYPE, ServerFeatures
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "AsyncSandboxClient"]
 
@@ -137,7 +157,14 @@ class AsyncSandboxClient:
         max_connections: int = 20,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        api_generation: str = "auto",
+        facts: ServerFacts | None = None,
     ) -> None:
+        if api_generation not in GENERATION_CHOICES:
+            raise ValueError(
+                f"api_generation must be one of {', '.join(GENERATION_CHOICES)}, "
+                f"got {api_generation!r}."
+            )
         if not isinstance(base_url, str) or not re.match(r"^https?://[^/]", base_url.strip()):
             raise ValueError(
                 "The sandbox server URL must start with http:// or https:// and name a host."
@@ -153,6 +180,14 @@ class AsyncSandboxClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._closed = False
+        self._facts = facts if facts is not None else ServerFacts()
+        if api_generation in ("0", "1"):
+            self._facts.generation = "1" if api_generation == "1" else "0"
+            self._facts.forced = True
+        self._probe_lock = asyncio.Lock()
+        self._features = ServerFeatures()
+        # Watches hold a connection each: leave at least half the pool for the rest.
+        self._watch_slots = max(1, max_connections // 2)
         self._http = httpx.AsyncClient(
             base_url=httpx.URL(base_url.strip()).copy_with(query=None, fragment=None),
             auth=self._auth,
@@ -185,8 +220,66 @@ class AsyncSandboxClient:
         return self._retry
 
     @property
+    def features(self) -> ServerFeatures:
+        """What the server advertised beyond the plain contract (none until it answers)."""
+        return self._features
+
+    @property
+    def read_timeout(self) -> float:
+        return self._read_timeout
+
+    @contextlib.contextmanager
+    def watch_slot(self) -> Iterator[bool]:
+        """Reserve one of the connections watches may hold; yields False when none is free."""
+        if self._watch_slots <= 0:
+            yield False
+            return
+        self._watch_slots -= 1
+        try:
+            yield True
+        finally:
+            self._watch_slots += 1
+
+    def _learn(self, response: httpx.Response) -> None:
+        advertised = response.headers.get(FEATURES_HEADER)
+        if advertised is not None:
+            self._features = ServerFeatures.parse(advertised)
+
+    @property
     def is_closed(self) -> bool:
         return self._closed
+
+    @property
+    def facts(self) -> ServerFacts:
+        """What is known of the server: API generation, async runs (shared per URL)."""
+        return self._facts
+
+    async def api_generation(self) -> ApiGeneration:
+        """The server's API generation, probed once (``GET /v1/machines?limit=1``)."""
+        if self._facts.generation is None:
+            async with self._probe_lock:
+                if self._facts.generation is None:
+                    self._facts.generation = await self._probe()
+        return self._facts.generation
+
+    async def _probe(self) -> ApiGeneration:
+        async def once(attempt: int) -> ApiGeneration:
+            try:
+                response = await self._http.get(MACHINES_PREFIX, params={"limit": "1"})
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            except RuntimeError as exc:
+                raise self._closed_error(exc) from exc
+            if response.status_code in (404, 405):
+                return "0"
+            self._check_status(response, "GET", MACHINES_PREFIX)
+            try:
+                body = response.json()
+            except (ValueError, RecursionError):
+                return "0"  # a catch-all page, not an API answer
+            return "1" if isinstance(body, list | dict) else "0"
+
+        return await self._with_retries(once, idempotent=True)
 
     def __repr__(self) -> str:
         return f"<AsyncSandboxClient base_url={self._url!r}>"
@@ -332,10 +425,14 @@ class AsyncSandboxClient:
         envs: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the run's server-side limit)
         idempotency_key: str | None = None,
+        settle: float | None = None,
     ) -> Run:
         """Submit code to run asynchronously; returns at once (status usually ``queued``).
 
-        ``timeout`` is in seconds (sent rounded up to a whole second).
+        ``timeout`` is in seconds (sent rounded up to a whole second). ``settle`` (for
+        servers whose `features` can watch runs) lets the server hold its answer until
+        the run has ended or shown output, at most that many seconds: a short run is
+        then complete in the answer.
         """
         _segment(context_id, "context_id")
         body: dict[str, Any] = {"code": code, "context_id": context_id}
@@ -343,10 +440,12 @@ class AsyncSandboxClient:
             body["envs"] = dict(envs)
         if timeout is not None:
             body["timeout"] = max(1, math.ceil(timeout))
+        params = {"wait_ms": str(max(1, int(settle * 1000)))} if settle else None
         data = await self._json(
             "POST",
             f"{self._sandbox_path(sandbox_id)}/code/runs",
             json=body,
+            params=params,
             idempotency_key=idempotency_key or _new_key(),
         )
         return self._parse(Run.from_json, data, "run")
@@ -354,6 +453,63 @@ class AsyncSandboxClient:
     async def get_run(self, sandbox_id: str, run_id: str) -> Run:
         data = await self._json("GET", self._run_path(sandbox_id, run_id))
         return self._parse(Run.from_json, data, "run")
+
+    async def watch_run(
+        self,
+        sandbox_id: str,
+        run_id: str,
+        *,
+        wait: float,
+        after_version: int | None = None,
+    ) -> AsyncGenerator[tuple[int, Run]]:
+        """Snapshots ``(version, run)`` of a run, each as soon as the run changes.
+
+        One request, held open by the server for up to ``wait`` seconds (see
+        `sandbox_magic.wire`); it ends after the terminal snapshot or when the
+        wait passes. Not retried: the caller asks again with the last version. A server
+        that answers a plain snapshot instead gives that one (version 0) and is no
+        longer asked to watch.
+        """
+        path = self._run_path(sandbox_id, run_id)
+        params = {"watch_ms": str(max(1, int(wait * 1000)))}
+        if after_version is not None:
+            params["after_version"] = str(after_version)
+        timeout = httpx.Timeout(self._read_timeout + wait, connect=self._connect_timeout)
+        if self._closed:
+            raise SandboxConnectionError(self._url, "this client has been closed")
+        try:
+            async with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                self._learn(response)
+                if not response.is_success:
+                    await response.aread()
+                    self._check_status(response, "GET", path)
+                media_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if media_type != WATCH_MEDIA_TYPE:
+                    await response.aread()
+                    self._features = dataclasses.replace(self._features, watch_max_ms=None)
+                    yield 0, self._parse(Run.from_json, self._decode(response), "run")
+                    return
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield self._watch_line(line)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
+
+    def _watch_line(self, line: str) -> tuple[int, Run]:
+        try:
+            data = jsonlib.loads(line)
+        except (ValueError, RecursionError):
+            # A line cut short: the answer broke off on the way (asked again).
+            raise SandboxConnectionError(self._url, "a run watch answer was cut short") from None
+        version = data.get("version") if isinstance(data, dict) else None
+        if type(version) is not int or version < 0:
+            raise SandboxProtocolError(
+                f"Malformed reply from the sandbox server at {self._url}: a line of a run "
+                "watch is not a versioned snapshot."
+            )
+        return version, self._parse(Run.from_json, data.get("run"), "run")
 
     async def list_runs(
         self,
@@ -374,6 +530,57 @@ class AsyncSandboxClient:
         """Ask the server to stop a run; returns the run as the server then sees it."""
         data = await self._json("POST", f"{self._run_path(sandbox_id, run_id)}/cancel")
         return self._parse(Run.from_json, data, "run")
+
+    # -- streaming execution --------------------------------------------------------
+
+    async def execute_stream(
+        self,
+        sandbox_id: str,
+        *,
+        code: str,
+        context_id: str | None = None,
+        language: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the execution's server-side limit)
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run code synchronously on the server, yielding its events as they arrive.
+
+        ``POST .../code/execute`` answers with server-sent events (``stdout``,
+        ``stderr``, ``result``, ``error``, ``artifact``, ``number_of_executions``).
+        Not retried once sent (an execution is not idempotent); there is no read
+        timeout between events, so bound the whole stream from the caller.
+        """
+        body: dict[str, Any] = {"code": code}
+        if context_id is not None:
+            _segment(context_id, "context_id")
+            body["context_id"] = context_id
+        if language is not None:
+            body["language"] = language
+        if envs:
+            body["envs"] = dict(envs)
+        if timeout is not None:
+            body["timeout"] = max(1, math.ceil(timeout))
+        if self._closed:
+            raise SandboxConnectionError(self._url, "this client has been closed")
+        path = await self._spelled(f"{self._sandbox_path(sandbox_id)}/code/execute")
+        stream_timeout = httpx.Timeout(None, connect=self._connect_timeout)
+        try:
+            async with self._http.stream(
+                "POST",
+                path,
+                json=body,
+                timeout=stream_timeout,
+                headers={"Accept": "text/event-stream"},
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._check_status(response, "POST", path)
+                async for event in read_events(response.aiter_lines()):
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        except RuntimeError as exc:
+            raise self._closed_error(exc) from exc
 
     # -- artifacts ------------------------------------------------------------------
 
@@ -446,6 +653,40 @@ class AsyncSandboxClient:
     async def delete_artifact(self, sandbox_id: str, artifact_id: str) -> None:
         await self._delete(self._artifact_path(sandbox_id, artifact_id))
 
+    # -- raw files (servers whose `features` have them) -----------------------------
+
+    async def put_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` in the sandbox (``PUT .../file?path=``)."""
+        await self._request(
+            "PUT",
+            f"{self._sandbox_path(sandbox_id)}/file",
+            params={"path": path},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    async def get_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of ``path`` in the sandbox; `SandboxError` past ``max_bytes``."""
+
+        def too_large(size: int | None) -> SandboxError:
+            actual = f"{size} bytes" if size is not None else "more than that"
+            return SandboxError(
+                f"The sandbox file {path!r} is too large to fetch: the limit is "
+                f"{max_bytes} bytes, it has {actual}."
+            )
+
+        chunks: list[bytes] = []
+        await self._stream(
+            f"{self._sandbox_path(sandbox_id)}/file",
+            path,
+            max_bytes,
+            chunks.clear,
+            chunks.append,
+            params={"path": path},
+            too_large=too_large,
+        )
+        return b"".join(chunks)
+
     # -- paths ----------------------------------------------------------------------
 
     @staticmethod
@@ -507,12 +748,18 @@ class AsyncSandboxClient:
         params: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         idempotent: bool = True,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         # A creating call's key is chosen once per logical call and sent on every retry.
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        sent = dict(headers or {})
+        if idempotency_key:
+            sent["Idempotency-Key"] = idempotency_key
 
         async def once(attempt: int) -> httpx.Response:
-            return await self._send_once(method, path, json=json, params=params, headers=headers)
+            return await self._send_once(
+                method, path, json=json, params=params, headers=sent, content=content
+            )
 
         return await self._with_retries(once, idempotent=idempotent)
 
@@ -538,7 +785,7 @@ class AsyncSandboxClient:
             not_sent = isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
             return idempotent or not_sent
         if isinstance(exc, SandboxAPIError):
-            if exc.retryable is False:
+            if exc.retryable is False or runs_unavailable(exc):
                 return False
             if exc.status_code in _RETRY_STATUSES:
                 return idempotent or exc.status_code in _NOT_PROCESSED_STATUSES
@@ -553,15 +800,18 @@ class AsyncSandboxClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
+        path = await self._spelled(path)
         try:
             response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
+                method, path, json=json, params=params, headers=headers, content=content
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from exc
         except RuntimeError as exc:  # httpx refuses to send on a closed client
             raise self._closed_error(exc) from exc
+        self._learn(response)
         self._check_status(response, method, path)
         return response
 
@@ -579,24 +829,42 @@ class AsyncSandboxClient:
         max_bytes: int | None,
         restart: Callable[[], None],
         write: Callable[[bytes], None],
+        *,
+        params: Mapping[str, str] | None = None,
+        too_large: Callable[[int | None], SandboxError] | None = None,
     ) -> str:
         """GET ``path`` chunk by chunk into ``write`` (after ``restart`` on every
-        attempt); returns the content type."""
+        attempt); returns the content type. Past ``max_bytes``, ``too_large(size)``
+        (by default `ArtifactTooLargeError` naming ``artifact_id``)."""
+
+        def refuse(size: int | None) -> SandboxError:
+            if too_large is not None:
+                return too_large(size)
+            return ArtifactTooLargeError(artifact_id, max_bytes or 0, size)
+
+        path = await self._spelled(path)
 
         async def once(attempt: int) -> str:
             restart()
             try:
-                async with self._http.stream("GET", path) as response:
+                async with self._http.stream("GET", path, params=params) as response:
+                    self._learn(response)
                     if not response.is_success:
                         await response.aread()
                         self._check_status(response, "GET", path)
-                    return await self._read_limited(response, artifact_id, max_bytes, write)
+                    return await self._read_limited(response, max_bytes, write, refuse)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
             except RuntimeError as exc:
                 raise self._closed_error(exc) from exc
 
         return await self._with_retries(once, idempotent=True)
+
+    async def _spelled(self, path: str) -> str:
+        """The 0.x-form path as this server spells it (probing its generation once)."""
+        if path.startswith("/v1/") and self._facts.generation is None:
+            await self.api_generation()
+        return self._facts.path(path)
 
     def _closed_error(self, exc: RuntimeError) -> SandboxConnectionError:
         if self._closed or self._http.is_closed:
@@ -606,20 +874,20 @@ class AsyncSandboxClient:
     @staticmethod
     async def _read_limited(
         response: httpx.Response,
-        artifact_id: str,
         max_bytes: int | None,
         write: Callable[[bytes], None],
+        too_large: Callable[[int | None], SandboxError],
     ) -> str:
         content_type = response.headers.get("content-type") or "application/octet-stream"
         if max_bytes is not None:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise ArtifactTooLargeError(artifact_id, max_bytes, int(declared))
+                raise too_large(int(declared))
         total = 0
         async for chunk in response.aiter_bytes():
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
-                raise ArtifactTooLargeError(artifact_id, max_bytes)
+                raise too_large(None)
             write(chunk)
         return content_type
 
@@ -665,6 +933,7 @@ class AsyncSandboxClient:
             code = code or _str_or_none(body.get("code"))
             request_id = request_id or _str_or_none(body.get("request_id"))
         request_id = request_id or response.headers.get("x-request-id")
+        code = code.lower() if code else None  # 1.x has upper-case codes (QUOTA_EXCEEDED)
         if message is None:
             excerpt = _excerpt(_safe_text(response))
             reason = response.reason_phrase or "error"
@@ -748,8 +1017,7 @@ class AsyncSandboxClient:
 
     def _page(self, parse: Callable[[Any, str], _T], data: Any, what: str) -> Page[_T]:
         items = [self._parse(parse, item, path) for path, item in _items(data, what)]
-        cursor = data.get("next_cursor") if isinstance(data, Mapping) else None
-        return Page(tuple(items), cursor if isinstance(cursor, str) and cursor else None)
+        return Page(tuple(items), _next_cursor(data))
 
 
 class _GarbledReply(SandboxProtocolError):
@@ -767,6 +1035,16 @@ def _items(data: Any, what: str = "items") -> list[tuple[str, Any]]:
             f"Malformed reply from the sandbox server: {what} should be a list, got {got}."
         )
     return [(f"{what}[{i}]", item) for i, item in enumerate(data)]
+
+
+def _next_cursor(data: Any) -> str | None:
+    """The next page's cursor: ``next_cursor``, or 1.x ``next_token`` (unless not ``has_next``)."""
+    if not isinstance(data, Mapping):
+        return None
+    cursor = data.get("next_cursor")
+    if cursor is None and data.get("has_next") is not False:
+        cursor = data.get("next_token")
+    return cursor if isinstance(cursor, str) and cursor else None
 
 
 def _new_key() -> str:

@@ -438,6 +438,7 @@ class Run:
 
     id: str
     status: str
+    #: The sandbox (1.x: machine) the run belongs to; read from either field.
     sandbox_id: str | None = None
     context_id: str | None = None
     timeout_secs: int | None = None
@@ -457,6 +458,7 @@ class Run:
             "id",
             "status",
             "sandbox_id",
+            "machine_id",
             "context_id",
             "timeout_secs",
             "created_at",
@@ -476,7 +478,7 @@ class Run:
         return cls(
             id=_require_str(obj, "id", path),
             status=_require_str(obj, "status", path),
-            sandbox_id=_opt_str(obj, "sandbox_id"),
+            sandbox_id=_opt_str(obj, "sandbox_id") or _opt_str(obj, "machine_id"),
             context_id=_opt_str(obj, "context_id"),
             timeout_secs=_opt_int(obj, "timeout_secs"),
             created_at=_opt_str(obj, "created_at"),

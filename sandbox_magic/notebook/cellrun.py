@@ -107,12 +107,19 @@ class CellRun:
 
     def follow(self, run: Run) -> Run:
         """Render the run's outputs as they arrive; returns the final run record."""
-        updates: queue.SimpleQueue[Run] = queue.SimpleQueue()
+        if run.is_terminal:  # the submit's answer already holds the whole run
+            self._show(run)
+            return run
+        # Snapshots from the poll, then None once it is over (so no tick is waited out).
+        updates: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         poll = self.io.submit(
             self.session.follow(run, policy=self.settings.poll, on_update=updates.put)
         )
-        self._show(run)
+        poll.add_done_callback(lambda _poll: updates.put(None))
         try:
+            # Inside the handler: the submit's answer may already carry output, and a
+            # stop pressed as soon as it shows must still cancel the run.
+            self._show(run)
             return self._drain(poll, updates)
         except KeyboardInterrupt:
             return self._cancel(run, poll, updates)
@@ -125,7 +132,9 @@ class CellRun:
                 f"`%sandbox attach {run.id}` follows it again once the server answers."
             ) from exc
 
-    def _drain(self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]) -> Run:
+    def _drain(
+        self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run | None]
+    ) -> Run:
         while True:
             try:
                 update = updates.get(timeout=_TICK)
@@ -134,13 +143,16 @@ class CellRun:
                     self.view.tick()
                     continue
             else:
+                if update is None:  # the poll is over
+                    update = poll.result()
                 self._show(update)
                 # A terminal snapshot is the poll's last: take its result at once
                 # rather than after another tick.
                 if not update.is_terminal and not poll.done():
                     continue
             while not updates.empty():
-                self._show(updates.get_nowait())
+                if (pending := updates.get_nowait()) is not None:
+                    self._show(pending)
             final = poll.result()
             self._show(final)
             return final
@@ -164,7 +176,10 @@ class CellRun:
         self.view.update(run, latest)
 
     def _cancel(
-        self, run: Run, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run]
+        self,
+        run: Run,
+        poll: concurrent.futures.Future[Run],
+        updates: queue.SimpleQueue[Run | None],
     ) -> Run:
         """Ask the server to cancel, then keep following until it says the run ended."""
         self.view.cancelling()
@@ -173,7 +188,8 @@ class CellRun:
         try:
             while time.monotonic() < deadline:
                 try:
-                    self._show(updates.get(timeout=_TICK))
+                    if (update := updates.get(timeout=_TICK)) is not None:
+                        self._show(update)
                 except queue.Empty:
                     self.view.tick()
                 if poll.done():

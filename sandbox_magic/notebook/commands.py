@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 
 from sandbox_magic.render.table import Table
 from sandbox_magic.render.text import human_size
+from sandbox_magic.session.credentials import find_api_key
 
 if TYPE_CHECKING:
     from sandbox_magic.client import Artifact, Run
@@ -154,6 +154,9 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
             healthy = "ok" if details is not None else "unhealthy"
             isolation = describe_isolation(details)
             account = cmd.calls.account()
+            if healthy == "ok":
+                cmd.calls.api_generation()
+                facts = cmd.session.describe()
         except SandboxError as exc:
             healthy = f"unreachable ({exc})"
     connection = cmd.settings.connection
@@ -164,8 +167,11 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
         ["server", str(url)],
         ["kind", "embedded local server" if facts["embedded"] else "remote service"],
         ["health", healthy],
+        ["url from", "embedded local server" if facts["embedded"] else facts["url_source"]],
         ["isolation", isolation],
         ["api key", "set (hidden)" if connection.api_key else "not set"],
+        ["key from", "the embedded server's token" if facts["embedded"] else facts["key_source"]],
+        ["api", facts["api"]],
         *account_rows(account),
         ["sandbox", facts["sandbox"] or "none yet"],
         ["contexts", ", ".join(f"{n} ({i})" for n, i in facts["contexts"].items()) or "none yet"],
@@ -175,8 +181,8 @@ def _status(cmd: CommandContext, args: argparse.Namespace) -> Table:
 
 @subcommand(
     "connect URL | --embedded",
-    "use this server once it answers and takes the key ($NULLSPACE_API_KEY or a "
-    "prompt); --embedded: back to the embedded local server",
+    "use this server once it answers and takes the key (read where the service's "
+    "tools keep it, or a prompt); --embedded: back to the embedded local server",
     argument("url", nargs="?"),
     argument("--embedded", action="store_true"),
 )
@@ -194,7 +200,8 @@ def _connect(cmd: CommandContext, args: argparse.Namespace) -> None:
     from sandbox_magic.client import SandboxError
     from sandbox_magic.notebook.connect_check import check_server
 
-    key = os.environ.get("NULLSPACE_API_KEY")
+    found = find_api_key()
+    key = found.value if found else None
     if not key:
         try:
             key = getpass.getpass(f"API key for {args.url} (input hidden; empty for none): ")

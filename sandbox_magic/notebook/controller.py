@@ -25,12 +25,14 @@ from sandbox_magic.client import (
     SavedArtifact,
     save_artifacts,
 )
+from sandbox_magic.client._generation import ServerFactsBook
 from sandbox_magic.notebook.autosandbox import AutoSandbox
 from sandbox_magic.notebook.background import BackgroundRuns
 from sandbox_magic.notebook.cellrun import CellRun, FollowSettings
 from sandbox_magic.notebook.options import RunOptions
 from sandbox_magic.notebook.settings import NotebookSettings
 from sandbox_magic.notebook.status import RunSummary, StatusView, make_status_view
+from sandbox_magic.notebook.streamcell import follow_streamed
 from sandbox_magic.render.artifacts import files_only, wants_preview
 from sandbox_magic.render.cell_numbers import CellNumbers
 from sandbox_magic.render.display_ids import DisplayIds
@@ -39,8 +41,9 @@ from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.blocking import BlockingSession
 from sandbox_magic.session.journal import Journal
 from sandbox_magic.session.loop import IOLoopThread
-from sandbox_magic.session.sandbox_session import SandboxSession
+from sandbox_magic.session.sandbox_session import RunsUnavailableError, SandboxSession
 from sandbox_magic.transfer import pull, push
+from sandbox_magic.transfer.files import FileChannel, pull_via_file, push_via_file
 
 __all__ = ["SandboxController", "describe_verification"]
 
@@ -60,6 +63,8 @@ class SandboxController:
         self._journal: Journal | None = None
         self._journal_setting: str | None = None
         self._session_lock = threading.RLock()
+        #: What each server speaks (API generation, async runs), kept across sessions.
+        self.server_facts = ServerFactsBook()
         self.background = BackgroundRuns(self.io)
         self.display_ids = DisplayIds()
         self.cell_numbers = CellNumbers()
@@ -88,7 +93,9 @@ class SandboxController:
             self._keep_sandbox = settings.keep_sandbox
             if self._session is None or connection != self._session.settings:
                 self._close_session()
-                self._session = SandboxSession(connection, self.journal(settings))
+                self._session = SandboxSession(
+                    connection, self.journal(settings), self.server_facts
+                )
             return self._session
 
     @property
@@ -168,16 +175,21 @@ class SandboxController:
             if options.push:
                 self._push(cell, options, settings)
             timeout = options.timeout if options.timeout is not None else settings.default_timeout
-            run = cell.submit(
-                session.submit(
-                    code,
-                    context=options.context,
-                    language=options.language,
-                    sandbox=options.sandbox,
-                    envs=options.envs or None,
-                    run_timeout=timeout,
+            if session.streams:
+                return self._run_streamed(cell, code, options, settings, timeout)
+            try:
+                run = cell.submit(
+                    session.submit(
+                        code,
+                        context=options.context,
+                        language=options.language,
+                        sandbox=options.sandbox,
+                        envs=options.envs or None,
+                        run_timeout=timeout,
+                    )
                 )
-            )
+            except RunsUnavailableError:
+                return self._run_streamed(None, code, options, settings, timeout)
             for notice in session.take_notices():
                 if not cell.view.note(notice):  # above the status line, in its output
                     cell.sink.notice(notice)
@@ -188,22 +200,73 @@ class SandboxController:
             cell.view.start(run, context=options.context)
             final = cell.follow(run)
             cell.finish(final)
-            self._number_cells(final, cell.sink)
-            if options.out and self.shell is not None:
-                # Redacted like every output: displaying the record must not show secrets.
-                self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
-            if options.save_artifacts and final.execution.artifacts:
-                self._save_artifacts(cell, final, options.save_artifacts, settings)
-            if options.pull and final.status == "succeeded" and final.execution.error is None:
-                try:
-                    self._pull(cell, options, settings)
-                except BaseException:
-                    # Show what the cell produced (and its Out[n]) before the pull's error.
-                    value = self._conclude(cell, final, options)
-                    if value is not None and self.shell is not None:
-                        self.shell.displayhook(value)
-                    raise
-            return self._conclude(cell, final, options)
+            return self._finish_cell(cell, final, options, settings)
+
+    def _run_streamed(
+        self,
+        cell: CellRun | None,
+        code: str,
+        options: RunOptions,
+        settings: NotebookSettings,
+        timeout: int,
+    ) -> Any:
+        """The cell on a server without async runs: streamed through ``/code/execute``.
+
+        ``cell`` is the cell's `CellRun` while its view is still live; None when a
+        refused submission already took the view away (a new one is made).
+        """
+        if options.background:
+            options = dataclasses.replace(options, background=False)
+            notice = (
+                "--background: this server has no async runs, so cells cannot run in the "
+                "background here. This cell runs now, streamed; it cannot be re-attached."
+            )
+        else:
+            notice = None
+        if cell is None or notice is not None:
+            if cell is not None:
+                cell.finish(None)
+            cell = self._cell(options, settings)
+        with cell:
+            if notice is not None:
+                cell.sink.notice(notice)
+            session = cell.session
+            fold = cell.wait(
+                session.prepare_stream(
+                    context=options.context,
+                    language=options.language,
+                    sandbox=options.sandbox,
+                    run_timeout=timeout,
+                )
+            )
+            for line in session.take_notices():
+                cell.sink.notice(line)
+            client = cell.wait(session.client())
+            cell.view.start(fold.snapshot(), context=options.context)
+            final = follow_streamed(cell, client, fold, code=code, envs=options.envs or None)
+            cell.finish(final)
+            return self._finish_cell(cell, final, options, settings)
+
+    def _finish_cell(
+        self, cell: CellRun, final: Run, options: RunOptions, settings: NotebookSettings
+    ) -> Any:
+        """Store ``--out``, save artifacts, ``--pull``, then show how the run ended."""
+        self._number_cells(final, cell.sink)
+        if options.out and self.shell is not None:
+            # Redacted like every output: displaying the record must not show secrets.
+            self.shell.user_ns[options.out] = cell.sink.redactor.record(final)
+        if options.save_artifacts and final.execution.artifacts:
+            self._save_artifacts(cell, final, options.save_artifacts, settings)
+        if options.pull and final.status == "succeeded" and final.execution.error is None:
+            try:
+                self._pull(cell, options, settings)
+            except BaseException:
+                # Show what the cell produced (and its Out[n]) before the pull's error.
+                value = self._conclude(cell, final, options)
+                if value is not None and self.shell is not None:
+                    self.shell.displayhook(value)
+                raise
+        return self._conclude(cell, final, options)
 
     def _number_cells(self, run: Run, sink: OutputSink) -> None:
         """Let the run's tracebacks name local cells (``Cell In[n]`` as in the prompt)."""
@@ -236,20 +299,53 @@ class SandboxController:
 
         return run_code
 
+    @staticmethod
+    async def _file_channel(session: SandboxSession, options: RunOptions) -> FileChannel | None:
+        """The sandbox's raw file endpoints, if its server advertises them."""
+        sandbox_id = await session.ensure_sandbox(options.sandbox)
+        context = await session.ensure_context(sandbox_id, options.context, options.language)
+        client = await session.client()  # it has heard the server's features by now
+        if not client.features.has_files or not (context.cwd or "").startswith("/"):
+            return None
+
+        async def put(path: str, data: bytes) -> None:
+            await client.put_file(sandbox_id, path, data)
+
+        async def get(path: str, max_bytes: int) -> bytes:
+            return await client.get_file(sandbox_id, path, max_bytes=max_bytes)
+
+        return FileChannel(put=put, get=get, cwd=context.cwd or "/")
+
     def _push(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
         namespace = self.shell.user_ns if self.shell is not None else {}
         missing = [name for name in options.push if name not in namespace]
         if missing:
             raise UsageError(f"--push: no local variable named {', '.join(missing)}.")
         run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
+
+        async def push_one(name: str, value: object) -> None:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:  # raw bytes through the file endpoints
+                await push_via_file(run_code, channel, name, value, max_bytes=limit)
+            else:  # code chunks, on any server
+                await push(run_code, name, value, max_bytes=limit)
+
         for name in options.push:
-            value = namespace[name]
-            cell.wait(push(run_code, name, value, max_bytes=settings.max_transfer_bytes))
+            cell.wait(push_one(name, namespace[name]))
 
     def _pull(self, cell: CellRun, options: RunOptions, settings: NotebookSettings) -> None:
         run_code = self._transfer_runner(cell, options, settings.default_timeout)
+        limit = settings.max_transfer_bytes
+
+        async def pull_one(name: str) -> object:
+            channel = await self._file_channel(cell.session, options)
+            if channel is not None:
+                return await pull_via_file(run_code, channel, name, max_bytes=limit)
+            return await pull(run_code, name, max_bytes=limit)
+
         for name in options.pull:
-            value = cell.wait(pull(run_code, name, max_bytes=settings.max_transfer_bytes))
+            value = cell.wait(pull_one(name))
             if self.shell is not None:
                 self.shell.user_ns[name] = value
 

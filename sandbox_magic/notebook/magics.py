@@ -17,6 +17,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from sandbox_magic.notebook.commands import SUBCOMMANDS, CommandContext, summary
 from sandbox_magic.notebook.options import parse_run_options
 from sandbox_magic.notebook.secret import Secret, SecretStr
+from sandbox_magic.session.credentials import find_api_key, find_api_url, source_of
 
 if TYPE_CHECKING:
     from sandbox_magic.notebook.controller import SandboxController
@@ -36,11 +37,19 @@ class SandboxMagics(Magics):
     api_url = Unicode(
         None,
         allow_none=True,
-        help="Base URL of the sandbox API. Default: $NULLSPACE_API_URL; when unset, "
-        "the embedded local server is used.",
+        help="Base URL of the sandbox API. Default: where the service's SDK finds it "
+        "($NULLSPACE_API_URL, $NULLSPACE_BASE_URL, .env, ~/.config/nullspace/config.json, "
+        "~/.nullspace/config.json); when none has one, the embedded local server is used.",
     ).tag(config=True)
     api_key = Secret(
-        help="API key sent as a bearer token. Default: $NULLSPACE_API_KEY. Never shown."
+        help="API key sent as a bearer token. Default: where the service's SDK finds it "
+        "($NULLSPACE_API_KEY, $NULLSPACE_TOKEN, .env, the SDK's config files). Never shown."
+    ).tag(config=True)
+    api_generation = Enum(
+        ["auto", "0", "1"],
+        default_value="auto",
+        help="API generation of the server: '0' (/v1/sandboxes), '1' (/v1/machines), or "
+        "'auto' to find out with one probe per server.",
     ).tag(config=True)
     template = Unicode("code-interpreter", help="Template of sandboxes this session creates.").tag(
         config=True
@@ -118,12 +127,13 @@ class SandboxMagics(Magics):
 
     @default("api_url")
     def _default_api_url(self) -> str | None:
-        return os.environ.get("NULLSPACE_API_URL") or None
+        found = find_api_url()
+        return found.value if found else None
 
     @default("api_key")
     def _default_api_key(self) -> SecretStr | None:
-        key = os.environ.get("NULLSPACE_API_KEY")
-        return SecretStr(key) if key else None
+        found = find_api_key()
+        return SecretStr(found.value) if found else None
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -152,13 +162,17 @@ class SandboxMagics(Magics):
         from sandbox_magic.notebook.settings import NotebookSettings
         from sandbox_magic.session.sandbox_session import ConnectionSettings
 
+        api_key = self.api_key.reveal() if self.api_key else None
         return NotebookSettings(
             connection=ConnectionSettings(
                 api_url=self.api_url or None,
-                api_key=self.api_key.reveal() if self.api_key else None,
+                api_key=api_key,
                 template=self.template or None,
                 embedded=self.embedded,
                 request_timeout=self.request_timeout,
+                api_generation=self.api_generation,
+                url_source=source_of(self.api_url, find_api_url(), setting="SandboxMagics.api_url"),
+                key_source=source_of(api_key, find_api_key(), setting="SandboxMagics.api_key"),
             ),
             default_timeout=self.default_timeout,
             poll=PollPolicy(

@@ -125,6 +125,9 @@ def _ids(run_id: str | None, sandbox_id: str | None, context: str | None) -> lis
     return parts
 
 
+_STREAMED_NOTE = "streamed (this server has no async runs): cannot be re-attached"
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """How a run ended, as one static line (``✓ succeeded in 0.42 s · run ...``)."""
@@ -139,6 +142,8 @@ class RunSummary:
     run_time: bool = False
     style: str = "full"
     notes: tuple[str, ...] = ()
+    #: The run was streamed (``/code/execute``): it has no server-side id to attach to.
+    streamed: bool = False
 
     @classmethod
     def from_run(
@@ -156,6 +161,7 @@ class RunSummary:
             status, detail = "error", f"raised {error.name}"
         else:
             status, detail = run.status, None
+        streamed = run.extra.get("streamed") is True
         own = run_time(run)
         if own is None:
             own = duration if duration is not None else run.duration_seconds
@@ -165,11 +171,12 @@ class RunSummary:
         return cls(
             status=status,
             duration=own,
-            run_id=run.id,
+            run_id=None if streamed else run.id,
             sandbox_id=run.sandbox_id,
             context=context or run.context_id,
             detail=detail,
             run_time=measured,
+            streamed=streamed,
         )
 
     def redacted(self, redactor: Redactor) -> RunSummary:
@@ -201,6 +208,12 @@ class RunSummary:
             head += f" ({_trim(self.detail, 160)})"
         return head
 
+    def _parts(self) -> list[str]:
+        parts = _ids(self.run_id, self.sandbox_id, self.context)
+        if self.streamed:
+            parts.append(_STREAMED_NOTE)
+        return parts
+
     def _compact_head(self) -> str:
         icon = _ICONS.get(self.status, "•")
         if self.duration is None:
@@ -212,7 +225,7 @@ class RunSummary:
         if self.style == "compact":
             line = self._compact_head()
         else:
-            line = " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+            line = " · ".join([self._head(), *self._parts()])
         return "\n".join([*self.notes, line])
 
     def html(self) -> str:
@@ -220,16 +233,13 @@ class RunSummary:
         colour = _ICON_COLOURS.get(self.status, "#616161")
         notes = "".join(_note_html(note) for note in self.notes)
         if self.style == "compact":
-            title = " · ".join([self._head(), *_ids(self.run_id, self.sandbox_id, self.context)])
+            title = " · ".join([self._head(), *self._parts()])
             return (
                 f'{notes}<div class="sandbox-magic-summary" title="{escape(title)}" '
                 'style="font-size:0.85em;opacity:0.8">'
                 f'<span style="color:{colour}">{escape(self._compact_head())}</span></div>'
             )
-        ids = "".join(
-            f" · <code>{escape(part)}</code>"
-            for part in _ids(self.run_id, self.sandbox_id, self.context)
-        )
+        ids = "".join(f" · <code>{escape(part)}</code>" for part in self._parts())
         return (
             f'{notes}<div class="sandbox-magic-summary" style="font-size:0.85em;opacity:0.8">'
             f'<span style="color:{colour}">{escape(self._head())}</span>{ids}</div>'

@@ -35,9 +35,22 @@ from sandbox_magic.server.classroom.fairness import CpuDemoter, FairGate
 from sandbox_magic.server.classroom.keys_routes import principal
 from sandbox_magic.server.classroom.tenancy import Principal, Tenancy
 from sandbox_magic.server.config import ServerConfig
-from sandbox_magic.server.errors import ApiError, error_body
+from sandbox_magic.server.errors import ApiError
+from sandbox_magic.server.files import get_file, put_file
+from sandbox_magic.server.generations import (
+    ASYNC_RUNS_UNAVAILABLE,
+    Generation,
+    error_body_for,
+    generation_of,
+    machine_list,
+    machine_view,
+    prefixes_for,
+    run_view,
+    with_links,
+)
 from sandbox_magic.server.kernelspecs import resolve_language
 from sandbox_magic.server.runs import ContextRuntime, RunState
+from sandbox_magic.server.sdk_support import sdk_support_routes
 from sandbox_magic.server.service import SandboxService
 from sandbox_magic.server.store import Page
 from sandbox_magic.server.util import new_id
@@ -51,18 +64,22 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
+from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
 from sandbox_magic.wire import (
     AUTH_FAILED,
     CODE_RAISED,
+    FEATURES_HEADER,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     NOT_FOUND,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     TIMED_OUT,
+    WATCH_MEDIA_TYPE,
+    ServerFeatures,
 )
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "route_table"]
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +97,22 @@ def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id") or new_id("req"))
 
 
+def _generation(request: Request) -> Generation:
+    return generation_of(request.url.path)
+
+
 def _error_response(
     request_id: str,
     status: int,
     code: str,
     message: str,
     *,
+    generation: Generation = "0",
     retryable: bool = False,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        error_body(code, message, request_id, retryable=retryable),
+        error_body_for(generation, code, message, request_id, retryable=retryable),
         status_code=status,
         headers={"X-Request-Id": request_id, **(headers or {})},
     )
@@ -109,11 +131,18 @@ class _Gate:
         authenticate: Callable[[str | None], Principal | None],
         throttle: Callable[[Principal], float | None],
         max_body_bytes: int,
+        max_file_bytes: int,
+        features: ServerFeatures,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.throttle = throttle
         self.max_body_bytes = max_body_bytes
+        self.max_file_bytes = max_file_bytes
+        advertised = features.header_value()
+        self.feature_header = (
+            [(FEATURES_HEADER.lower().encode(), advertised.encode())] if advertised else []
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,16 +165,22 @@ class _Gate:
                 else "The bearer token is not accepted."
             )
             response = _error_response(
-                request_id, 401, AUTH_FAILED, message, headers={"WWW-Authenticate": "Bearer"}
+                request_id,
+                401,
+                AUTH_FAILED,
+                message,
+                generation=generation_of(path),
+                headers={"WWW-Authenticate": "Bearer"},
             )
         elif wait is not None and caller is not None:
             response = _too_many(request_id, caller, wait)
-        elif _too_large(headers.get("content-length"), self.max_body_bytes):
+        elif _too_large(headers.get("content-length"), limit := self._limit(scope)):
             response = _error_response(
                 request_id,
                 413,
                 INVALID_REQUEST,
-                f"The request body is larger than {self.max_body_bytes} bytes.",
+                f"The request body is larger than {limit} bytes.",
+                generation=generation_of(path),
             )
         if response is not None:
             await response(scope, receive, send)
@@ -156,10 +191,18 @@ class _Gate:
                 raw = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in raw):
                     raw.append((b"x-request-id", request_id.encode()))
+                if path.startswith("/v1/"):
+                    raw.extend(self.feature_header)
                 message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+    def _limit(self, scope: Scope) -> int:
+        """Raw file uploads have their own, larger limit."""
+        if scope["method"] == "PUT" and scope["path"].endswith("/file"):
+            return self.max_file_bytes
+        return self.max_body_bytes
 
 
 def _too_many(request_id: str, caller: Principal, wait: float) -> Response:
@@ -226,8 +269,9 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _page(page: Page) -> JSONResponse:
-    return JSONResponse({"items": page.items, "next_cursor": page.next_cursor})
+def _page(page: Page, view: Callable[[dict[str, Any]], dict[str, Any]]) -> JSONResponse:
+    items = [view(item) for item in page.items]
+    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
 
 
 def _cursor(request: Request) -> int | None:
@@ -278,6 +322,7 @@ async def create_sandbox(request: Request) -> Response:
                 envs=envs,
                 vcpus=vcpus,
                 memory_mb=memory_mb,
+                id_prefix="mch" if _generation(request) == "1" else "sb",
             )
             tenancy.set_owner(str(record["id"]), caller)
         return str(record["id"])
@@ -288,21 +333,23 @@ async def create_sandbox(request: Request) -> Response:
 
 
 def _shown(request: Request, sandbox: dict[str, Any]) -> dict[str, Any]:
-    """A sandbox record; for an admin, with its owner's name (ours)."""
+    """A sandbox record (a 1.x machine under /v1/machines); for an admin, with its
+    owner's name (ours)."""
     if principal(request).admin:
-        return {**sandbox, "owner": _tenancy(request).owner_of(sandbox["id"])}
-    return sandbox
+        sandbox = {**sandbox, "owner": _tenancy(request).owner_of(sandbox["id"])}
+    return machine_view(sandbox) if _generation(request) == "1" else sandbox
 
 
 async def list_sandboxes(request: Request) -> Response:
     tenancy, caller = _tenancy(request), principal(request)
-    return JSONResponse(
-        [
-            _shown(request, sandbox)
-            for sandbox in _service(request).list_sandboxes()
-            if tenancy.may_see(caller, sandbox["id"])
-        ]
-    )
+    sandboxes = [
+        _shown(request, sandbox)
+        for sandbox in _service(request).list_sandboxes()
+        if tenancy.may_see(caller, sandbox["id"])
+    ]
+    if _generation(request) == "1":
+        return JSONResponse(machine_list(sandboxes))
+    return JSONResponse(sandboxes)
 
 
 async def get_sandbox(request: Request) -> Response:
@@ -353,14 +400,15 @@ async def restart_context(request: Request) -> Response:
     params = request.path_params
     context = _service(request).context(params["sandbox_id"], params["context_id"])
     await context.restart()
-    return JSONResponse(context.to_json())
+    # The spec's body, with the context's own fields beside it.
+    return JSONResponse({**context.to_json(), "status": "restarted"})
 
 
 async def interrupt_context(request: Request) -> Response:
     params = request.path_params
     context = _service(request).context(params["sandbox_id"], params["context_id"])
     await context.interrupt()
-    return JSONResponse(context.to_json())
+    return JSONResponse({**context.to_json(), "status": "interrupted"})
 
 
 # -- routes: runs --------------------------------------------------------------------
@@ -404,11 +452,15 @@ async def create_run(request: Request) -> Response:
     sandbox_id = request.path_params["sandbox_id"]
     service = _service(request)
     service.sandbox(sandbox_id)
+    if not request.app.state.config.async_runs:
+        # As a hosted deployment without a run queue answers; /code/execute still works.
+        raise ApiError(503, "feature_unavailable", ASYNC_RUNS_UNAVAILABLE)
     body = await _read_object(request, required=True)
     code = required_str(body, "code", allow_empty=True)
     context_id = required_str(body, "context_id")
     envs, timeout = _run_options(body)
     context = service.context(sandbox_id, context_id)
+    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
     caller = principal(request)
 
     async def create() -> str:
@@ -417,9 +469,14 @@ async def create_run(request: Request) -> Response:
 
     run_id = await service.idempotent(f"run:{sandbox_id}", _idempotency_key(request), body, create)
     live = service.live_run(sandbox_id, run_id)
+    # Ours: ``?wait_ms=N`` answers once the run has ended or shown output (at most N ms).
+    if service.config.long_poll and live is not None and wait_ms:
+        await settle(live, within=wait_ms / 1000)
     version = str(live.version) if live is not None else "0"
     return JSONResponse(
-        service.get_run(sandbox_id, run_id), status_code=202, headers={"X-Run-Version": version}
+        run_view(service.get_run(sandbox_id, run_id), _generation(request)),
+        status_code=202,
+        headers={"X-Run-Version": version},
     )
 
 
@@ -428,17 +485,32 @@ async def get_run(request: Request) -> Response:
 
     ``after_version`` (the ``X-Run-Version`` of the previous answer) makes the wait
     return at once if something changed in between, so no change is ever missed.
+    ``?watch_ms=N`` (ours) holds the answer open and streams every change
+    (`sandbox_magic.server.watch`). With ``long_poll`` off, both are ignored.
     """
     params = request.path_params
     service = _service(request)
-    wait_ms = query_int(request.query_params, "wait_ms", default=0, minimum=0, maximum=30_000)
-    after = query_int(request.query_params, "after_version", default=None, minimum=0, maximum=2**62)
+    query = request.query_params
+    long_poll = service.config.long_poll
+    wait_ms = query_int(query, "wait_ms", default=0, minimum=0, maximum=30_000)
+    watch_ms = query_int(query, "watch_ms", default=0, minimum=0, maximum=MAX_WATCH_MS)
+    after = query_int(query, "after_version", default=None, minimum=0, maximum=2**62)
     live = service.live_run(params["sandbox_id"], params["run_id"])
-    if live is not None and wait_ms:
+    if long_poll and watch_ms:
+        service.get_run(params["sandbox_id"], params["run_id"])  # 404 before streaming
+
+        def read() -> dict[str, Any]:
+            return service.get_run(params["sandbox_id"], params["run_id"])
+
+        lines = watch_lines(live, read, after=after, within=(watch_ms or 0) / 1000)
+        return StreamingResponse(
+            lines, media_type=WATCH_MEDIA_TYPE, headers={"Cache-Control": "no-cache"}
+        )
+    if long_poll and live is not None and wait_ms:
         await live.wait_for_change(after=after, within=wait_ms / 1000)
     run = service.get_run(params["sandbox_id"], params["run_id"])
     version = str(live.version) if live is not None else "0"
-    return JSONResponse(run, headers={"X-Run-Version": version})
+    return JSONResponse(run_view(run, _generation(request)), headers={"X-Run-Version": version})
 
 
 async def list_runs(request: Request) -> Response:
@@ -454,14 +526,15 @@ async def list_runs(request: Request) -> Response:
         limit=_limit(request),
         cursor=_cursor(request),
     )
-    return _page(page)
+    generation = _generation(request)
+    return _page(page, lambda run: run_view(run, generation))
 
 
 async def cancel_run(request: Request) -> Response:
     params = request.path_params
     run = _service(request).cancel_run(params["sandbox_id"], params["run_id"])
     terminal = run["status"] in TERMINAL_STATUSES
-    return JSONResponse(run, status_code=200 if terminal else 202)
+    return JSONResponse(run_view(run, _generation(request)), status_code=200 if terminal else 202)
 
 
 # -- routes: streaming execution -----------------------------------------------------
@@ -485,10 +558,13 @@ async def execute(request: Request) -> Response:
     run = _submit(request, caller, context, code, envs, timeout, keep)
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     run.recorder.listen(events.put_nowait)
+    generation = _generation(request)
 
     async def stream() -> AsyncIterator[str]:
         try:
             while (event := await events.get())["type"] != "end":
+                if event["type"] == "artifact" and isinstance(event.get("artifact"), dict):
+                    event = dict(event, artifact=with_links(event["artifact"], generation))
                 if event["type"] in _STREAM_EVENTS:
                     yield _sse(event)
             for event in _closing_events(run):
@@ -559,12 +635,14 @@ async def list_artifacts(request: Request) -> Response:
         limit=_limit(request),
         cursor=_cursor(request),
     )
-    return _page(page)
+    generation = _generation(request)
+    return _page(page, lambda artifact: with_links(artifact, generation))
 
 
 async def get_artifact(request: Request) -> Response:
     params = request.path_params
-    return JSONResponse(_service(request).get_artifact(params["sandbox_id"], params["artifact_id"]))
+    artifact = _service(request).get_artifact(params["sandbox_id"], params["artifact_id"])
+    return JSONResponse(with_links(artifact, _generation(request)))
 
 
 async def download_artifact(request: Request) -> Response:
@@ -620,6 +698,7 @@ async def _api_error(request: Request, error: Exception) -> Response:
         error.status,
         error.code,
         error.message,
+        generation=_generation(request),
         retryable=error.retryable,
         headers=error.headers,
     )
@@ -634,6 +713,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
         error.status_code,
         code,
         message,
+        generation=_generation(request),
         headers=dict(error.headers or {}),
     )
 
@@ -645,47 +725,70 @@ async def _internal_error(request: Request, error: Exception) -> Response:
         500,
         INTERNAL_ERROR,
         f"The server failed: {type(error).__name__}.",
+        generation=_generation(request),
         retryable=True,
     )
 
 
 # -- the app -------------------------------------------------------------------------
 
-_SB = "/v1/sandboxes/{sandbox_id}"
 
-_ROUTES: list[tuple[str, str, Handler]] = [
-    ("/healthz", "GET", healthz),
-    ("/v1/sandboxes", "POST", create_sandbox),
-    ("/v1/sandboxes", "GET", list_sandboxes),
-    (_SB, "GET", get_sandbox),
-    (_SB, "DELETE", delete_sandbox),
-    (f"{_SB}/code/contexts", "POST", create_context),
-    (f"{_SB}/code/contexts", "GET", list_contexts),
-    (f"{_SB}/code/contexts/{{context_id}}", "DELETE", delete_context),
-    (f"{_SB}/code/contexts/{{context_id}}/restart", "POST", restart_context),
-    (f"{_SB}/code/contexts/{{context_id}}/interrupt", "POST", interrupt_context),
-    (f"{_SB}/code/runs", "POST", create_run),
-    (f"{_SB}/code/runs", "GET", list_runs),
-    (f"{_SB}/code/runs/{{run_id}}", "GET", get_run),
-    (f"{_SB}/code/runs/{{run_id}}/cancel", "POST", cancel_run),
-    (f"{_SB}/code/execute", "POST", execute),
-    (f"{_SB}/code/artifacts", "GET", list_artifacts),
-    (f"{_SB}/code/artifacts/{{artifact_id}}", "GET", get_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
-    (f"{_SB}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
-    ("/v1/keys", "POST", create_key),
-    ("/v1/keys", "GET", keys_routes.list_keys),
-    ("/v1/keys/{key_id}", "DELETE", keys_routes.revoke_key),
-    ("/v1/keys/{key_id}/rotate", "POST", keys_routes.rotate_key),
-    ("/v1/account/me", "GET", keys_routes.account_me),
-]
+def _code_routes(prefix: str) -> list[tuple[str, str, Handler]]:
+    """Every route of one API generation, under its prefix."""
+    sb = f"{prefix}/{{sandbox_id}}"
+    return [
+        (prefix, "POST", create_sandbox),
+        (prefix, "GET", list_sandboxes),
+        (sb, "GET", get_sandbox),
+        (sb, "DELETE", delete_sandbox),
+        (f"{sb}/code/contexts", "POST", create_context),
+        (f"{sb}/code/contexts", "GET", list_contexts),
+        (f"{sb}/code/contexts/{{context_id}}", "DELETE", delete_context),
+        (f"{sb}/code/contexts/{{context_id}}/restart", "POST", restart_context),
+        (f"{sb}/code/contexts/{{context_id}}/interrupt", "POST", interrupt_context),
+        (f"{sb}/code/runs", "POST", create_run),
+        (f"{sb}/code/runs", "GET", list_runs),
+        (f"{sb}/code/runs/{{run_id}}", "GET", get_run),
+        (f"{sb}/code/runs/{{run_id}}/cancel", "POST", cancel_run),
+        (f"{sb}/code/execute", "POST", execute),
+        (f"{sb}/code/artifacts", "GET", list_artifacts),
+        (f"{sb}/code/artifacts/{{artifact_id}}", "GET", get_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}", "DELETE", delete_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}/download", "GET", download_artifact),
+        (f"{sb}/code/artifacts/{{artifact_id}}/preview", "GET", preview_artifact),
+    ]
 
 
-def _routes() -> list[Route]:
+def _file_routes(prefix: str) -> list[tuple[str, str, Handler]]:
+    """The raw file endpoints (``--file-endpoints``) under one generation's prefix."""
+    sb = f"{prefix}/{{sandbox_id}}"
+    return [(f"{sb}/file", "PUT", put_file), (f"{sb}/file", "GET", get_file)]
+
+
+def route_table(api: str = "both", *, files: bool = True) -> list[tuple[str, str, Handler]]:
+    """``(path, method, handler)`` of every route served for an ``--api`` choice."""
+    table: list[tuple[str, str, Handler]] = [("/healthz", "GET", healthz), *sdk_support_routes()]
+    for prefix in prefixes_for(api):
+        table.extend(_code_routes(prefix))
+    table += [
+        ("/v1/keys", "POST", create_key),
+        ("/v1/keys", "GET", keys_routes.list_keys),
+        ("/v1/keys/{key_id}", "DELETE", keys_routes.revoke_key),
+        ("/v1/keys/{key_id}/rotate", "POST", keys_routes.rotate_key),
+        ("/v1/account/me", "GET", keys_routes.account_me),
+    ]
+    if files:
+        for prefix in prefixes_for(api):
+            table += _file_routes(prefix)
+    return table
+
+
+def _routes(config: ServerConfig) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in _ROUTES:
-        scoped = _owner_only(handler) if "{sandbox_id}" in path else handler
+    for path, method, handler in route_table(config.api, files=config.file_endpoints):
+        scoped = (
+            _owner_only(handler) if path.startswith("/v1/") and "{sandbox_id}" in path else handler
+        )
         by_path.setdefault(path, {})[method] = scoped
     return [
         Route(path, _dispatch(handlers), methods=list(handlers))
@@ -733,7 +836,7 @@ def create_app(config: ServerConfig) -> Starlette:
 
     dashboard = Dashboard(tenancy, demoter.niceness)
     app = Starlette(
-        routes=[*_routes(), *dashboard.routes()],
+        routes=[*_routes(config), *dashboard.routes()],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,
@@ -743,6 +846,10 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.config = config
     app.state.service = service
+    features = ServerFeatures(
+        watch_max_ms=MAX_WATCH_MS if config.long_poll else None,
+        files_max_bytes=config.max_file_bytes if config.file_endpoints else None,
+    )
     app.state.tenancy = tenancy
     app.state.demoter = demoter
     app.state.kernel_starts = FairGate(max(2, os.cpu_count() or 1))
@@ -751,5 +858,7 @@ def create_app(config: ServerConfig) -> Starlette:
         authenticate=tenancy.authenticate,
         throttle=tenancy.throttle,
         max_body_bytes=config.max_body_bytes,
+        max_file_bytes=config.max_file_bytes,
+        features=features,
     )
     return app

@@ -38,7 +38,16 @@ ARTIFACT_ID: Final = re.compile(r"^art_[0-9a-f]{16}$")
 
 #: Directories whose contents are bookkeeping, never a run's output.
 _SKIPPED_DIRS: Final = frozenset(
-    {"__pycache__", ".ipynb_checkpoints", ".git", ".venv", "node_modules", ".cache", ".nullspace"}
+    {
+        "__pycache__",
+        ".ipynb_checkpoints",
+        ".git",
+        ".venv",
+        "node_modules",
+        ".cache",
+        ".nullspace",
+        ".sandbox-magic-transfer",  # data on its way in or out (--push / --pull)
+    }
 )
 _MAX_FILES: Final = 20_000
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from sandbox_magic.server.classroom.quotas import Quotas
 from sandbox_magic.server.confinement import Confinement, LimitPolicy
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ISOLATION_ENV", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_FILE_BYTES", "ISOLATION_ENV", "ServerConfig"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024 * 1024
 #: The environment variable that sets the default isolation (CLI and in-process).
 ISOLATION_ENV = "SANDBOX_MAGIC_ISOLATION"
 
@@ -36,6 +37,17 @@ class ServerConfig:
     max_artifact_bytes: int = 256 * 1024 * 1024
     #: Days finished runs and their artifacts are kept.
     retention_days: int = 30
+    #: API generations served: ``both``, ``sandboxes`` (0.x only) or ``machines`` (1.x only).
+    api: str = "both"
+    #: False answers ``POST .../code/runs`` as a hosted deployment without async runs does.
+    async_runs: bool = True
+    #: Offer ``GET .../runs/{id}?watch_ms=`` and ``?wait_ms=`` (ours; the hosted API has
+    #: neither). Off, the server answers run reads at once, like the hosted service.
+    long_poll: bool = True
+    #: Offer ``PUT``/``GET .../file?path=`` (the hosted 1.x API's raw file endpoints).
+    file_endpoints: bool = True
+    #: Largest file ``PUT .../file`` accepts.
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     #: ``auto`` (bubblewrap when this machine allows it), ``bwrap`` or ``none``;
     #: by default ``$SANDBOX_MAGIC_ISOLATION``, else ``auto``.
     isolation: str = field(default_factory=lambda: os.environ.get(ISOLATION_ENV) or "auto")

@@ -1,9 +1,7 @@
 """The one exception the server raises to answer a request with an error.
 
-Every error body has the contract's nested shape::
-
-    {"error": {"message": "...", "code": "not_found", "request_id": "req_...",
-               "retryable": false}}
+The app writes it in the error shape of the request's API generation
+(`sandbox_magic.server.generations.error_body_for`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,12 @@ from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 from sandbox_magic.server.strays import helpers, kernel_pid, kill_strays
 
-__all__ = ["Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
+__all__ = ["CREDENTIAL_VARIABLES", "Kernel", "KernelDiedError", "KernelPool", "MessageHook"]
+
+#: The service's credentials, as its tools name them: never passed on to sandbox code.
+CREDENTIAL_VARIABLES: Final = frozenset(
+    {"NULLSPACE_API_KEY", "NULLSPACE_TOKEN", "NULLSPACE_API_URL", "NULLSPACE_BASE_URL"}
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +131,7 @@ class Kernel:
         else:
             directory.mkdir(mode=0o700)
             manager = AsyncKernelManager(**options)
-        kernel_env = dict(os.environ)
+        kernel_env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
         kernel_env.update(env or {})
         try:
             await manager.start_kernel(cwd=str(cwd), env=kernel_env)

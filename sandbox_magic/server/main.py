@@ -27,7 +27,11 @@ import uvicorn
 from sandbox_magic.server.app import create_app
 from sandbox_magic.server.auth import TOKEN_FILE, ensure_token
 from sandbox_magic.server.classroom.quotas import Quotas
-from sandbox_magic.server.config import DEFAULT_MAX_BODY_BYTES, ServerConfig
+from sandbox_magic.server.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
+    ServerConfig,
+)
 from sandbox_magic.server.confinement import IsolationUnavailable, LimitPolicy, detect
 from sandbox_magic.server.runtime_dirs import raise_open_files_limit
 
@@ -56,6 +60,11 @@ class ServeOptions:
     interrupt_grace: float = 3.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "warning"
+    api: str = "both"
+    async_runs: bool = True
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    long_poll: bool = True
+    file_endpoints: bool = True
     isolation: str = "auto"
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     pass_env: tuple[str, ...] = ()
@@ -158,6 +167,11 @@ def serve(options: ServeOptions) -> int:
         default_run_timeout=options.default_run_timeout,
         interrupt_grace=options.interrupt_grace,
         max_body_bytes=options.max_body_bytes,
+        api=options.api,
+        async_runs=options.async_runs,
+        max_file_bytes=options.max_file_bytes,
+        long_poll=options.long_poll,
+        file_endpoints=options.file_endpoints,
         isolation=options.isolation,
         confinement=confinement,
         limits=options.limits,

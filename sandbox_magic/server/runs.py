@@ -262,7 +262,7 @@ class ContextRuntime:
         async with self._kernel_lock:  # wait for a restart in progress, if any
             pass
         run.status, run.started_at = "running", now_iso()
-        self._store.put_run(run.to_json())
+        self._store.put_run(run.to_json())  # listings by status read the store
         run.touch()
         before = await self._snapshot()
         run.recorder.on_display = lambda result, index: self._display_artifact(run, result, index)

@@ -299,11 +299,12 @@ class SandboxService:
         timeout_ms: int | None,
         metadata: dict[str, Any],
         envs: dict[str, str],
+        id_prefix: str = "sb",
         vcpus: int | None = None,
         memory_mb: int | None = None,
         inactivity_timeout_ms: int | None = None,
     ) -> dict[str, Any]:
-        sandbox_id = new_id("sb")
+        sandbox_id = new_id(id_prefix)
         root = self.store.sandbox_root / sandbox_id
         jail: Jail | None = None
         warm = self.pool.take_warm()

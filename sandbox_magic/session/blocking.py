@@ -42,6 +42,10 @@ class BlockingSession:
     def health(self) -> bool:
         return self._call(lambda c: c.health(), QUICK)
 
+    def api_generation(self) -> str:
+        """The server's API generation (probed once per server)."""
+        return self._call(lambda c: c.api_generation(), QUICK)
+
     def health_details(self) -> dict[str, Any] | None:
         """The server's ``/healthz`` body (isolation, limits…), or None if unhealthy."""
         return self._call(lambda c: c.health_details(), QUICK)

@@ -19,19 +19,29 @@ from typing import Any
 import httpx
 
 from sandbox_magic.client import (
+    SUBMIT_SETTLE,
     AsyncSandboxClient,
     Context,
     NotFoundError,
     PollPolicy,
     Run,
+    SandboxAPIError,
     SandboxError,
-    poll_run,
+    follow_run,
     run_deadline,
 )
+from sandbox_magic.client._generation import ServerFacts, ServerFactsBook, runs_unavailable
+from sandbox_magic.client._streamed import StreamFold
 from sandbox_magic.session.embedded import EmbeddedServer
 from sandbox_magic.session.journal import Journal, JournalEntry
 
-__all__ = ["ConnectionSettings", "NoServerError", "SandboxSession", "display_url"]
+__all__ = [
+    "ConnectionSettings",
+    "NoServerError",
+    "RunsUnavailableError",
+    "SandboxSession",
+    "display_url",
+]
 
 DEFAULT_CONTEXT = "default"
 
@@ -59,6 +69,11 @@ class ConnectionSettings:
     embedded: bool = True
     embedded_state_dir: Path | None = None
     request_timeout: float = 30.0
+    #: ``auto`` (probe once per server), ``0`` (/v1/sandboxes) or ``1`` (/v1/machines).
+    api_generation: str = "auto"
+    #: Where the URL and the key were read from, in words (never the key itself).
+    url_source: str = ""
+    key_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +84,17 @@ class ContextKey:
     language: str | None
 
 
-def _make_client(url: str, key: str | None, read_timeout: float) -> AsyncSandboxClient:
+class RunsUnavailableError(SandboxError):
+    """The server offers no async runs: the cell must be streamed instead."""
+
+
+def _make_client(
+    url: str, key: str | None, read_timeout: float, generation: str, facts: ServerFacts
+) -> AsyncSandboxClient:
     try:
-        return AsyncSandboxClient(url, key, read_timeout=read_timeout)
+        return AsyncSandboxClient(
+            url, key, read_timeout=read_timeout, api_generation=generation, facts=facts
+        )
     except ValueError as exc:
         raise SandboxError(f"{exc} (got {display_url(url)!r})") from None
 
@@ -79,9 +102,15 @@ def _make_client(url: str, key: str | None, read_timeout: float) -> AsyncSandbox
 class SandboxSession:
     """The connection, sandbox and contexts of one notebook kernel."""
 
-    def __init__(self, settings: ConnectionSettings, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        journal: Journal | None = None,
+        facts_book: ServerFactsBook | None = None,
+    ) -> None:
         self.settings = settings
         self.journal = journal
+        self.facts_book = facts_book if facts_book is not None else ServerFactsBook()
         self.embedded: EmbeddedServer | None = None
         self._client: AsyncSandboxClient | None = None
         self._url: str | None = None
@@ -114,7 +143,7 @@ class SandboxSession:
     async def _connect(self) -> AsyncSandboxClient:
         settings = self.settings
         if settings.api_url:
-            client = _make_client(settings.api_url, settings.api_key, settings.request_timeout)
+            client = self._new_client(settings.api_url, settings.api_key)
             self._url = settings.api_url
             return client
         if not settings.embedded:
@@ -134,7 +163,23 @@ class SandboxSession:
             f"Started the embedded local sandbox server at {url} "
             "(code runs on this machine, as you)."
         )
-        return _make_client(url, server.token, settings.request_timeout)
+        return self._new_client(url, server.token)
+
+    def _new_client(self, url: str, key: str | None) -> AsyncSandboxClient:
+        facts = self.facts_book.facts(display_url(url))
+        return _make_client(
+            url, key, self.settings.request_timeout, self.settings.api_generation, facts
+        )
+
+    @property
+    def facts(self) -> ServerFacts | None:
+        """What is known of the connected server (API generation, async runs)."""
+        return self._client.facts if self._client is not None else None
+
+    @property
+    def streams(self) -> bool:
+        """True when the server is known to have no async runs (cells are streamed)."""
+        return self.facts is not None and self.facts.async_runs is False
 
     async def ensure_sandbox(self, requested: str | None = None) -> str:
         """The sandbox to run in: the one named, or the session's own (created once)."""
@@ -187,11 +232,20 @@ class SandboxSession:
         data transfers).
         """
         client = await self.client()
+        if client.facts.async_runs is False:
+            raise RunsUnavailableError("This server has no async runs.")
         sandbox_id = await self.ensure_sandbox(sandbox)
         ctx = await self.ensure_context(sandbox_id, context, language)
+        # A server that can watch runs holds the answer until a short run has ended.
+        settle = SUBMIT_SETTLE if client.features.can_watch else None
         try:
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
@@ -201,11 +255,37 @@ class SandboxSession:
                 "one (variables from earlier cells are gone)."
             )
             run = await client.create_run(
-                sandbox_id, code=code, context_id=ctx.id, envs=envs, timeout=run_timeout
+                sandbox_id,
+                code=code,
+                context_id=ctx.id,
+                envs=envs,
+                timeout=run_timeout,
+                settle=settle,
             )
+        except SandboxAPIError as exc:
+            if not runs_unavailable(exc):
+                raise
+            client.facts.async_runs = False
+            raise RunsUnavailableError(
+                f"This server has no async runs ({exc.message}); cells are streamed."
+            ) from exc
+        client.facts.async_runs = True
         if record:
             self._record(run, context, code)
         return run
+
+    async def prepare_stream(
+        self,
+        *,
+        context: str = DEFAULT_CONTEXT,
+        language: str | None = None,
+        sandbox: str | None = None,
+        run_timeout: int | None = None,
+    ) -> StreamFold:
+        """Sandbox and context for a streamed execution, and its empty `StreamFold`."""
+        sandbox_id = await self.ensure_sandbox(sandbox)
+        ctx = await self.ensure_context(sandbox_id, context, language)
+        return StreamFold(sandbox_id=sandbox_id, context_id=ctx.id, timeout_secs=run_timeout)
 
     async def follow(
         self,
@@ -216,7 +296,7 @@ class SandboxSession:
     ) -> Run:
         """Poll a run until it ends, calling ``on_update`` with every changed snapshot."""
         client = await self.client()
-        return await poll_run(
+        return await follow_run(
             client,
             run.sandbox_id or self.sandbox_id or "",
             run.id,
@@ -241,15 +321,26 @@ class SandboxSession:
         sandbox: str | None = None,
         run_timeout: int | None = None,
     ) -> Run:
-        """Submit an internal run (not journaled) and follow it until it ends."""
-        run = await self.submit(
-            code,
-            context=context,
-            language=language,
-            sandbox=sandbox,
-            run_timeout=run_timeout,
-            record=False,
-        )
+        """Submit an internal run (not journaled) and follow it until it ends.
+
+        On a server without async runs the code is streamed instead.
+        """
+        try:
+            run = await self.submit(
+                code,
+                context=context,
+                language=language,
+                sandbox=sandbox,
+                run_timeout=run_timeout,
+                record=False,
+            )
+        except RunsUnavailableError:
+            from sandbox_magic.session.streaming import stream_to_end
+
+            fold = await self.prepare_stream(
+                context=context, language=language, sandbox=sandbox, run_timeout=run_timeout
+            )
+            return await stream_to_end(await self.client(), fold, code=code)
         return await self.follow(run, policy=policy)
 
     async def _recover_lost(
@@ -324,4 +415,7 @@ class SandboxSession:
             "sandbox": self.sandbox_id,
             "contexts": {key.name: ctx.id for (_, key), ctx in self._contexts.items()},
             "key": "set" if self.settings.api_key else "not set",
+            "url_source": self.settings.url_source,
+            "key_source": self.settings.key_source,
+            "api": self.facts.describe() if self.facts is not None else "not connected yet",
         }

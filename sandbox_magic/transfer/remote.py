@@ -31,8 +31,11 @@ __all__ = [
     "probe_code",
     "pull_begin_code",
     "pull_chunk_code",
+    "pull_file_code",
     "push_chunk_code",
+    "push_file_code",
     "push_last_chunk_code",
+    "remove_file_code",
 ]
 
 _Literal = str | int | bool | list[str]
@@ -171,3 +174,22 @@ def push_last_chunk_code(
 def discard_code(transfer_id: str) -> str:
     """Code that drops the remote buffer of an abandoned transfer."""
     return _snippet(_call("discard", transfer_id))
+
+
+def push_file_code(
+    transfer_id: str, path: str, *, name: str, fmt: str, kind: str, size: int, sha256: str
+) -> str:
+    """Code that reads a pushed file at `path`, deletes it, verifies, decodes and binds `name`."""
+    return _snippet(_call("push_file", transfer_id, path, name, fmt, kind, size, sha256))
+
+
+def pull_file_code(
+    transfer_id: str, name: str, accept: list[str], max_bytes: int, path: str
+) -> str:
+    """Code that encodes the remote variable `name` into a new file at `path`."""
+    return _snippet(_call("pull_file", transfer_id, name, accept, max_bytes, path))
+
+
+def remove_file_code(transfer_id: str, path: str) -> str:
+    """Code that deletes a transfer's file."""
+    return _snippet(_call("remove_file", transfer_id, path))

@@ -44,6 +44,7 @@ def make_client(fake_time: FakeTime) -> Callable[..., AsyncSandboxClient]:
     def build(handler: Handler, **kwargs: Any) -> AsyncSandboxClient:
         kwargs.setdefault("retry", RetryPolicy())
         kwargs.setdefault("api_key", SECRET)
+        kwargs.setdefault("api_generation", "0")  # the fakes answer 0.x paths only
         return AsyncSandboxClient(
             kwargs.pop("base_url", BASE_URL),
             transport=httpx.MockTransport(handler),

@@ -34,7 +34,9 @@ async def _client_serving(payload: bytes) -> AsyncSandboxClient:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=payload)
 
-    return AsyncSandboxClient("http://sandbox.test", "k", transport=httpx.MockTransport(handler))
+    return AsyncSandboxClient(
+        "http://sandbox.test", "k", transport=httpx.MockTransport(handler), api_generation="0"
+    )
 
 
 @pytest.mark.anyio
@@ -71,7 +73,9 @@ async def _client_serving_by_id(payloads: dict[str, bytes]) -> AsyncSandboxClien
         artifact_id = request.url.path.split("/")[-2]
         return httpx.Response(200, content=payloads[artifact_id])
 
-    return AsyncSandboxClient("http://sandbox.test", "k", transport=httpx.MockTransport(handler))
+    return AsyncSandboxClient(
+        "http://sandbox.test", "k", transport=httpx.MockTransport(handler), api_generation="0"
+    )
 
 
 @pytest.mark.anyio
@@ -128,6 +132,7 @@ async def test_a_retried_download_starts_the_file_over(tmp_path: Path) -> None:
         "k",
         transport=httpx.MockTransport(handler),
         retry=RetryPolicy(base_delay=0.0, max_delay=0.0),
+        api_generation="0",  # the fake answers 0.x paths only
     )
     target = tmp_path / "out.bin"
     with target.open("w+b") as handle:

@@ -291,7 +291,9 @@ async def test_trivial_run_costs_only_tens_of_ms(
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=answers.pop(0) if len(answers) > 1 else answers[0])
 
-    client = AsyncSandboxClient("http://sandbox.test", transport=httpx.MockTransport(handler))
+    client = AsyncSandboxClient(
+        "http://sandbox.test", transport=httpx.MockTransport(handler), api_generation="0"
+    )
     async with client:
         started = time.perf_counter()
         final = await poll_run(

@@ -35,7 +35,14 @@ from sandbox_magic.demo.runner import ThisPythonKernelSpecs, execute_notebook
 #: Tag that lets a cell fail without stopping nbclient.
 RAISES = "raises-exception"
 
-_SCRUBBED = ("NULLSPACE_API_URL", "NULLSPACE_API_KEY", "SANDBOX_MAGIC_HEADLESS", "JPY_PARENT_PID")
+_SCRUBBED = (
+    "NULLSPACE_API_URL",
+    "NULLSPACE_BASE_URL",
+    "NULLSPACE_API_KEY",
+    "NULLSPACE_TOKEN",
+    "SANDBOX_MAGIC_HEADLESS",
+    "JPY_PARENT_PID",
+)
 
 
 @dataclass(frozen=True)

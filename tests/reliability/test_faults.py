@@ -21,8 +21,9 @@ from sandbox_magic.client import PollPolicy, Run, SandboxConnectionError, Sandbo
 from sandbox_magic.notebook.hints import with_hint
 
 CELLS = 100
-#: Each cell counts itself and naps a little, so that it is polled a few times.
-CELL = "%%sandbox --quiet\ncounter += 1\n__import__('time').sleep(0.1)\n(counter, {i})"
+#: Each cell counts itself and naps past the submit's wait (on a server that can watch
+#: runs, a short run is complete in the submit's answer), so that it is followed.
+CELL = "%%sandbox --quiet\ncounter += 1\n__import__('time').sleep(0.4)\n(counter, {i})"
 #: Faults whose request already reached the server: the client cannot know whether
 #: it acted, so only the Idempotency-Key stands between a retry and a second run.
 ACTED = ("drop_after", "truncate", "truncate_json", "stall_after")

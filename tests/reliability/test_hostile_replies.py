@@ -273,6 +273,13 @@ async def _no_sleep(seconds: float) -> None:
 # -- through the real magic, a proxy spoiling the run the server returns -------------
 
 
+@pytest.fixture
+def plain_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client hears no server extras, so runs are read by plain JSON polls (what
+    the hosted service gives), which the proxy rewrites; watch answers are NDJSON."""
+    monkeypatch.setattr(AsyncSandboxClient, "_learn", lambda self, response: None)
+
+
 def _junk_plan(exchange: Exchange) -> str | None:
     path = exchange.path.split("?")[0]
     return "junk" if exchange.method == "GET" and "/code/runs/" in path else None
@@ -294,6 +301,7 @@ def _run_cell(ip: InteractiveShell, source: str) -> tuple[Any, Any]:
     ],
     ids=["results-not-a-list", "status-missing", "id-not-a-string", "not-an-object"],
 )
+@pytest.mark.usefixtures("plain_contract")
 def test_malformed_run_from_the_server_fails_the_cell_with_a_clear_protocol_error(
     ip: InteractiveShell,
     point_shell: Callable[..., Any],
@@ -313,6 +321,7 @@ def test_malformed_run_from_the_server_fails_the_cell_with_a_clear_protocol_erro
     assert "sandbox_magic/" not in shown
 
 
+@pytest.mark.usefixtures("plain_contract")
 def test_unknown_status_keeps_polling_until_the_deadline_and_says_so(
     ip: InteractiveShell,
     point_shell: Callable[..., Any],

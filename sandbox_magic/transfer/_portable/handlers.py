@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -238,6 +239,25 @@ def push_finish(
         marker.update(status="error", error=str(exc))
         _emit(ns, marker)
         return
+    _bind(ns, marker, name, kind, value, size, digest)
+
+
+def discard(ns: dict[str, Any], tid: str) -> None:
+    """Forget a transfer's buffer (after a failure on the client side)."""
+    _drop(ns, tid)
+    _emit(ns, {"op": "discard", "status": "ok", "transfer_id": tid})
+
+
+def _bind(
+    ns: dict[str, Any],
+    marker: dict[str, Any],
+    name: str,
+    kind: str,
+    value: object,
+    size: int,
+    digest: str,
+) -> None:
+    """Bind a checked, decoded push to `name` and confirm it."""
     ns[name] = value
     shape = getattr(value, "shape", None)
     marker.update(
@@ -251,7 +271,86 @@ def push_finish(
     _emit(ns, marker)
 
 
-def discard(ns: dict[str, Any], tid: str) -> None:
-    """Forget a transfer's buffer (after a failure on the client side)."""
-    _drop(ns, tid)
+# -- transfers through files (servers with raw file endpoints) -------------------------
+
+
+def _remove(path: str) -> bool:
+    try:
+        os.remove(path)
+    except OSError:
+        return False
+    return True
+
+
+def push_file(
+    ns: dict[str, Any],
+    tid: str,
+    path: str,
+    name: str,
+    fmt: str,
+    kind: str,
+    size: int,
+    digest: str,
+) -> None:
+    """Read a pushed payload from `path` (then delete it), check, decode and bind it."""
+    marker: dict[str, Any] = {"op": "push", "transfer_id": tid, "name": name}
+    try:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(size + 1)
+        except OSError as exc:
+            raise CodecError("the pushed file cannot be read (" + str(exc.strerror) + ")") from None
+        finally:
+            _remove(path)
+        if len(data) != size or sha256_hex(data) != digest:
+            raise CodecError("the pushed payload arrived damaged (size or sha256 mismatch)")
+        value = decode(fmt, kind, data)
+    except CodecError as exc:
+        marker.update(status="error", error=str(exc))
+        _emit(ns, marker)
+        return
+    _bind(ns, marker, name, kind, value, size, digest)
+
+
+def pull_file(
+    ns: dict[str, Any], tid: str, name: str, accept: list[str], max_bytes: int, path: str
+) -> None:
+    """Encode ``ns[name]`` into a new private file at `path`; announce its size and sha256."""
+    marker: dict[str, Any] = {"op": "pull-file", "transfer_id": tid, "name": name}
+    try:
+        if name not in ns:
+            raise CodecError(f"{name!r} is not defined in the sandbox")
+        formats = [f for f in accept if f in capabilities()["formats"]]
+        fmt, kind, data = encode(ns[name], name, formats)
+        if len(data) > max_bytes:
+            raise CodecError(
+                f"{name} is {human_size(len(data))} once encoded as {fmt}, over the "
+                f"limit of {human_size(max_bytes)} (max_bytes)"
+            )
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            _remove(path)
+            raise CodecError("cannot write the transfer file (" + str(exc.strerror) + ")") from None
+    except CodecError as exc:
+        marker.update(status="error", error=str(exc))
+        _emit(ns, marker)
+        return
+    marker.update(
+        status="ok",
+        format=fmt,
+        kind=kind,
+        type=type_name(ns[name]),
+        size=len(data),
+        sha256=sha256_hex(data),
+    )
+    _emit(ns, marker)
+
+
+def remove_file(ns: dict[str, Any], tid: str, path: str) -> None:
+    """Delete a transfer's file (after a pull, or a failure on the client side)."""
+    _remove(path)
     _emit(ns, {"op": "discard", "status": "ok", "transfer_id": tid})
