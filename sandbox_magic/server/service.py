@@ -450,6 +450,14 @@ class SandboxService:
             )
         seen_as = WORKSPACE if sandbox.jail is not None else None
         env = {**runtime_area.kernel_env(sandbox.workspace, seen_as=seen_as), **sandbox.envs}
+        if sandbox.jail is not None and self.confinement.as_root:
+            # The package area is made here, by the server: hand it to the sandbox's uid
+            # so that ``pip install`` in the confined kernel can write to it.
+            site = Path(runtime_area.site_packages(str(sandbox.workspace)))
+            for directory in (site, *site.parents):
+                if directory == sandbox.workspace:
+                    break
+                os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
         self._starting += 1
         try:
             kernel = await self._take_warm(sandbox, choice, cwd, code_cwd, env)
