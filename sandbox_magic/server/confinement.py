@@ -289,14 +289,14 @@ class Confinement:
             return list(argv)
         mounts = _Mounts()
         mounts.system()
-        for path in _python_paths(extra_ro):
-            mounts.bind(path, str(path), read_only=True)
         mounts.add("--proc", "/proc", "--dev", "/dev")
         # /tmp and /dev/shm live in memory, outside the memory limit: bounded apart.
+        size = jail.limits.scratch_mb * 1024 * 1024 if self.sized_tmpfs else None
         for scratch in ("/tmp", "/dev/shm"):
-            if self.sized_tmpfs:
-                mounts.add("--size", str(jail.limits.scratch_mb * 1024 * 1024))
-            mounts.add("--perms", "1777", "--tmpfs", scratch)
+            mounts.tmpfs(scratch, size_bytes=size)
+        # After the scratch mounts, so that a Python installed under /tmp stays visible.
+        for path in _python_paths(extra_ro):
+            mounts.bind(path, str(path), read_only=True)
         mounts.bind(jail.root, SANDBOX_ROOT)
         mounts.bind(jail.workspace, WORKSPACE)
         mounts.bind(jail.home, HOME)
@@ -356,6 +356,14 @@ class _Mounts:
                 self._made.add(name)
                 self.args += ["--perms", "0755", "--dir", name]
         self._made.add(destination)
+
+    def tmpfs(self, destination: str, *, size_bytes: int | None = None) -> None:
+        """A fresh, world-writable (sticky) memory file system at ``destination``."""
+        self._parents(destination)
+        self.args += ["--perms", "1777"]
+        if size_bytes is not None:
+            self.args += ["--size", str(size_bytes)]
+        self.args += ["--tmpfs", destination]
 
     def bind(self, source: Path, destination: str, *, read_only: bool = False) -> None:
         self._parents(destination)

@@ -421,20 +421,6 @@ class SandboxService:
                 os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
         return cwd
 
-    def _give_runtime_area(self, sandbox: LiveSandbox) -> None:
-        """Hand ``.nullspace/python`` (made by the server) to the sandbox's uid, so that
-        its ``pip install`` can write there; never through a link out of the workspace."""
-        if sandbox.jail is None or not self.confinement.as_root:
-            return
-        workspace = sandbox.workspace.resolve()
-        site = Path(runtime_area.site_packages(str(sandbox.workspace)))
-        for directory in (site, *site.parents):
-            if directory == sandbox.workspace or not directory.is_relative_to(sandbox.workspace):
-                break
-            if directory.is_symlink() or not directory.resolve().is_relative_to(workspace):
-                break
-            os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
-
     async def create_context(
         self, sandbox_id: str, *, language: str | None, cwd: str | None
     ) -> dict[str, Any]:
@@ -464,7 +450,14 @@ class SandboxService:
             )
         seen_as = WORKSPACE if sandbox.jail is not None else None
         env = {**runtime_area.kernel_env(sandbox.workspace, seen_as=seen_as), **sandbox.envs}
-        self._give_runtime_area(sandbox)
+        if sandbox.jail is not None and self.confinement.as_root:
+            # The package area is made here, by the server: hand it to the sandbox's uid
+            # so that ``pip install`` in the confined kernel can write to it.
+            site = Path(runtime_area.site_packages(str(sandbox.workspace)))
+            for directory in (site, *site.parents):
+                if directory == sandbox.workspace:
+                    break
+                os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
         self._starting += 1
         try:
             kernel = await self._take_warm(sandbox, choice, cwd, code_cwd, env)

@@ -166,9 +166,20 @@ def _wheel(directory: Path, name: str) -> Path:
     return path
 
 
+def _wheel_in_sandbox(sbx: Any, directory: Path, name: str) -> str:
+    """Put the wheel in the sandbox's workspace (a confined kernel sees nothing of the
+    host's /tmp) and return its path relative to the workspace, the kernel's cwd."""
+    wheel = _wheel(directory, name)
+    response = sbx.api.put(
+        f"{sbx.base}/file", params={"path": f"/workspace/{wheel.name}"}, content=wheel.read_bytes()
+    )
+    assert response.status_code == 204, response.text
+    return f"./{wheel.name}"
+
+
 def test_pip_install_goes_to_the_sandbox_not_the_server(sbx: Any, tmp_path: Path) -> None:
     name = "sbm_probe_pkg"
-    wheel = _wheel(tmp_path, name)
+    wheel = _wheel_in_sandbox(sbx, tmp_path, name)
     ctx = sbx.context()
     # the wheel is written from inside: a confined sandbox does not see the host's /tmp
     encoded = base64.b64encode(wheel.read_bytes()).decode("ascii")
@@ -195,7 +206,9 @@ def test_pip_install_is_per_sandbox(
     api: httpx.Client, sbx: Any, tmp_path: Path, wait_until: Any
 ) -> None:
     name = "sbm_private_pkg"
-    sbx.run(f"!pip install --no-index --no-deps {_wheel(tmp_path, name)}", sbx.context())
+    wheel = _wheel_in_sandbox(sbx, tmp_path, name)
+    installed = sbx.run(f"!pip install --no-index --no-deps {wheel}", sbx.context(), timeout=120)
+    assert "Successfully installed" in "".join(installed["execution"]["logs"]["stdout"])
     other = api.post("/v1/sandboxes", json={}).json()["id"]
     try:
         ctx = api.post(f"/v1/sandboxes/{other}/code/contexts", json={}).json()["id"]
