@@ -82,7 +82,7 @@ class ServerFacts:
         return path
 
     def describe(self) -> str:
-        """One line for ``%sandbox status``."""
+        """One line describing the server, for status displays."""
         if self.generation is None:
             api = "not probed yet"
         else:
