@@ -470,7 +470,7 @@ class AsyncSandboxClient:
         that answers a plain snapshot instead gives that one (version 0) and is no
         longer asked to watch.
         """
-        path = self._run_path(sandbox_id, run_id)
+        path = await self._spelled(self._run_path(sandbox_id, run_id))
         params = {"watch_ms": str(max(1, int(wait * 1000)))}
         if after_version is not None:
             params["after_version"] = str(after_version)
