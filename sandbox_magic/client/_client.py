@@ -440,15 +440,59 @@ class AsyncSandboxClient:
             body["envs"] = dict(envs)
         if timeout is not None:
             body["timeout"] = max(1, math.ceil(timeout))
-        params = {"wait_ms": str(max(1, int(settle * 1000)))} if settle else None
-        data = await self._json(
-            "POST",
-            f"{self._sandbox_path(sandbox_id)}/code/runs",
-            json=body,
-            params=params,
-            idempotency_key=idempotency_key or _new_key(),
-        )
+        path = f"{self._sandbox_path(sandbox_id)}/code/runs"
+        key = idempotency_key or _new_key()
+        if settle:
+            return await self._create_settled(path, body, key, settle)
+        data = await self._json("POST", path, json=body, idempotency_key=key)
         return self._parse(Run.from_json, data, "run")
+
+    async def _create_settled(
+        self, path: str, body: dict[str, Any], key: str, settle: float
+    ) -> Run:
+        """A held submit: ``?wait_ms=`` with the run's snapshots as NDJSON lines.
+
+        Our server sends the created run at once and the settled one later, so the run
+        is known even if the answer breaks off while held (it is then followed like
+        any other run). A server that answers plain JSON gives the one snapshot.
+        """
+        path = await self._spelled(path)
+        params = {"wait_ms": str(max(1, int(settle * 1000)))}
+        headers = {"Idempotency-Key": key, "Accept": f"{WATCH_MEDIA_TYPE}, application/json"}
+        timeout = httpx.Timeout(self._read_timeout + settle, connect=self._connect_timeout)
+
+        async def once(attempt: int) -> Run:
+            latest: Run | None = None
+            try:
+                async with self._http.stream(
+                    "POST", path, json=body, params=params, headers=headers, timeout=timeout
+                ) as response:
+                    self._learn(response)
+                    if not response.is_success:
+                        await response.aread()
+                        self._check_status(response, "POST", path)
+                    media_type = response.headers.get("content-type", "").split(";")[0].strip()
+                    if media_type != WATCH_MEDIA_TYPE:
+                        await response.aread()
+                        return self._parse(Run.from_json, self._decode(response), "run")
+                    async for line in response.aiter_lines():
+                        if line.strip():
+                            latest = self._watch_line(line)[1]
+            except (httpx.HTTPError, SandboxConnectionError) as exc:
+                if latest is not None:
+                    return latest  # created: whoever follows the run takes it from here
+                if isinstance(exc, SandboxConnectionError):
+                    raise
+                raise self._transport_error(exc) from exc
+            except RuntimeError as exc:
+                raise self._closed_error(exc) from exc
+            if latest is None:
+                raise _GarbledReply(
+                    f"The sandbox server at {self._url} answered a run submission without the run."
+                )
+            return latest
+
+        return await self._with_retries(once, idempotent=True)
 
     async def get_run(self, sandbox_id: str, run_id: str) -> Run:
         data = await self._json("GET", self._run_path(sandbox_id, run_id))

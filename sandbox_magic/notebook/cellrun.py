@@ -27,6 +27,8 @@ __all__ = ["CellRun", "FollowSettings"]
 
 _T = TypeVar("_T")
 _TICK = 0.1
+#: Seconds a stopped cell still waits for its submission's answer, to cancel that run.
+_SUBMIT_LANDING = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class CellRun:
         self.cursor = OutputCursor()
         self.displays = DisplayChanges()
         self._handed_over = False
+        self._stop_requested = False  # the stop button was pressed during the submit
 
     def __enter__(self) -> CellRun:
         return self
@@ -72,6 +75,11 @@ class CellRun:
     def finish(self, final: Run | RunSummary | None) -> None:
         """Leave the summary of ``final`` (nothing for None); later calls do nothing."""
         self.view.finish(final)
+
+    @property
+    def stop_requested(self) -> bool:
+        """The stop button was pressed while the run was being submitted."""
+        return self._stop_requested
 
     def hand_over(self) -> StatusView:
         """Give the status view to whoever follows the run from now on."""
@@ -90,7 +98,11 @@ class CellRun:
                 self.view.tick()
 
     def submit(self, submission: Coroutine[Any, Any, Run]) -> Run:
-        """Wait for the run to be created; on the stop button, cancel it if it was."""
+        """Wait for the run to be created.
+
+        On the stop button the run, once created, is still returned: `follow` then
+        cancels it and reports it cancelled, as for a stop pressed while it ran.
+        """
         future = self.io.submit(submission)
         try:
             return self._wait(future)
@@ -98,18 +110,23 @@ class CellRun:
             self.finish(None)  # no run: take the live "submitting" line away
             raise
         except KeyboardInterrupt:
-            self.finish(None)
-            # The submit may still land: wait briefly for it, then cancel that run.
-            with contextlib.suppress(Exception):
-                created = future.result(10)
-                self.io.run(self.session.cancel(created), 10)
-            raise
+            # The submit may still land (a held submit answers within a second): wait
+            # for it, and have `follow` cancel that run as if stopped a moment later.
+            created: Run | None = None
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                created = future.result(_SUBMIT_LANDING)
+            if created is None:
+                self.finish(None)
+                raise
+            self._stop_requested = True
+            return created
 
     def follow(self, run: Run) -> Run:
         """Render the run's outputs as they arrive; returns the final run record."""
         if run.is_terminal:  # the submit's answer already holds the whole run
             self._show(run)
             return run
+        stop_requested, self._stop_requested = self._stop_requested, False
         # Snapshots from the poll, then None once it is over (so no tick is waited out).
         updates: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         poll = self.io.submit(
@@ -120,6 +137,8 @@ class CellRun:
             # Inside the handler: the submit's answer may already carry output, and a
             # stop pressed as soon as it shows must still cancel the run.
             self._show(run)
+            if stop_requested:
+                raise KeyboardInterrupt
             return self._drain(poll, updates)
         except KeyboardInterrupt:
             return self._cancel(run, poll, updates)

@@ -193,7 +193,7 @@ class SandboxController:
             for notice in session.take_notices():
                 if not cell.view.note(notice):  # above the status line, in its output
                     cell.sink.notice(notice)
-            if options.background:
+            if options.background and not cell.stop_requested:
                 view = cell.hand_over()
                 self.background.start(session, run, view, options, cell.sink, settings.poll)
                 return None

@@ -64,7 +64,7 @@ from sandbox_magic.server.validation import (
     query_int,
     required_str,
 )
-from sandbox_magic.server.watch import MAX_WATCH_MS, settle, watch_lines
+from sandbox_magic.server.watch import MAX_WATCH_MS, settle, settled_lines, watch_lines
 from sandbox_magic.wire import (
     AUTH_FAILED,
     CODE_RAISED,
@@ -471,6 +471,18 @@ async def create_run(request: Request) -> Response:
     live = service.live_run(sandbox_id, run_id)
     # Ours: ``?wait_ms=N`` answers once the run has ended or shown output (at most N ms).
     if service.config.long_poll and live is not None and wait_ms:
+        if WATCH_MEDIA_TYPE in request.headers.get("accept", ""):
+
+            def read() -> dict[str, Any]:
+                return run_view(service.get_run(sandbox_id, run_id), _generation(request))
+
+            lines = settled_lines(live, read, within=wait_ms / 1000)
+            return StreamingResponse(
+                lines,
+                status_code=202,
+                media_type=WATCH_MEDIA_TYPE,
+                headers={"Cache-Control": "no-cache"},
+            )
         await settle(live, within=wait_ms / 1000)
     version = str(live.version) if live is not None else "0"
     return JSONResponse(

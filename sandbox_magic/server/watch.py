@@ -13,7 +13,9 @@ as soon as the run ends.
 
 ``POST .../code/runs?wait_ms=N`` (`settle`) holds the creation answer until the run
 has ended, or shortly after its first output, at most N ms: a short run then costs one
-request, and output is never held back by more than `SETTLE_LINGER`.
+request, and output is never held back by more than `SETTLE_LINGER`. A client that
+accepts NDJSON gets the created run as a first line at once (`settled_lines`), so it
+knows the run even if the answer breaks off while it is held.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Final
 from sandbox_magic.server.runs import RunState
 from sandbox_magic.wire import TERMINAL_STATUSES
 
-__all__ = ["MAX_WATCH_MS", "MIN_GAP", "settle", "watch_lines"]
+__all__ = ["MAX_WATCH_MS", "MIN_GAP", "settle", "settled_lines", "watch_lines"]
 
 #: Longest hold of one watch response (below the 30 s read timeout of clients).
 MAX_WATCH_MS: Final = 25_000
@@ -92,3 +94,15 @@ async def settle(live: RunState, *, within: float, linger: float = SETTLE_LINGER
         if now >= limit:
             return
         await live.wait_for_change(after=live.version, within=limit - now)
+
+
+async def settled_lines(
+    live: RunState, read: Callable[[], dict[str, Any]], *, within: float
+) -> AsyncIterator[bytes]:
+    """A held submit as NDJSON: the created run now, then the run once it settles."""
+    version = live.version
+    yield _line(version, read())
+    if live.terminal:
+        return
+    await settle(live, within=within)
+    yield _line(live.version, read())

@@ -14,11 +14,18 @@ def _quota_error(response, status: int, quota: str) -> str:
     return str(error["message"])
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # gone, or a zombie not yet reaped (a kernel that just ended)
+        return []
+
+
 def _kernels(live_server) -> int:
     return sum(
         1
         for child in psutil.Process(live_server.process.pid).children(recursive=True)
-        if any("ipykernel" in part for part in child.cmdline())
+        if any("ipykernel" in part for part in _cmdline(child))
     )
 
 

@@ -238,3 +238,49 @@ async def test_watches_leave_half_the_connections_to_other_requests(
     assert all("watch_ms" not in query for query in server.queries)
     with client.watch_slot() as again:
         assert again is True  # slots come back
+
+
+class _BreaksAfter(httpx.AsyncByteStream):
+    """A response body that sends ``first`` and then loses the connection."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    async def __aiter__(self) -> Any:
+        if self.first:
+            yield self.first
+        raise httpx.ReadError("connection lost")
+
+
+def _held_submit_server(body: bytes, seen: list[httpx.Request]) -> Callable[..., Any]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        assert request.url.path == "/v1/sandboxes/sb_1/code/runs"
+        headers = {"content-type": "application/x-ndjson", **ADVERTISED}
+        return httpx.Response(202, headers=headers, stream=_BreaksAfter(body))
+
+    return answer
+
+
+async def test_a_held_submit_cut_off_after_the_created_run_still_gives_that_run(
+    make_client: Callable[..., AsyncSandboxClient], run_json: Callable[..., dict[str, Any]]
+) -> None:
+    seen: list[httpx.Request] = []
+    created = json.dumps({"version": 1, "run": run_json(status="queued")}).encode() + b"\n"
+    client = make_client(_held_submit_server(created, seen), retry=RetryPolicy(max_attempts=3))
+    run = await client.create_run("sb_1", code="1", context_id="ctx_1", settle=0.25)
+    assert (run.id, run.status) == ("run_1", "queued")
+    assert len(seen) == 1  # the run exists: not submitted again
+    assert seen[0].url.params["wait_ms"] == "250"
+    assert "application/x-ndjson" in seen[0].headers["accept"]
+
+
+async def test_a_held_submit_cut_off_before_the_run_is_known_is_retried_with_its_key(
+    make_client: Callable[..., AsyncSandboxClient],
+) -> None:
+    seen: list[httpx.Request] = []
+    client = make_client(_held_submit_server(b"", seen), retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(SandboxConnectionError, match="connection"):
+        await client.create_run("sb_1", code="1", context_id="ctx_1", settle=0.25)
+    assert len(seen) == 3
+    assert len({request.headers["idempotency-key"] for request in seen}) == 1

@@ -62,11 +62,6 @@ def _run_cell(ip: InteractiveShell, source: str) -> tuple[Any, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known regression: an interrupt that lands while a held submit (POST runs?wait_ms=) "
-    "is still open escapes as KeyboardInterrupt instead of cancelling the run",
-    strict=False,
-)
 def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
     ip: InteractiveShell,
     shell: InteractiveShell,

@@ -104,6 +104,40 @@ def test_a_submit_may_wait_until_its_run_ends_or_shows_output(sbx) -> None:
     assert bad.status_code == 400
 
 
+def test_a_held_submit_tells_the_run_at_once_to_a_client_that_takes_ndjson(sbx) -> None:
+    ctx = sbx.context()
+    runs = f"{sbx.base}/code/runs"
+    body = {"code": "import time\ntime.sleep(1.5)\n'done'", "context_id": ctx}
+    lines: list[tuple[float, dict[str, Any]]] = []
+    started = time.monotonic()
+    with sbx.api.stream(
+        "POST",
+        runs,
+        params={"wait_ms": 20_000},
+        json=body,
+        headers={"Accept": "application/x-ndjson, application/json"},
+    ) as response:
+        assert response.status_code == 202
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        for line in response.iter_lines():
+            if line.strip():
+                lines.append((time.monotonic() - started, json.loads(line)))
+    created, settled = (line for _, line in lines)
+    assert created["run"]["status"] in ("queued", "running")
+    assert lines[0][0] < 1.0  # the run's id came before the run ended
+    assert settled["run"]["id"] == created["run"]["id"]
+    assert settled["run"]["status"] == "succeeded"
+    assert settled["version"] > created["version"]
+    quick = sbx.api.post(
+        runs,
+        params={"wait_ms": 20_000},
+        json={"code": "1+1", "context_id": ctx},
+        headers={"Accept": "application/x-ndjson"},
+    )
+    statuses = [json.loads(line)["run"]["status"] for line in quick.text.splitlines()]
+    assert statuses[-1] == "succeeded" and len(statuses) <= 2
+
+
 def test_watch_refuses_bad_requests(sbx) -> None:
     ctx = sbx.context()
     run = sbx.run("1", ctx)
