@@ -88,6 +88,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "$SANDBOX_MAGIC_ISOLATION)",
     )
     parser.add_argument(
+        "--no-internet",
+        action="store_true",
+        help="give no confined sandbox a network, even one created with internet_access "
+        "(by default such a sandbox reaches the internet through slirp4netns, never this "
+        "machine's loopback)",
+    )
+    parser.add_argument(
         "--default-memory-mb", type=int, default=1024, help="a sandbox's memory (default 1024)"
     )
     parser.add_argument(
@@ -217,6 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
                 processes=args.max_processes,
             ),
             pass_env=tuple(args.pass_env),
+            internet=not args.no_internet,
             max_contexts=args.server_max_contexts,
             idle_timeout_ms=args.idle_timeout_ms,
             student_quotas=_student_quotas(args),

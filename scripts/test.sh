@@ -16,13 +16,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get install -y -qq chromium >/dev/null || { echo "Could not install chromium" >&2; exit 1; }
 fi
 
-# The local server confines sandboxes with bubblewrap; the suite runs with isolation on.
-if ! command -v bwrap >/dev/null 2>&1; then
-  echo "Installing bubblewrap (Debian package) for sandbox isolation"
+# The local server confines sandboxes with bubblewrap (and gives those created with
+# internet_access a network through slirp4netns); the suite runs with isolation on.
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v slirp4netns >/dev/null 2>&1; then
+  echo "Installing bubblewrap and slirp4netns (Debian packages) for sandbox isolation"
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq bubblewrap util-linux >/dev/null || { echo "Could not install bubblewrap" >&2; exit 1; }
+    apt-get install -y -qq bubblewrap slirp4netns util-linux >/dev/null \
+    || { echo "Could not install bubblewrap and slirp4netns" >&2; exit 1; }
 fi
 
 echo "== ruff"

@@ -350,10 +350,13 @@ class AsyncSandboxClient:
         metadata: Mapping[str, Any] | None = None,
         envs: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        internet_access: bool | None = None,
     ) -> Sandbox:
         body: dict[str, Any] = {}
         if template is not None:
             body["template"] = template
+        if internet_access is not None:
+            body["internet_access"] = internet_access
         if timeout_ms is not None:
             body["timeout_ms"] = timeout_ms
         if metadata is not None:

@@ -135,7 +135,7 @@ def describe_isolation(health: dict[str, Any] | None) -> str:
             f"{limits.get('max_memory_mb')}), {limits.get('default_vcpus')} CPU, "
             f"{limits.get('processes')} processes"
         )
-    return f"{mode} ({info.get('network', '')} network){shown}"
+    return f"{mode} (network: {info.get('network', 'not reported')}){shown}"
 
 
 @subcommand("status", "server URL (no key), sandbox, contexts, health, isolation")

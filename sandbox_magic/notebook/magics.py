@@ -54,6 +54,12 @@ class SandboxMagics(Magics):
     template = Unicode("code-interpreter", help="Template of sandboxes this session creates.").tag(
         config=True
     )
+    internet_access = Bool(
+        None,
+        allow_none=True,
+        help="Ask for outbound internet in sandboxes this session creates (for `!pip "
+        "install`); None leaves it to the server (the local server gives none).",
+    ).tag(config=True)
     default_timeout = Int(
         300, help="Seconds a run may take before the server stops it (--timeout overrides)."
     ).tag(config=True)
@@ -168,6 +174,7 @@ class SandboxMagics(Magics):
                 api_url=self.api_url or None,
                 api_key=api_key,
                 template=self.template or None,
+                internet_access=self.internet_access,
                 embedded=self.embedded,
                 request_timeout=self.request_timeout,
                 api_generation=self.api_generation,

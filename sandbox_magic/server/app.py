@@ -310,6 +310,7 @@ async def create_sandbox(request: Request) -> Response:
     inactivity_timeout_ms = optional_int(body, "inactivity_timeout_ms", minimum=0)
     vcpus = optional_int(body, "vcpus", minimum=1)
     memory_mb = optional_int(body, "memory_mb", minimum=1)
+    internet_access = bool(optional_bool(body, "internet_access"))
     service, tenancy, caller = _service(request), _tenancy(request), principal(request)
 
     async def create() -> str:
@@ -322,6 +323,7 @@ async def create_sandbox(request: Request) -> Response:
                 envs=envs,
                 vcpus=vcpus,
                 memory_mb=memory_mb,
+                internet_access=internet_access,
                 id_prefix="mch" if _generation(request) == "1" else "sb",
             )
             tenancy.set_owner(str(record["id"]), caller)

@@ -57,6 +57,8 @@ class ServerConfig:
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     #: Names of the server's environment variables confined kernels may see.
     pass_env: tuple[str, ...] = ()
+    #: Whether a confined sandbox created with ``internet_access: true`` gets it.
+    internet: bool = True
     #: A sandbox's lifetime when its create request gives no ``timeout_ms`` (0: none).
     default_sandbox_timeout_ms: int = 0
     #: Idle time after which a sandbox is stopped, when it gives no

@@ -7,9 +7,10 @@ Under ``bwrap`` isolation every kernel of a sandbox is started as::
 
 - ``env -i``: bwrap itself (and its init inside the pid namespace) holds no variable
   of the server; the kernel gets only the allow-listed ones set with ``--setenv``.
-- namespaces: mount, pid, ipc, uts and (unless the sandbox has internet access and
-  the server allows it) network; ``--die-with-parent`` and the pid namespace take
-  every process of the kernel down with it.
+- namespaces: mount, pid, ipc, uts and network; ``--die-with-parent`` and the pid
+  namespace take every process of the kernel down with it. A sandbox with internet
+  access gets a way out of its network namespace later, from slirp4netns
+  (`sandbox_magic.server.network`), never the host's loopback.
 - mounts: the system (``/usr``, some of ``/etc``) and the server's Python read-only,
   the sandbox's workspace at ``/workspace``, its home at ``/home/sandbox``, a private
   ``/tmp``, and the kernel's own runtime directory (connection file and sockets).
@@ -36,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
+
+from sandbox_magic.server.network import resolv_conf
 
 __all__ = [
     "ISOLATION_MODES",
@@ -75,7 +78,6 @@ _ETC: Final = (
     "passwd",
     "group",
     "hosts",
-    "resolv.conf",
     "nsswitch.conf",
     "host.conf",
     "gai.conf",
@@ -191,6 +193,11 @@ class Jail:
     def home(self) -> Path:
         return self.root / "home"
 
+    @property
+    def resolv_conf(self) -> Path:
+        """The ``/etc/resolv.conf`` its kernels see (slirp4netns's DNS)."""
+        return self.root / "resolv.conf"
+
 
 def new_uid() -> int:
     """A fresh uid for a sandbox."""
@@ -207,6 +214,8 @@ class Confinement:
     bwrap: str = ""
     as_root: bool = False
     internet_allowed: bool = False
+    #: slirp4netns, which gives a sandbox with internet access its network ("": none).
+    slirp4netns: str = ""
     pass_env: tuple[str, ...] = ()
     #: Whether this bwrap can size a tmpfs (``--size``, bubblewrap 0.8 and later).
     sized_tmpfs: bool = False
@@ -214,6 +223,18 @@ class Confinement:
     @property
     def active(self) -> bool:
         return self.mode == "bwrap"
+
+    @property
+    def offers_internet(self) -> bool:
+        """Whether a sandbox asking for ``internet_access`` gets it under this isolation."""
+        return not self.active or (self.internet_allowed and bool(self.slirp4netns))
+
+    def _network(self) -> str:
+        if self.offers_internet:
+            return "with internet_access only, via slirp4netns; never the host's loopback"
+        if not self.internet_allowed:
+            return "none (turned off with --no-internet)"
+        return "none (slirp4netns is not installed)"
 
     def describe(self) -> dict[str, Any]:
         """What ``/healthz`` shows."""
@@ -224,7 +245,7 @@ class Confinement:
             "uid": "one per sandbox" if self.as_root else "the server's (user namespace)",
             "limits": "rlimit",
             "cpus": "taskset",
-            "network": "per sandbox (internet_access)" if self.internet_allowed else "none",
+            "network": self._network(),
             "note": self.reason,
         }
 
@@ -250,6 +271,7 @@ class Confinement:
                 os.chown(directory, jail.uid, jail.uid)
         if self.active:
             jail.root.chmod(0o700)
+            jail.resolv_conf.write_text(resolv_conf())
 
     def prepare_kernel_dir(self, jail: Jail | None, directory: Path) -> None:
         """The kernel's runtime directory, readable only by its sandbox's uid."""
@@ -297,6 +319,7 @@ class Confinement:
         # After the scratch mounts, so that a Python installed under /tmp stays visible.
         for path in _python_paths(extra_ro):
             mounts.bind(path, str(path), read_only=True)
+        mounts.bind(jail.resolv_conf, "/etc/resolv.conf", read_only=True)
         mounts.bind(jail.root, SANDBOX_ROOT)
         mounts.bind(jail.workspace, WORKSPACE)
         mounts.bind(jail.home, HOME)
@@ -328,13 +351,12 @@ def _namespaces(confinement: Confinement, jail: Jail) -> list[str]:
         "--unshare-pid",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        "--unshare-net",
         "--die-with-parent",
         "--new-session",
     ]
     if not confinement.as_root:
         flags.append("--unshare-user")
-    if not (jail.internet and confinement.internet_allowed):
-        flags.append("--unshare-net")
     return flags
 
 
@@ -463,7 +485,7 @@ def _cpus(vcpus: int) -> list[int]:
 
 
 def detect(
-    requested: str, *, allow_internet: bool = False, pass_env: Sequence[str] = ()
+    requested: str, *, allow_internet: bool = True, pass_env: Sequence[str] = ()
 ) -> Confinement:
     """The strongest isolation this machine allows, as asked for.
 
@@ -474,13 +496,19 @@ def detect(
     if requested not in ISOLATION_MODES:
         raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}")
     if requested == "none":
-        return Confinement("none", reason="isolation was turned off (--isolation none)")
+        return Confinement(
+            "none",
+            reason="isolation was turned off (--isolation none)",
+            internet_allowed=allow_internet,
+        )
     try:
         confinement = _probe(allow_internet=allow_internet, pass_env=tuple(pass_env))
     except IsolationUnavailable as error:
         if requested == "bwrap":
             raise
-        return Confinement("none", reason=f"no isolation available: {error}")
+        return Confinement(
+            "none", reason=f"no isolation available: {error}", internet_allowed=allow_internet
+        )
     return confinement
 
 
@@ -511,6 +539,8 @@ def _probe(*, allow_internet: bool, pass_env: tuple[str, ...]) -> Confinement:
         sized_tmpfs=_supports_size(bwrap),
         as_root=os.geteuid() == 0,
         internet_allowed=allow_internet,
+        # It joins a kernel's namespaces from outside: as root (one uid per sandbox).
+        slirp4netns=(shutil.which("slirp4netns") or "") if os.geteuid() == 0 else "",
         pass_env=pass_env,
     )
     with tempfile.TemporaryDirectory(prefix="sbm-probe-") as scratch:

@@ -37,6 +37,7 @@ from sandbox_magic.server.languages import (
     sends_output_after_idle,
 )
 from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
+from sandbox_magic.server.network import SandboxNetwork
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 from sandbox_magic.server.strays import helpers, kernel_pid, kill_strays
 
@@ -89,6 +90,8 @@ class Kernel:
         self._pending: dict[str, _Pending] = {}
         self._pumps: list[asyncio.Task[None]] = []
         self._pgid: int | None = None
+        #: A confined kernel's way out, when its sandbox has internet access.
+        self._network: SandboxNetwork | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -143,6 +146,7 @@ class Kernel:
             kernel.jail = jail
         try:
             await kernel._connect()
+            await kernel._give_network()
         except BaseException:
             await kernel.shutdown()
             raise
@@ -158,6 +162,24 @@ class Kernel:
             asyncio.create_task(self._pump(client.get_iopub_msg), name="kernel-iopub"),
         ]
         await self._wait_ready()
+
+    async def _give_network(self) -> None:
+        """Attach the network of a confined kernel whose sandbox has internet access."""
+        self._take_network()
+        manager, pid = self.manager, self.pid
+        if not isinstance(manager, ConfinedKernelManager) or self.jail is None or pid is None:
+            return
+        if not self.jail.internet or not manager.confinement.slirp4netns:
+            return
+        inner = await asyncio.to_thread(kernel_pid, pid)
+        self._network = await asyncio.to_thread(
+            SandboxNetwork.attach, manager.confinement.slirp4netns, inner
+        )
+
+    def _take_network(self) -> None:
+        if self._network is not None:
+            self._network.close()
+            self._network = None
 
     def _remember_pgid(self) -> None:
         provisioner = self.manager.provisioner
@@ -204,6 +226,7 @@ class Kernel:
             if self.manager.has_kernel:
                 await self.manager.shutdown_kernel(now=False)
         self._kill_group()
+        self._take_network()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -215,9 +238,11 @@ class Kernel:
     async def restart(self) -> None:
         """Kill and start the kernel again (same ports); its state is lost."""
         self._fail_pending("the kernel was restarted")
+        self._take_network()
         await self.manager.restart_kernel(now=True)
         self._remember_pgid()
         await self._wait_ready()
+        await self._give_network()
 
     @property
     def confined(self) -> bool:
@@ -236,6 +261,7 @@ class Kernel:
             envs=dict(envs),
         )
         self.jail = jail
+        await self._give_network()
         reply = await self.execute(lower_limits_code(jail.limits), silent=True)
         if reply.get("status") != "ok":
             raise KernelDiedError(f"could not set the sandbox's limits: {reply.get('evalue', '')}")

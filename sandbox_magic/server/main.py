@@ -68,6 +68,7 @@ class ServeOptions:
     isolation: str = "auto"
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     pass_env: tuple[str, ...] = ()
+    internet: bool = True
     max_contexts: int = 32
     idle_timeout_ms: int = 0
     student_quotas: Quotas = field(default_factory=Quotas)
@@ -133,7 +134,9 @@ def serve(options: ServeOptions) -> int:
             flush=True,
         )
     try:
-        confinement = detect(options.isolation, pass_env=options.pass_env)
+        confinement = detect(
+            options.isolation, allow_internet=options.internet, pass_env=options.pass_env
+        )
     except IsolationUnavailable as error:
         print(f"sandbox-magic: --isolation bwrap is not possible here: {error}", file=sys.stderr)
         return 1
@@ -176,6 +179,7 @@ def serve(options: ServeOptions) -> int:
         confinement=confinement,
         limits=options.limits,
         pass_env=options.pass_env,
+        internet=options.internet,
         max_contexts=options.max_contexts,
         default_inactivity_timeout_ms=options.idle_timeout_ms,
         student_quotas=options.student_quotas,

@@ -115,7 +115,7 @@ class SandboxService:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.confinement: Confinement = config.confinement or detect(
-            config.isolation, pass_env=config.pass_env
+            config.isolation, allow_internet=config.internet, pass_env=config.pass_env
         )
         if not self.confinement.active and config.isolation != "none":
             log.warning("kernels run UNCONFINED: %s", self.confinement.reason)
@@ -230,17 +230,18 @@ class SandboxService:
 
     # -- sandboxes -------------------------------------------------------------------
 
-    def _sandbox_config(self, limits: Limits | None) -> dict[str, Any]:
-        """The ``config`` a sandbox reports: the limits in force, never the host's size."""
+    def _sandbox_config(self, jail: Jail | None) -> dict[str, Any]:
+        """The ``config`` a sandbox reports: the limits and network in force, never the
+        host's size (unconfined code has the host's network, whatever it asked for)."""
         isolation = self.confinement.mode
-        if limits is None:
+        if jail is None:
             return {**_host_resources(), "isolation": isolation, "internet_access": True}
         return {
-            "vcpus": limits.vcpus,
-            "memory_mb": limits.memory_mb,
+            "vcpus": jail.limits.vcpus,
+            "memory_mb": jail.limits.memory_mb,
             "isolation": isolation,
-            "internet_access": False,
-            "limits": limits.public(),
+            "internet_access": jail.internet,
+            "limits": jail.limits.public(),
         }
 
     def _new_jail(self) -> Jail:
@@ -271,14 +272,15 @@ class SandboxService:
         except (KeyError, TypeError, ValueError):  # made while isolation was off
             limits = self.config.limits.limits(vcpus=None, memory_mb=None)
             uid, fresh = new_uid(), True
-        jail = Jail(uid=uid, root=root, limits=limits)
+        internet = bool(stored.get("internet")) and self.confinement.offers_internet
+        jail = Jail(uid=uid, root=root, limits=limits, internet=internet)
         self.confinement.prepare(jail)
         if fresh and self.confinement.as_root:
             for path in root.rglob("*"):
                 with contextlib.suppress(OSError):
                     os.lchown(path, uid, uid)
-        record["_jail"] = {"uid": uid, "limits": limits.public()}
-        record["config"] = self._sandbox_config(limits)
+        record["_jail"] = {"uid": uid, "limits": limits.public(), "internet": internet}
+        record["config"] = self._sandbox_config(jail)
         record["cwd"] = self.confinement.inside(jail, jail.workspace)
         self.store.put_sandbox(record)
         return jail
@@ -303,7 +305,10 @@ class SandboxService:
         vcpus: int | None = None,
         memory_mb: int | None = None,
         inactivity_timeout_ms: int | None = None,
+        internet_access: bool = False,
     ) -> dict[str, Any]:
+        """A new sandbox's record. ``internet_access`` is granted where this server's
+        isolation can give it (the record's ``config`` says what was)."""
         sandbox_id = new_id(id_prefix)
         root = self.store.sandbox_root / sandbox_id
         jail: Jail | None = None
@@ -313,7 +318,8 @@ class SandboxService:
         if self.confinement.active:
             limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
             uid = warm.jail.uid if warm is not None and warm.jail is not None else new_uid()
-            jail = Jail(uid=uid, root=root, limits=limits)
+            internet = internet_access and self.confinement.offers_internet
+            jail = Jail(uid=uid, root=root, limits=limits, internet=internet)
             self.confinement.prepare(jail)
         else:
             (root / "workspace").mkdir(parents=True, exist_ok=True)
@@ -327,7 +333,7 @@ class SandboxService:
             "id": sandbox_id,
             "status": "running",
             "template": template,
-            "config": self._sandbox_config(jail.limits if jail else None),
+            "config": self._sandbox_config(jail),
             "metadata": metadata,
             "created_at": created,
             "started_at": created,
@@ -341,7 +347,11 @@ class SandboxService:
             "_expires_epoch": expires,
         }
         if jail is not None:
-            record["_jail"] = {"uid": jail.uid, "limits": jail.limits.public()}
+            record["_jail"] = {
+                "uid": jail.uid,
+                "limits": jail.limits.public(),
+                "internet": jail.internet,
+            }
         self.store.put_sandbox(record)
         sandbox = LiveSandbox(record=record, root=root, envs=envs, jail=jail, warm=warm)
         self.sandboxes[sandbox_id] = sandbox

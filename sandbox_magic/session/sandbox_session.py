@@ -66,6 +66,8 @@ class ConnectionSettings:
     api_url: str | None
     api_key: str | None = field(default=None, repr=False)
     template: str | None = "code-interpreter"
+    #: Asked for when creating a sandbox; None: the server's default.
+    internet_access: bool | None = None
     embedded: bool = True
     embedded_state_dir: Path | None = None
     request_timeout: float = 30.0
@@ -188,7 +190,9 @@ class SandboxSession:
             await client.get_sandbox(requested)
             return requested
         if self.sandbox_id is None:
-            sandbox = await client.create_sandbox(template=self.settings.template)
+            sandbox = await client.create_sandbox(
+                template=self.settings.template, internet_access=self.settings.internet_access
+            )
             self.sandbox_id = sandbox.id
             self.created_sandbox = True
         return self.sandbox_id

@@ -112,7 +112,7 @@ def test_healthz_and_sandbox_report_the_isolation_in_force(api: httpx.Client, ne
     assert health["isolation"]["mode"] == "bwrap"
     assert health["limits"]["default_memory_mb"] == 512
     shown = describe_isolation(health)  # the "isolation" row of %sandbox status
-    assert shown.startswith("bwrap (none network)")
+    assert shown.startswith("bwrap (network: with internet_access only, via slirp4netns")
     assert "512 MB" in shown
     box = new_box()
     config = box.record["config"]
@@ -214,21 +214,58 @@ print(json.dumps({"own": own, "files": sorted(set(files)), "dirs": os.listdir(os
     assert len(seen["dirs"]) == 1, seen  # only its own kernel directory
 
 
-def test_no_socket_reaches_the_server_or_the_network(confined_server: Any, new_box) -> None:
-    port = int(confined_server.url.rsplit(":", 1)[1])
-    box = new_box(internet_access=True)
-    assert box.record["config"]["internet_access"] is False  # not given: no safe way here
-    seen = box.report(
-        ATTEMPT
-        + f"""
+#: The code's network: its interfaces, whether it has a default route, and what of
+#: the server's port and the outside it can open a socket to.
+NETWORK_REPORT = (
+    ATTEMPT
+    + """
 import socket
 def connect(address):
     with socket.create_connection(address, timeout=3):
         pass
-print(json.dumps(attempt(connect, ('127.0.0.1', {port}), ('1.1.1.1', 53), ('localhost', {port}))))
+with open('/proc/net/dev') as dev:
+    interfaces = sorted(line.split(':')[0].strip() for line in dev.readlines()[2:])
+with open('/proc/net/route') as table:
+    routed = any(line.split()[1] == '00000000' for line in table.readlines()[1:])
+with open('/etc/resolv.conf') as resolv:
+    dns = resolv.read().split()
+reached = attempt(connect, *[(host, PORT) for host in ('127.0.0.1', 'localhost', '10.0.2.2')])
+print(json.dumps({"interfaces": interfaces, "routed": routed, "dns": dns, "reached": reached}))
 """
-    )
-    assert "ok" not in seen.values(), seen
+)
+
+
+def test_no_socket_reaches_the_server_or_the_network(confined_server: Any, new_box) -> None:
+    port = int(confined_server.url.rsplit(":", 1)[1])
+    box = new_box()
+    assert box.record["config"]["internet_access"] is False
+    seen = box.report(NETWORK_REPORT.replace("PORT", str(port)))
+    assert seen["interfaces"] == ["lo"]
+    assert not seen["routed"]
+    assert "ok" not in seen["reached"].values(), seen
+
+
+@pytest.mark.skipif(shutil.which("slirp4netns") is None, reason="needs slirp4netns")
+def test_internet_access_gives_a_way_out_but_never_the_hosts_loopback(
+    confined_server: Any, new_box
+) -> None:
+    port = int(confined_server.url.rsplit(":", 1)[1])
+    box = new_box(internet_access=True)
+    assert box.record["config"]["internet_access"] is True
+    seen = box.report(NETWORK_REPORT.replace("PORT", str(port)))
+    assert seen["interfaces"] == ["lo", "tap0"]
+    assert seen["routed"]  # outbound traffic has somewhere to go
+    assert seen["dns"] == ["nameserver", "10.0.2.3"]
+    # The server listens on the host's loopback: neither the jail's own loopback nor
+    # slirp4netns's gateway to the host (10.0.2.2) reaches it.
+    assert "ok" not in seen["reached"].values(), seen
+    # A restart gives the new kernel process its network again.
+    context = box.context
+    restarted = box.api.post(f"{box.base}/code/contexts/{context}/restart")
+    assert restarted.status_code in (200, 204), restarted.text
+    again = box.report(NETWORK_REPORT.replace("PORT", str(port)))
+    assert again["interfaces"] == ["lo", "tap0"]
+    assert again["routed"]
 
 
 def test_killing_the_server_or_another_kernel_fails(confined_server: Any, new_box) -> None:

@@ -135,7 +135,8 @@ def test_a_held_submit_tells_the_run_at_once_to_a_client_that_takes_ndjson(sbx) 
         headers={"Accept": "application/x-ndjson"},
     )
     statuses = [json.loads(line)["run"]["status"] for line in quick.text.splitlines()]
-    assert statuses[-1] == "succeeded" and len(statuses) <= 2
+    assert statuses[-1] == "succeeded"
+    assert len(statuses) <= 2
 
 
 def test_watch_refuses_bad_requests(sbx) -> None:
