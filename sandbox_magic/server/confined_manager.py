@@ -29,11 +29,11 @@ class ConfinedKernelManager(AsyncKernelManager):
         jail: Jail,
         *,
         kernel_dir: Path,
-        cwd: Path,
+        cwd: str,
         envs: dict[str, str],
     ) -> None:
-        """Say where and how the kernel runs: before ``start_kernel``, or to change what
-        a restart gets."""
+        """Say where and how the kernel runs (``cwd`` as the kernel sees it): before
+        ``start_kernel``, or to change what a restart gets."""
         self.confinement = confinement
         self.kernel_dir = kernel_dir
         self._confinement = confinement

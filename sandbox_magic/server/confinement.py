@@ -302,11 +302,12 @@ class Confinement:
         *,
         jail: Jail,
         kernel_dir: Path,
-        cwd: Path,
+        cwd: str,
         env: Mapping[str, str],
         extra_ro: Sequence[Path] = (),
     ) -> list[str]:
-        """The command that starts ``argv`` confined in ``jail``."""
+        """The command that starts ``argv`` confined in ``jail``, in ``cwd`` (as the
+        code sees it: in its workspace, its sandbox or its private ``/tmp``)."""
         if not self.active:
             return list(argv)
         mounts = _Mounts()
@@ -324,8 +325,10 @@ class Confinement:
         mounts.bind(jail.workspace, WORKSPACE)
         mounts.bind(jail.home, HOME)
         mounts.bind(kernel_dir, str(kernel_dir))
+        if cwd != "/tmp" and cwd.startswith("/tmp/"):
+            mounts.add("--perms", "01777", "--dir", cwd)  # in the private /tmp, made now
         command = ["/usr/bin/env", "-i", self.bwrap, *_namespaces(self, jail), *mounts.args]
-        command += ["--chdir", self.inside(jail, cwd), "--hostname", "sandbox"]
+        command += ["--chdir", cwd, "--hostname", "sandbox"]
         for name, value in env.items():
             command += ["--setenv", name, value]
         if self.as_root:
@@ -557,7 +560,7 @@ def _probe(*, allow_internet: bool, pass_env: tuple[str, ...]) -> Confinement:
             [sys.executable, "-c", "import os, sys; sys.stdout.write(str(os.getuid()))"],
             jail=jail,
             kernel_dir=kernel_dir,
-            cwd=jail.workspace,
+            cwd=WORKSPACE,
             env=confinement.kernel_env({}, {}),
         )
         try:

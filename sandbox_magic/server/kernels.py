@@ -106,8 +106,12 @@ class Kernel:
         runtime_dir: Path,
         confinement: Confinement | None = None,
         jail: Jail | None = None,
+        code_cwd: str | None = None,
     ) -> Kernel:
         """Start a kernel process in ``cwd`` and wait until it answers on both channels.
+
+        ``code_cwd`` is where a confined kernel starts, as it sees it (by default
+        ``cwd`` as mounted in its jail).
 
         Kernels talk over Unix sockets in a directory of their own under
         ``runtime_dir`` (private, and faster than loopback TCP; the few that cannot use
@@ -128,7 +132,11 @@ class Kernel:
             confinement.prepare_kernel_dir(jail, directory)
             confined_manager = ConfinedKernelManager(**options)
             confined_manager.confine(
-                confinement, jail, kernel_dir=directory, cwd=cwd, envs=dict(env or {})
+                confinement,
+                jail,
+                kernel_dir=directory,
+                cwd=code_cwd or confinement.inside(jail, cwd),
+                envs=dict(env or {}),
             )
             manager: AsyncKernelManager = confined_manager
         else:
@@ -257,7 +265,7 @@ class Kernel:
             manager.confinement,
             jail,
             kernel_dir=manager.kernel_dir,
-            cwd=jail.workspace,
+            cwd=manager.confinement.inside(jail, jail.workspace),
             envs=dict(envs),
         )
         self.jail = jail
@@ -584,6 +592,7 @@ class KernelPool:
                 runtime_dir=self.runtime_dir,
                 confinement=self.confinement,
                 jail=jail,
+                code_cwd=code_cwd,
             )
             self._live.add(kernel)
             if choice.is_own_python:
@@ -642,6 +651,7 @@ async def prepare_python(kernel: Kernel, *, cwd: str | Path, env: Mapping[str, s
     Leaves no names behind in the user's namespace.
     """
     code = (
+        f"__import__('os').makedirs({str(cwd)!r}, exist_ok=True); "
         f"__import__('os').chdir({str(cwd)!r}); __import__('os').environ.update({dict(env)!r})\n"
         f"{runtime_area.ACTIVATE_CODE}\n{charts.kernel_code()}\n{kernel_side.kernel_code()}"
     )

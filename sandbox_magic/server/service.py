@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -404,11 +405,20 @@ class SandboxService:
 
     # -- contexts --------------------------------------------------------------------
 
-    def _context_cwd(self, sandbox: LiveSandbox, requested: str | None) -> Path:
-        """The real directory for a requested cwd: inside the sandbox, or 400."""
+    def _context_cwd(self, sandbox: LiveSandbox, requested: str | None) -> tuple[Path, str | None]:
+        """The real directory for a requested cwd: inside the sandbox, or 400.
+
+        Under isolation, ``/tmp`` (or a folder in it) is the kernel's own private
+        ``/tmp``: the real directory is then the workspace (where new files are looked
+        for), and the second item the cwd as the code sees it.
+        """
         if not requested:
-            return sandbox.workspace
+            return sandbox.workspace, None
         runtime_area.check_cwd(requested, workspace=sandbox.workspace)
+        if sandbox.jail is not None and requested.startswith("/"):
+            normal = posixpath.normpath(requested)
+            if normal == "/tmp" or normal.startswith("/tmp/"):
+                return sandbox.workspace, normal
         path = Path(requested)
         if sandbox.jail is not None and path.is_relative_to("/sandbox"):
             path = path.relative_to("/sandbox")  # the sandbox's root, as its code sees it
@@ -421,7 +431,7 @@ class SandboxService:
             else:  # "/workspace" means <sandbox>/workspace
                 requested = requested.lstrip("/")
         if requested in ("", "."):
-            return sandbox.root.resolve()
+            return sandbox.root.resolve(), None
         cwd = artifact_files.safe_join(sandbox.root, requested)
         cwd.mkdir(parents=True, exist_ok=True)
         if sandbox.jail is not None and self.confinement.as_root:
@@ -429,7 +439,7 @@ class SandboxService:
                 if not directory.is_relative_to(sandbox.root):
                     break
                 os.lchown(directory, sandbox.jail.uid, sandbox.jail.uid)
-        return cwd
+        return cwd, None
 
     async def create_context(
         self, sandbox_id: str, *, language: str | None, cwd: str | None
@@ -438,16 +448,20 @@ class SandboxService:
         choice = resolve_language(
             language, self.pool.spec_manager, confined=self.confinement.active
         )
-        directory = self._context_cwd(sandbox, cwd)
-        context = await self._start_context(sandbox, choice, directory)
+        directory, seen_as = self._context_cwd(sandbox, cwd)
+        context = await self._start_context(sandbox, choice, directory, seen_as)
         return context.to_json()
 
     async def _start_context(
-        self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path
+        self, sandbox: LiveSandbox, choice: KernelChoice, cwd: Path, seen_as: str | None = None
     ) -> ContextRuntime:
-        code_cwd = (
-            self.confinement.inside(sandbox.jail, cwd) if sandbox.jail is not None else str(cwd)
-        )
+        """A context in ``cwd`` (``seen_as``: where the code sees it, if not ``cwd``)."""
+        if seen_as is not None:
+            code_cwd = seen_as
+        elif sandbox.jail is not None:
+            code_cwd = self.confinement.inside(sandbox.jail, cwd)
+        else:
+            code_cwd = str(cwd)
         live = sum(len(other.contexts) for other in self.sandboxes.values())
         if live + self._starting >= self.config.max_contexts:
             raise ApiError(

@@ -432,3 +432,30 @@ print(json.dumps(out))
     )
     for size in seen.values():
         assert 0 < size <= scratch * 2**20, seen
+
+
+@pytest.mark.parametrize("cwd", ["/tmp", "/tmp/scratch/deeper"])
+def test_a_tmp_cwd_is_the_kernels_own_private_tmp(new_box, cwd: str) -> None:
+    box = new_box()
+    response = box.api.post(f"{box.base}/code/contexts", json={"cwd": cwd})
+    assert response.status_code == 201, response.text
+    box.context = response.json()["id"]
+    seen = box.report(
+        "import json, os\nopen('note.txt', 'w').write('x')\n"
+        "print(json.dumps([os.getcwd(), os.path.exists('/workspace/note.txt')]))"
+    )
+    assert seen == [cwd, False]  # where asked, writable, and not the workspace
+
+
+def test_a_cold_started_kernel_starts_in_its_private_tmp(api: httpx.Client, new_box) -> None:
+    if "bash" not in api.get("/healthz").json()["languages"]["offered"]:
+        pytest.skip("bash-kernel is not installed (scripts/install_languages.sh)")
+    box = new_box()
+    response = box.api.post(
+        f"{box.base}/code/contexts", json={"cwd": "/tmp/work", "language": "bash"}
+    )
+    assert response.status_code == 201, response.text
+    box.context = response.json()["id"]
+    run = box.run("pwd; touch made && echo writable")
+    assert run["status"] == "succeeded", run
+    assert "".join(run["execution"]["logs"]["stdout"]).split() == ["/tmp/work", "writable"]
