@@ -180,19 +180,6 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def unconfined_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real server with ``--isolation none``: only for the languages whose kernel cannot
-    run under bubblewrap (see ``languages.UNCONFINABLE``), which a confined server refuses."""
-    server = start_server(
-        tmp_path_factory.mktemp("unconfined-state"), None, "--isolation", "none", warm_kernels=0
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 #: In the environment of the ``confined_server``: no sandbox may ever see it.
 HOST_SECRET = "host-secret-" + secrets.token_hex(8)
 

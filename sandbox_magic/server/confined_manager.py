@@ -1,8 +1,9 @@
 """A kernel manager that starts its kernel confined (see `confinement`).
 
 It changes three things of jupyter_client's `AsyncKernelManager`: the command is
-wrapped by `Confinement.wrap`, the connection file is handed to the sandbox's uid,
-and interrupts go as messages (a signal would reach bwrap, not the kernel).
+wrapped by `Confinement.wrap` (and a TCP-only kernel put behind `tcp_relay`), the
+connection file is handed to the sandbox's uid, and interrupts go as messages (a signal
+would reach bwrap, not the kernel).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from sandbox_magic.server import languages, tcp_relay
 from sandbox_magic.server.confinement import Confinement, Jail
 
 __all__ = ["ConfinedKernelManager"]
@@ -59,13 +61,20 @@ class ConfinedKernelManager(AsyncKernelManager):
         program = shutil.which(argv[0]) if argv else None
         if program and Path(program).resolve() != Path(sys.executable).resolve():
             extra.append(Path(program).resolve().parent.parent)
+        if languages.tcp_only(self.kernel_name):
+            relay = languages.source_program(tcp_relay.__file__)
+            argv = [sys.executable, "-c", relay, self.connection_file, "--", *argv]
+        reserve_mb, memory_env = languages.memory_settings(
+            self.kernel_name, self._jail.limits.memory_mb
+        )
         return self._confinement.wrap(
             argv,
             jail=self._jail,
             kernel_dir=self._kernel_dir,
             cwd=self._cwd,
-            env=self._confinement.kernel_env(spec_env, self._envs),
+            env=self._confinement.kernel_env({**spec_env, **memory_env}, self._envs),
             extra_ro=extra,
+            reserve_mb=reserve_mb,
         )
 
     def write_connection_file(self, **kwargs: Any) -> None:

@@ -305,9 +305,12 @@ class Confinement:
         cwd: str,
         env: Mapping[str, str],
         extra_ro: Sequence[Path] = (),
+        reserve_mb: int = 0,
     ) -> list[str]:
         """The command that starts ``argv`` confined in ``jail``, in ``cwd`` (as the
-        code sees it: in its workspace, its sandbox or its private ``/tmp``)."""
+        code sees it: in its workspace, its sandbox or its private ``/tmp``).
+        ``reserve_mb`` raises the data limit for a runtime that reserves address space
+        it does not use (V8); that runtime then caps its own heap."""
         if not self.active:
             return list(argv)
         mounts = _Mounts()
@@ -333,7 +336,7 @@ class Confinement:
             command += ["--setenv", name, value]
         if self.as_root:
             command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        command += ["--", *_limit_prefix(jail.limits)]
+        command += ["--", *_limit_prefix(jail.limits, reserve_mb)]
         if self.as_root:
             command += [
                 "setpriv",
@@ -434,8 +437,8 @@ def _python_paths(extra: Sequence[Path]) -> list[Path]:
     return seen
 
 
-def _limit_prefix(limits: Limits) -> list[str]:
-    memory = limits.memory_mb * 1024 * 1024
+def _limit_prefix(limits: Limits, reserve_mb: int = 0) -> list[str]:
+    memory = (limits.memory_mb + reserve_mb) * 1024 * 1024
     file_size = limits.file_size_mb * 1024 * 1024
     cpus = ",".join(str(cpu) for cpu in _cpus(limits.vcpus))
     return [

@@ -119,7 +119,8 @@ class Kernel:
         ``jail``.
         """
         directory = runtime_dir / secrets.token_hex(4)
-        transport, ip = kernel_transport(choice.spec_name, directory / "k")
+        confined = confinement is not None and confinement.active and jail is not None
+        transport, ip = kernel_transport(choice.spec_name, directory / "k", confined=confined)
         options: dict[str, Any] = {
             "kernel_name": choice.spec_name,
             "kernel_spec_manager": spec_manager,

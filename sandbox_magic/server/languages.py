@@ -40,8 +40,11 @@ __all__ = [
     "helper_depth",
     "kernel_transport",
     "lookup",
+    "memory_settings",
     "report",
     "sends_output_after_idle",
+    "source_program",
+    "tcp_only",
     "unavailable_reason",
 ]
 
@@ -66,13 +69,16 @@ LANGUAGES: Final = (
 )
 
 #: Kernels that cannot run under bubblewrap isolation, and why (shown to the user).
-UNCONFINABLE: Final = {
-    "deno": (
-        "not available under --isolation bwrap: Deno's Jupyter kernel listens on loopback "
-        "TCP only, which the kernel's own network namespace cuts off from the server "
-        "(start the server with --isolation none to offer it)"
-    ),
-}
+#: None at present: Deno's kernel, TCP-only, runs behind `tcp_relay` when confined.
+UNCONFINABLE: Final[dict[str, str]] = {}
+
+#: Kernels that listen on loopback TCP only.
+_TCP_ONLY: Final = frozenset({f"{BUILTIN_PREFIX}deno"})
+#: Kernels on V8, which reserves about 1 GB of address space up front (its code range
+#: and heap cages): their data limit gets that much on top, and their heap is capped at
+#: the sandbox's memory instead.
+_V8: Final = frozenset({f"{BUILTIN_PREFIX}deno"})
+_V8_RESERVE_MB: Final = 1024
 
 _ALIASES: Final = {"sh": "bash", "js": "javascript", "node": "javascript", "ts": "typescript"}
 
@@ -134,22 +140,28 @@ def _argv(kernel: str) -> list[str] | None:
     if kernel == "java":
         if find_jshell() is None:
             return None
-        return [sys.executable, "-c", _jshell_launcher(), "-f", "{connection_file}"]
+        return [
+            sys.executable,
+            "-c",
+            source_program(jshell_kernel.__file__),
+            "-f",
+            "{connection_file}",
+        ]
     return None
 
 
-@lru_cache(maxsize=1)
-def _jshell_launcher() -> str:
-    """`jshell_kernel`'s source as a ``-c`` program.
+@lru_cache(maxsize=4)
+def source_program(path: str) -> str:
+    """The module at ``path`` as a ``python -c`` program run as ``__main__``.
 
     A confined kernel cannot import this package, and base64 keeps the source clear of
     the ``{...}`` fields jupyter_client fills in on a kernel's command line.
     """
-    source = Path(jshell_kernel.__file__).read_bytes()
-    encoded = base64.b64encode(source).decode("ascii")
+    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    name = Path(path).name
     return (
         "import base64; __name__ = '__main__'; "
-        f"exec(compile(base64.b64decode('{encoded}'), 'jshell_kernel.py', 'exec'))"
+        f"exec(compile(base64.b64decode('{encoded}'), '{name}', 'exec'))"
     )
 
 
@@ -190,21 +202,38 @@ def unavailable_reason(language: Language, *, confined: bool) -> str:
     return f"its kernel is not installed ({language.install_hint})"
 
 
-def kernel_transport(spec_name: str, socket_base: Path) -> tuple[str, str]:
+def kernel_transport(
+    spec_name: str, socket_base: Path, *, confined: bool = False
+) -> tuple[str, str]:
     """``(transport, ip)`` for a kernel: Unix sockets at ``socket_base``, or loopback TCP.
 
-    Deno's kernel speaks TCP only.
+    Deno's kernel speaks TCP only: unconfined it gets loopback TCP; confined, the
+    server talks to it over Unix sockets all the same, through `tcp_relay`.
     """
-    if spec_name == f"{BUILTIN_PREFIX}deno":
+    if spec_name in _TCP_ONLY and not confined:
         return "tcp", "127.0.0.1"
     return "ipc", str(socket_base)
+
+
+def memory_settings(spec_name: str, memory_mb: int) -> tuple[int, dict[str, str]]:
+    """MB of address space a kernel reserves beyond what it uses, and the environment
+    that holds its own heap to ``memory_mb`` (both nothing for most kernels)."""
+    if spec_name in _V8:
+        return _V8_RESERVE_MB, {"DENO_V8_FLAGS": f"--max-old-space-size={memory_mb}"}
+    return 0, {}
+
+
+def tcp_only(spec_name: str) -> bool:
+    """Whether the kernel listens on loopback TCP only (so runs behind `tcp_relay`)."""
+    return spec_name in _TCP_ONLY
 
 
 def helper_depth(spec_name: str) -> int | None:
     """How many levels of a kernel's child processes are its own, not its code's (None:
     all): bash_kernel runs bash as its child, whose children are the code's; the Java
-    kernel runs jshell, which runs snippets in a JVM of its own below it."""
-    if spec_name == f"{BUILTIN_PREFIX}bash":
+    kernel runs jshell, which runs snippets in a JVM of its own below it; a confined
+    Deno kernel runs below its `tcp_relay` (only confined kernels have strays killed)."""
+    if spec_name in (f"{BUILTIN_PREFIX}bash", f"{BUILTIN_PREFIX}deno"):
         return 1
     if spec_name == f"{BUILTIN_PREFIX}java":
         return None

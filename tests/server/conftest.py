@@ -73,17 +73,6 @@ def api(live_server: Any) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def unconfined_sbx(unconfined_server: Any) -> Iterator[SandboxHelper]:
-    """A sandbox of the ``--isolation none`` server (for kernels bwrap cannot host)."""
-    with unconfined_server.client() as client:
-        response = client.post("/v1/sandboxes", json={})
-        assert response.status_code == 201, response.text
-        helper = SandboxHelper(client, response.json()["id"])
-        yield helper
-        client.delete(helper.base)
-
-
-@pytest.fixture
 def sbx(api: httpx.Client) -> Iterator[SandboxHelper]:
     response = api.post("/v1/sandboxes", json={})
     assert response.status_code == 201, response.text
