@@ -51,9 +51,7 @@ none_status=$?
 sdk_status=0
 if [ "$#" -eq 0 ]; then
   echo "== SDK integration suites against the local server"
-  # Report only, for now: under isolation the suites' cwd="/tmp" and pip-install tests do
-  # not pass yet (the counts print here; see the README's SDK conformance notes).
-  "$venv/bin/python" scripts/sdk_suites.py --report-only
+  "$venv/bin/python" scripts/sdk_suites.py
   sdk_status=$?
 fi
 echo "== pytest (browser test: JupyterLab in headless Chromium)"
