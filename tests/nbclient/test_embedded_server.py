@@ -24,6 +24,15 @@ def _is_server(cmdline: str) -> bool:
     return "sandbox_magic serve" in cmdline
 
 
+def _running(pid: int, created: float) -> bool:
+    """Whether that process still runs (a zombie waiting for its reaper has ended)."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_embedded_server_serves_the_notebook_and_leaves_with_the_kernel(tmp_path: Path) -> None:
     env = kernel_env(tmp_path)
     cells = [
@@ -55,11 +64,7 @@ def test_embedded_server_serves_the_notebook_and_leaves_with_the_kernel(tmp_path
     # nbclient has shut the kernel down: nothing it started may remain.
     assert_all_gone(str(tmp_path))
     for pid, created, _ in children:
-        try:
-            alive = psutil.Process(pid).create_time() == created
-        except psutil.NoSuchProcess:
-            alive = False
-        assert not alive, f"process {pid} outlived the notebook kernel: {children}"
+        assert not _running(pid, created), f"process {pid} outlived the notebook kernel: {children}"
 
     # A new kernel (a restart) finds the run in the journal and renders it again.
     run_id = executed.stdout(3).strip()
