@@ -295,7 +295,7 @@ async def healthz(request: Request) -> Response:
             "version": __version__,
             "warm_kernels_ready": service.pool.ready_count,
             "languages": offered,
-            "isolation": service.confinement.describe(),
+            "isolation": service.isolation(),
             "limits": service.config.limits.describe() if service.confinement.active else None,
         }
     )

@@ -34,11 +34,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sandbox_magic.server.network import resolv_conf
+
+if TYPE_CHECKING:
+    from sandbox_magic.server.cgroups import SandboxCgroup
 
 __all__ = [
     "ISOLATION_MODES",
@@ -184,6 +187,8 @@ class Jail:
     root: Path
     limits: Limits
     internet: bool = False
+    #: Its cgroups, where the server can use them (limits on the sandbox as a whole).
+    cgroup: SandboxCgroup | None = field(default=None, compare=False)
 
     @property
     def workspace(self) -> Path:

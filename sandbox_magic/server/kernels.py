@@ -155,6 +155,7 @@ class Kernel:
             kernel.jail = jail
         try:
             await kernel._connect()
+            await kernel._enter_cgroup()
             await kernel._give_network()
         except BaseException:
             await kernel.shutdown()
@@ -171,6 +172,12 @@ class Kernel:
             asyncio.create_task(self._pump(client.get_iopub_msg), name="kernel-iopub"),
         ]
         await self._wait_ready()
+
+    async def _enter_cgroup(self) -> None:
+        """Move a confined kernel's processes into its sandbox's cgroups (before any code
+        of the sandbox runs: whatever they start later is born inside)."""
+        if self.jail is not None and self.jail.cgroup is not None and self.pid is not None:
+            await asyncio.to_thread(self.jail.cgroup.adopt, self.pid)
 
     async def _give_network(self) -> None:
         """Attach the network of a confined kernel whose sandbox has internet access."""
@@ -251,6 +258,7 @@ class Kernel:
         await self.manager.restart_kernel(now=True)
         self._remember_pgid()
         await self._wait_ready()
+        await self._enter_cgroup()
         await self._give_network()
 
     @property

@@ -184,6 +184,7 @@ class ContextRuntime:
         max_artifact_bytes: int,
         shown_cwd: str | None = None,
         memory_limit_mb: int | None = None,
+        oom_kills: Callable[[], int] | None = None,
     ) -> None:
         self.id = context_id
         self.sandbox_id = sandbox_id
@@ -193,6 +194,9 @@ class ContextRuntime:
         self.shown_cwd = shown_cwd or str(cwd)
         #: The sandbox's memory limit, if one is enforced: running out of it restarts.
         self.memory_limit_mb = memory_limit_mb
+        #: How many processes of the sandbox its cgroup's OOM killer has killed so far.
+        self._oom_kills = oom_kills
+        self._oom_seen = oom_kills() if oom_kills is not None else 0
         self.kernel = kernel
         self._prepare = prepare
         self._store = store
@@ -323,6 +327,12 @@ class ContextRuntime:
                     pass
                 return run.stop_outcome, True
             await self.restart_kernel()
+            if self._ran_out_of_memory():
+                reason = (
+                    f"out of memory: limit {self.memory_limit_mb} MB; the kernel was "
+                    "killed and restarted, so the context's variables are lost"
+                )
+                return Outcome("failed", reason, KERNEL_DIED), True
             reason = (
                 "the kernel died while running the code; it was restarted, "
                 "so the context's variables are lost"
@@ -390,6 +400,13 @@ class ContextRuntime:
         async with self._kernel_lock:
             pass
         return True
+
+    def _ran_out_of_memory(self) -> bool:
+        """Whether the sandbox's cgroup killed a process for memory since last asked."""
+        if self._oom_kills is None:
+            return False
+        seen, self._oom_seen = self._oom_seen, self._oom_kills()
+        return self._oom_seen > seen
 
     async def restart_kernel(self) -> None:
         async with self._kernel_lock:

@@ -31,6 +31,7 @@ from typing import Any
 
 from sandbox_magic.server import artifacts as artifact_files
 from sandbox_magic.server import runtime_area
+from sandbox_magic.server.cgroups import CgroupTree, SandboxCgroup
 from sandbox_magic.server.config import ServerConfig
 from sandbox_magic.server.confinement import (
     WORKSPACE,
@@ -135,6 +136,8 @@ class SandboxService:
         self._starts = asyncio.Semaphore(max(1, config.concurrent_starts))
         self._starting = 0
         self._reaper: asyncio.Task[None] | None = None
+        #: Per-sandbox cgroups, where this server can use them (found at `start`).
+        self.cgroups: CgroupTree | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -144,6 +147,8 @@ class SandboxService:
         if failed:
             log.warning("%d run(s) were in flight when the server last stopped", failed)
         self.store.prune(now_iso=now_iso())
+        if self.confinement.active and self.confinement.as_root:
+            self.cgroups = await asyncio.to_thread(CgroupTree.create)
         for record in self.store.live_sandboxes():
             root = self.store.sandbox_root / record["id"]
             (root / "workspace").mkdir(parents=True, exist_ok=True)
@@ -177,7 +182,21 @@ class SandboxService:
         for task in list(self._background):
             with contextlib.suppress(BaseException):
                 await task
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.remove)
         self.store.close()
+
+    def isolation(self) -> dict[str, Any]:
+        """The isolation in force, as ``/healthz`` shows it (with how limits are kept)."""
+        described = self.confinement.describe()
+        if self.confinement.active:
+            described["limits"] = (
+                f"cgroup v1 ({', '.join(self.cgroups.controllers)}) per sandbox, "
+                "rlimits per process"
+                if self.cgroups is not None
+                else "rlimits per process (no writable cgroups here)"
+            )
+        return described
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -249,11 +268,21 @@ class SandboxService:
         """A sandbox directory and uid for a warm kernel: the maximum limits, lowered to
         the sandbox's own when one takes it."""
         policy = self.config.limits
-        return Jail(
-            uid=new_uid(),
-            root=self.store.sandbox_root / new_id("sb"),
-            limits=policy.limits(vcpus=os.cpu_count() or 1, memory_mb=policy.max_memory_mb),
-        )
+        root = self.store.sandbox_root / new_id("sb")
+        limits = policy.limits(vcpus=os.cpu_count() or 1, memory_mb=policy.max_memory_mb)
+        return Jail(uid=new_uid(), root=root, limits=limits, cgroup=self._cgroup(root.name, limits))
+
+    def _cgroup(self, name: str, limits: Limits, reuse: Jail | None = None) -> SandboxCgroup | None:
+        """The cgroups of sandbox ``name`` (``reuse``'s, for a warm kernel's sandbox), with
+        ``limits`` in force; None where this server uses no cgroups."""
+        cgroup = reuse.cgroup if reuse is not None and reuse.cgroup is not None else None
+        if cgroup is None and self.cgroups is not None:
+            cgroup = self.cgroups.sandbox(name)
+        if cgroup is not None:
+            cgroup.set_limits(
+                memory_mb=limits.memory_mb, processes=limits.processes, vcpus=limits.vcpus
+            )
+        return cgroup
 
     def _remove_orphans(self) -> None:
         """Sandbox directories no live sandbox owns (warm ones of a killed server)."""
@@ -274,7 +303,13 @@ class SandboxService:
             limits = self.config.limits.limits(vcpus=None, memory_mb=None)
             uid, fresh = new_uid(), True
         internet = bool(stored.get("internet")) and self.confinement.offers_internet
-        jail = Jail(uid=uid, root=root, limits=limits, internet=internet)
+        jail = Jail(
+            uid=uid,
+            root=root,
+            limits=limits,
+            internet=internet,
+            cgroup=self._cgroup(root.name, limits),
+        )
         self.confinement.prepare(jail)
         if fresh and self.confinement.as_root:
             for path in root.rglob("*"):
@@ -320,7 +355,14 @@ class SandboxService:
             limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
             uid = warm.jail.uid if warm is not None and warm.jail is not None else new_uid()
             internet = internet_access and self.confinement.offers_internet
-            jail = Jail(uid=uid, root=root, limits=limits, internet=internet)
+            warm_jail = warm.jail if warm is not None else None
+            jail = Jail(
+                uid=uid,
+                root=root,
+                limits=limits,
+                internet=internet,
+                cgroup=self._cgroup(sandbox_id, limits, reuse=warm_jail),
+            )
             self.confinement.prepare(jail)
         else:
             (root / "workspace").mkdir(parents=True, exist_ok=True)
@@ -398,10 +440,19 @@ class SandboxService:
         if sandbox.warm is not None:
             self._spawn(self.pool.release(sandbox.warm))
             sandbox.warm = None
+        kernels = []
         for context in contexts:
             await context.close(cancelled(reason))
-            self._spawn(self.pool.release(context.kernel))
-        self._spawn(asyncio.to_thread(artifact_files.remove_tree, sandbox.root))
+            kernels.append(context.kernel)
+        self._spawn(self._remove_sandbox(sandbox, kernels))
+
+    async def _remove_sandbox(self, sandbox: LiveSandbox, kernels: list[Kernel]) -> None:
+        """Shut a deleted sandbox's kernels down, then kill what is left and remove its
+        cgroups and files."""
+        await asyncio.gather(*(self.pool.release(kernel) for kernel in kernels))
+        if sandbox.jail is not None and sandbox.jail.cgroup is not None:
+            await asyncio.to_thread(sandbox.jail.cgroup.remove)
+        await asyncio.to_thread(artifact_files.remove_tree, sandbox.root)
 
     # -- contexts --------------------------------------------------------------------
 
@@ -519,6 +570,9 @@ class SandboxService:
             max_artifact_bytes=self.config.max_artifact_bytes,
             shown_cwd=code_cwd,
             memory_limit_mb=sandbox.jail.limits.memory_mb if sandbox.jail else None,
+            oom_kills=sandbox.jail.cgroup.oom_kills
+            if sandbox.jail is not None and sandbox.jail.cgroup is not None
+            else None,
         )
         if sandbox.id not in self.sandboxes:  # deleted while the kernel started
             await context.close(cancelled("the sandbox was deleted"))

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -459,3 +460,64 @@ def test_a_cold_started_kernel_starts_in_its_private_tmp(api: httpx.Client, new_
     run = box.run("pwd; touch made && echo writable")
     assert run["status"] == "succeeded", run
     assert "".join(run["execution"]["logs"]["stdout"]).split() == ["/tmp/work", "writable"]
+
+
+def _cgroups_in_force(api: httpx.Client) -> bool:
+    return str(api.get("/healthz").json()["isolation"]["limits"]).startswith("cgroup")
+
+
+def _sandbox_cgroup(sandbox_id: str, controller: str) -> list[Path]:
+    """Where the server keeps a sandbox's cgroup of one hierarchy (found by its name)."""
+    return list(Path("/sys/fs/cgroup", controller).rglob(f"sandbox-magic-*/{sandbox_id}"))
+
+
+#: Three processes of 150 MB each: each is within the sandbox's 256 MB per process,
+#: together they are not.
+THREE_HOGS = """
+import json, subprocess, sys
+hog = "b = bytearray(150 * 1024 * 1024); import time; time.sleep(3)"
+children = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(3)]
+print(json.dumps([child.wait() for child in children]))
+"""
+
+
+def test_memory_is_limited_for_the_sandbox_as_a_whole(api: httpx.Client, new_box) -> None:
+    if not _cgroups_in_force(api):
+        pytest.skip("no writable cgroups on this machine: rlimits per process only")
+    box = new_box(memory_mb=256)
+    [memory] = _sandbox_cgroup(box.id, "memory")
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(256 * 1024 * 1024)
+    [pids] = _sandbox_cgroup(box.id, "pids")
+    assert int((pids / "pids.max").read_text()) == 256
+    returncodes = box.report(THREE_HOGS)
+    assert -9 in returncodes, returncodes  # the OOM killer took one; not all three fit
+    assert box.run("print('the kernel lives on')")["status"] == "succeeded"
+
+
+def test_a_sandboxs_cpu_quota_is_its_vcpus_for_all_its_processes(
+    api: httpx.Client, new_box
+) -> None:
+    if not _cgroups_in_force(api) or not _sandbox_cgroup_possible("cpu"):
+        pytest.skip("no writable cpu cgroup on this machine")
+    box = new_box(vcpus=1)
+    [cpu] = _sandbox_cgroup(box.id, "cpu")
+    quota = int((cpu / "cpu.cfs_quota_us").read_text())
+    assert quota == int((cpu / "cpu.cfs_period_us").read_text())  # one CPU's worth
+
+
+def _sandbox_cgroup_possible(controller: str) -> bool:
+    return Path("/sys/fs/cgroup", controller).is_dir()
+
+
+def test_deleting_a_sandbox_removes_its_cgroups(api: httpx.Client, new_box) -> None:
+    if not _cgroups_in_force(api):
+        pytest.skip("no writable cgroups on this machine")
+    box = new_box()
+    box.run("1")
+    assert _sandbox_cgroup(box.id, "memory")
+    box.delete()
+    deadline = time.monotonic() + 30
+    while _sandbox_cgroup(box.id, "memory") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _sandbox_cgroup(box.id, "memory")
+    assert not _sandbox_cgroup(box.id, "pids")

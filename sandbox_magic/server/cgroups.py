@@ -1,0 +1,211 @@
+"""Limits per sandbox as a whole, with cgroup v1 where this server may write them.
+
+rlimits (see `confinement`) hold each process of a sandbox; a cgroup holds all of them
+together. Under a server started as root on a machine whose cgroup v1 ``memory`` and
+``pids`` hierarchies are writable (``cpu`` too, if there), each sandbox gets one cgroup
+per hierarchy, below the server's own cgroup::
+
+    <hierarchy>/<the server's cgroup>/sandbox-magic-<server pid>/<sandbox id>
+
+with ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes``, so swap is no way
+around it) at the sandbox's memory, ``pids.max`` at its processes and, with ``cpu``, a
+CFS quota of ``vcpus`` CPUs. A kernel's processes are moved in as soon as it has
+started, before any code of the sandbox runs; whatever they start is born inside.
+Deleting the sandbox kills what is left in it and removes the cgroup; a server that
+was killed outright leaves its tree behind, and the next one removes it.
+
+Elsewhere (no root, cgroup v2 only, read-only hierarchies) `CgroupTree.create` gives
+None and the rlimits stand alone; ``/healthz`` says which is in force.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sandbox_magic.server.strays import helpers
+
+__all__ = ["CgroupTree", "SandboxCgroup"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX: Final = "sandbox-magic-"
+_REQUIRED: Final = ("memory", "pids")
+_OPTIONAL: Final = ("cpu",)
+_CFS_PERIOD_US: Final = 100_000
+_KILL_ROUNDS: Final = 20
+
+
+def _mounts() -> dict[str, Path]:
+    """Where each cgroup v1 controller is mounted."""
+    found: dict[str, Path] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) < 4 or parts[2] != "cgroup":
+                continue
+            for option in parts[3].split(","):
+                if option in (*_REQUIRED, *_OPTIONAL):
+                    found.setdefault(option, Path(parts[1]))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """This process's cgroup in each v1 hierarchy (``/proc/self/cgroup``)."""
+    paths: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                paths[controller] = path
+    return paths
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+def _pids(directory: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (directory / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill_and_remove(directory: Path) -> None:
+    """SIGKILL every process in a cgroup (and its children) and remove it, bottom up."""
+    if not directory.is_dir():
+        return
+    for child in sorted((d for d in directory.iterdir() if d.is_dir()), reverse=True):
+        _kill_and_remove(child)
+    for _ in range(_KILL_ROUNDS):
+        pids = _pids(directory)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+@dataclass(frozen=True)
+class SandboxCgroup:
+    """One sandbox's cgroups (one directory per hierarchy)."""
+
+    directories: dict[str, Path]
+
+    def set_limits(self, *, memory_mb: int, processes: int, vcpus: int) -> None:
+        """Put the sandbox's limits in force (raising or lowering them)."""
+        memory = self.directories["memory"]
+        size = str(memory_mb * 1024 * 1024)
+        swap = memory / "memory.memsw.limit_in_bytes"
+        try:
+            _write(memory / "memory.limit_in_bytes", size)
+            if swap.exists():
+                _write(swap, size)
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            _write(swap, size)  # raising: memory+swap first, then memory
+            _write(memory / "memory.limit_in_bytes", size)
+        _write(self.directories["pids"] / "pids.max", str(processes))
+        if (cpu := self.directories.get("cpu")) is not None:
+            _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(vcpus * _CFS_PERIOD_US))
+
+    def adopt(self, pid: int) -> None:
+        """Move process ``pid`` and all its descendants into the sandbox's cgroups."""
+        for member in (pid, *sorted(helpers(pid, None))):
+            for directory in self.directories.values():
+                with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                    _write(directory / "cgroup.procs", str(member))
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer has killed in this sandbox."""
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.directories["memory"] / "memory.oom_control").read_text().split("\n"):
+                name, _, value = line.partition(" ")
+                if name == "oom_kill":
+                    return int(value)
+        return 0
+
+    def remove(self) -> None:
+        """Kill whatever still runs in the sandbox and remove its cgroups."""
+        for directory in self.directories.values():
+            _kill_and_remove(directory)
+
+
+@dataclass(frozen=True)
+class CgroupTree:
+    """This server's own cgroups: a directory per hierarchy holding one per sandbox."""
+
+    roots: dict[str, Path]
+
+    @classmethod
+    def create(cls) -> CgroupTree | None:
+        """The tree for this server, or None where cgroups cannot be used (said why in
+        the log). Trees of servers that are gone are removed on the way."""
+        if os.geteuid() != 0:
+            return None
+        mounts, own = _mounts(), _own_paths()
+        if any(name not in mounts or name not in own for name in _REQUIRED):
+            log.info("cgroups: no writable cgroup v1 memory and pids hierarchies")
+            return None
+        roots: dict[str, Path] = {}
+        try:
+            for name in (*_REQUIRED, *_OPTIONAL):
+                if name not in mounts or name not in own:
+                    continue
+                parent = mounts[name] / own[name].lstrip("/")
+                _remove_stale(parent)
+                root = parent / f"{_PREFIX}{os.getpid()}"
+                root.mkdir(exist_ok=True)
+                roots[name] = root
+            if "memory" in roots:  # limits hold a sandbox's whole subtree
+                with contextlib.suppress(OSError):
+                    _write(roots["memory"] / "memory.use_hierarchy", "1")
+        except OSError as error:
+            log.info("cgroups: cannot be used here (%s); rlimits only", error)
+            for root in roots.values():
+                with contextlib.suppress(OSError):
+                    root.rmdir()
+            return None
+        return cls(roots)
+
+    @property
+    def controllers(self) -> list[str]:
+        return sorted(self.roots)
+
+    def sandbox(self, name: str) -> SandboxCgroup:
+        """The cgroups of sandbox ``name`` (made if new)."""
+        directories: dict[str, Path] = {}
+        for controller, root in self.roots.items():
+            directory = root / name
+            directory.mkdir(exist_ok=True)
+            directories[controller] = directory
+        return SandboxCgroup(directories)
+
+    def remove(self) -> None:
+        """Kill everything in every sandbox of this server and remove the tree."""
+        for root in self.roots.values():
+            _kill_and_remove(root)
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the trees of servers that no longer run (killed before they cleaned up)."""
+    with contextlib.suppress(OSError):
+        for directory in parent.iterdir():
+            if not directory.name.startswith(_PREFIX) or not directory.is_dir():
+                continue
+            pid = directory.name[len(_PREFIX) :]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                _kill_and_remove(directory)
