@@ -9,7 +9,8 @@ per hierarchy, below the server's own cgroup::
 
 with ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes``, so swap is no way
 around it) at the sandbox's memory, ``pids.max`` at its processes and, with ``cpu``, a
-CFS quota of ``vcpus`` CPUs. A kernel's processes are moved in as soon as it has
+CFS quota of ``vcpus`` CPUs; ``cpuacct``, where there, counts its CPU time (the
+teacher's dashboard shows it). A kernel's processes are moved in as soon as it has
 started, before any code of the sandbox runs; whatever they start is born inside.
 Deleting the sandbox kills what is left in it and removes the cgroup; a server that
 was killed outright leaves its tree behind, and the next one removes it.
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX: Final = "sandbox-magic-"
 _REQUIRED: Final = ("memory", "pids")
-_OPTIONAL: Final = ("cpu",)
+_OPTIONAL: Final = ("cpu", "cpuacct")
 _CFS_PERIOD_US: Final = 100_000
 _KILL_ROUNDS: Final = 20
 
@@ -128,6 +129,16 @@ class SandboxCgroup:
             for directory in self.directories.values():
                 with contextlib.suppress(ProcessLookupError, FileNotFoundError):
                     _write(directory / "cgroup.procs", str(member))
+
+    def usage(self) -> tuple[float | None, float | None]:
+        """``(CPU seconds, memory bytes)`` the sandbox has used (None where not counted)."""
+        cpu = memory = None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            memory = float((self.directories["memory"] / "memory.usage_in_bytes").read_text())
+        if (cpuacct := self.directories.get("cpuacct")) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                cpu = int((cpuacct / "cpuacct.usage").read_text()) / 1e9
+        return cpu, memory
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer has killed in this sandbox."""

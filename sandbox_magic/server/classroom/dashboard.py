@@ -161,11 +161,10 @@ class Dashboard:
                 runs_by_owner.setdefault(tenancy.owner_of(run.sandbox_id), []).append(run)
         keys = {record.name: record for record in tenancy.keys.all() if record.is_active}
         nice: dict[str, int] = self._niceness()
-        pids: set[int] = set()
+        pids: set[int | str] = set()
         students = []
         for name in tenancy.names():
             sandboxes = [self._sandbox_row(sid, pids) for sid in tenancy.owned_sandboxes(name)]
-            contexts = [context for sandbox in sandboxes for context in sandbox["contexts"]]
             record = keys.get(name)
             activity = tenancy.activity(name)
             runs = sorted(runs_by_owner.get(name, []), key=lambda r: r.created_at)
@@ -179,16 +178,18 @@ class Dashboard:
                     "sandboxes": sandboxes,
                     "runs": [_run_row(run, nice.get(run.id)) for run in runs],
                     "failures": tenancy.failures(name)[::-1],
-                    "cpu_percent": _round(sum(c["cpu_percent"] or 0.0 for c in contexts)),
-                    "memory_mb": _round(sum(c["memory_mb"] or 0.0 for c in contexts)),
+                    "cpu_percent": _round(sum(s["cpu_percent"] or 0.0 for s in sandboxes)),
+                    "memory_mb": _round(sum(s["memory_mb"] or 0.0 for s in sandboxes)),
                 }
             )
         self._usage.forget_except(pids)
         return {"students": students, "generated_at": now().isoformat()}
 
-    def _sandbox_row(self, sandbox_id: str, pids: set[int]) -> dict[str, Any]:
+    def _sandbox_row(self, sandbox_id: str, pids: set[int | str]) -> dict[str, Any]:
+        """A sandbox with its contexts; its usage from its cgroups where it has them,
+        else the sum of its kernels'."""
         sandbox = self._tenancy.service.sandboxes[sandbox_id]
-        contexts = []
+        contexts: list[dict[str, Any]] = []
         for context in sandbox.contexts.values():
             pid = context.kernel.pid
             usage = self._usage.read(pid) if pid is not None else None
@@ -204,7 +205,23 @@ class Dashboard:
                     "usage_source": None if usage is None else usage.source,
                 }
             )
-        return {"id": sandbox_id, "created_at": sandbox.record["created_at"], "contexts": contexts}
+        cgroup = sandbox.jail.cgroup if sandbox.jail is not None else None
+        if cgroup is not None:
+            usage = self._usage.read_sandbox(sandbox_id, cgroup.usage())
+            pids.add(sandbox_id)
+            cpu, memory, source = _round(usage.cpu_percent), usage.memory_mb, usage.source
+        else:
+            cpu = _round(sum(c["cpu_percent"] or 0.0 for c in contexts))
+            memory = _round(sum(c["memory_mb"] or 0.0 for c in contexts))
+            source = "proc"
+        return {
+            "id": sandbox_id,
+            "created_at": sandbox.record["created_at"],
+            "contexts": contexts,
+            "cpu_percent": cpu,
+            "memory_mb": memory,
+            "usage_source": source,
+        }
 
     # -- actions -----------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""CPU and memory of a kernel: from its own cgroup when it has one, else from /proc.
+"""CPU and memory of a sandbox or a kernel: from cgroups where there are, else /proc.
 
-When the isolation layer puts each kernel in a cgroup of its own, the cgroup's
-``cpu.stat`` and ``memory.current`` count everything the kernel started. Otherwise
-the kernel process's own ``/proc/<pid>/stat`` and ``statm`` are read. CPU is turned
-into a percentage of one core between two samples.
+Where the isolation layer keeps each sandbox in cgroup v1 hierarchies of its own
+(`sandbox_magic.server.cgroups`), the sandbox's ``cpuacct.usage`` and
+``memory.usage_in_bytes`` count everything it started (`UsageSampler.read_sandbox`).
+Where a kernel has a cgroup v2 directory of its own, its ``cpu.stat`` and
+``memory.current`` do. Otherwise the kernel process's own ``/proc/<pid>/stat`` and
+``statm`` are read. CPU is turned into a percentage of one core between two samples.
 """
 
 from __future__ import annotations
@@ -97,7 +99,26 @@ class UsageSampler:
 
     def __init__(self) -> None:
         self._server_cgroup = _own_cgroup("self")
-        self._last: dict[int, tuple[float, float]] = {}
+        self._last: dict[int | str, tuple[float, float]] = {}
+
+    def read_sandbox(
+        self, sandbox_id: str, reading: tuple[float | None, float | None]
+    ) -> ProcessUsage:
+        """A sandbox's usage from its cgroups' ``(CPU seconds, memory bytes)``."""
+        cpu_seconds, memory = reading
+        percent = None if cpu_seconds is None else self._rate(sandbox_id, cpu_seconds)
+        return ProcessUsage(
+            percent, None if memory is None else round(memory / (1024 * 1024), 1), "cgroup"
+        )
+
+    def _rate(self, key: int | str, cpu_seconds: float) -> float | None:
+        """% of a core used since the previous reading of ``key`` (None the first time)."""
+        moment = time.monotonic()
+        previous = self._last.get(key)
+        self._last[key] = (moment, cpu_seconds)
+        if previous is None or moment <= previous[0]:
+            return None
+        return max(0.0, 100.0 * (cpu_seconds - previous[1]) / (moment - previous[0]))
 
     def read(self, pid: int) -> ProcessUsage:
         group = _own_cgroup(pid)
@@ -111,14 +132,10 @@ class UsageSampler:
         if reading is None:
             return ProcessUsage(None, None, source)
         cpu_seconds, memory = reading
-        moment = time.monotonic()
-        previous = self._last.get(pid)
-        self._last[pid] = (moment, cpu_seconds)
-        percent = None
-        if previous is not None and moment > previous[0]:
-            percent = max(0.0, 100.0 * (cpu_seconds - previous[1]) / (moment - previous[0]))
+        percent = self._rate(pid, cpu_seconds)
         return ProcessUsage(percent, round(memory / (1024 * 1024), 1), source)
 
-    def forget_except(self, pids: set[int]) -> None:
-        for pid in [p for p in self._last if p not in pids]:
-            del self._last[pid]
+    def forget_except(self, keys: set[int | str]) -> None:
+        """Drop the last readings of kernels and sandboxes no longer shown."""
+        for key in [k for k in self._last if k not in keys]:
+            del self._last[key]

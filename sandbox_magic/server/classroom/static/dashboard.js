@@ -95,7 +95,10 @@ function sandboxesTable(student) {
       { action: "delete_sandbox", sandbox_id: sandbox.id }, { confirm: true });
     body.append(el("tr", { "data-sandbox": sandbox.id },
       el("td", {}, el("code", { text: sandbox.id })),
-      el("td", { text: `${sandbox.contexts.length} context(s)` }), el("td"), el("td"), el("td", {}, remove)));
+      el("td", { text: `${sandbox.contexts.length} context(s)` }),
+      el("td", { text: number(sandbox.cpu_percent, " % CPU") }),
+      el("td", { text: number(sandbox.memory_mb, " MB") }),
+      el("td", {}, remove)));
     for (const context of sandbox.contexts) {
       const restart = actionButton("Restart", `restart:${context.id}`,
         { action: "restart_context", sandbox_id: sandbox.id, context_id: context.id }, { confirm: true });
