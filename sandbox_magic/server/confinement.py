@@ -103,6 +103,9 @@ _ETC: Final = (
 #: ``/usr/lib/jvm/*/conf`` links into ``/etc/java-<version>-openjdk``).
 _ETC_PATTERNS: Final = ("java-*",)
 
+#: In a kernel's runtime directory: the ``/etc/resolv.conf`` it sees.
+_RESOLV_CONF: Final = "resolv.conf"
+
 _TOP_LEVEL: Final = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 #: Sandbox uids are drawn at random from here, so that two servers on one machine
@@ -198,11 +201,6 @@ class Jail:
     def home(self) -> Path:
         return self.root / "home"
 
-    @property
-    def resolv_conf(self) -> Path:
-        """The ``/etc/resolv.conf`` its kernels see (slirp4netns's DNS)."""
-        return self.root / "resolv.conf"
-
 
 def new_uid() -> int:
     """A fresh uid for a sandbox."""
@@ -276,11 +274,13 @@ class Confinement:
                 os.chown(directory, jail.uid, jail.uid)
         if self.active:
             jail.root.chmod(0o700)
-            jail.resolv_conf.write_text(resolv_conf())
 
     def prepare_kernel_dir(self, jail: Jail | None, directory: Path) -> None:
-        """The kernel's runtime directory, readable only by its sandbox's uid."""
+        """The kernel's runtime directory, readable only by its sandbox's uid (with the
+        ``/etc/resolv.conf`` the kernel sees: slirp4netns's DNS)."""
         directory.mkdir(mode=0o700)
+        if self.active:
+            (directory / _RESOLV_CONF).write_text(resolv_conf())
         if self.active and self.as_root and jail is not None:
             os.chown(directory, jail.uid, jail.uid)
 
@@ -328,7 +328,8 @@ class Confinement:
         # After the scratch mounts, so that a Python installed under /tmp stays visible.
         for path in _python_paths(extra_ro):
             mounts.bind(path, str(path), read_only=True)
-        mounts.bind(jail.resolv_conf, "/etc/resolv.conf", read_only=True)
+        if (kernel_dir / _RESOLV_CONF).is_file():
+            mounts.bind(kernel_dir / _RESOLV_CONF, "/etc/resolv.conf", read_only=True)
         mounts.bind(jail.root, SANDBOX_ROOT)
         mounts.bind(jail.workspace, WORKSPACE)
         mounts.bind(jail.home, HOME)
