@@ -130,6 +130,12 @@ class SandboxCgroup:
                 with contextlib.suppress(ProcessLookupError, FileNotFoundError):
                     _write(directory / "cgroup.procs", str(member))
 
+    def set_cpu_weight(self, shares: int) -> None:
+        """The sandbox's CPU weight against other sandboxes (``cpu.shares``, 1024 normal)."""
+        if (cpu := self.directories.get("cpu")) is not None:
+            with contextlib.suppress(OSError):
+                _write(cpu / "cpu.shares", str(shares))
+
     def usage(self) -> tuple[float | None, float | None]:
         """``(CPU seconds, memory bytes)`` the sandbox has used (None where not counted)."""
         cpu = memory = None

@@ -26,6 +26,7 @@ Under ``bwrap`` isolation every kernel of a sandbox is started as::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
@@ -482,12 +483,17 @@ def lower_limits_code(limits: Limits) -> str:
     return f"exec({body!r}, {{}})"
 
 
+#: Where the next sandbox's CPUs start: sandboxes take the machine's CPUs in turn, so
+#: they spread evenly over them.
+_next_cpu = itertools.count()
+
+
 def _cpus(vcpus: int) -> list[int]:
     try:
         available = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         available = list(range(os.cpu_count() or 1))
-    start = secrets.randbelow(len(available))
+    start = next(_next_cpu) % len(available)
     return sorted(
         available[(start + i) % len(available)] for i in range(min(vcpus, len(available)))
     )

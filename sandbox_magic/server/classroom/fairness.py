@@ -5,14 +5,15 @@ out together) one name at a time, in turn, so a student starting ten contexts wa
 behind the others' first ones rather than in front of them.
 
 `CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
-a CPU loop as far as the class is concerned (a sleeping run is not), and its kernel's
-process group gets a
+a CPU loop as far as the class is concerned (a sleeping run is not), and it gets a
 lower CPU priority (nice 10, plus 3 per further long run of the same name), so
-trivial cells of everybody else keep getting the CPU at once. When the run ends the
-kernel goes back to normal priority. Raising priority back needs ``CAP_SYS_NICE``
-(root); without it a demoted kernel stays demoted until its context is restarted.
-Where the isolation layer gives kernels cgroups, their CPU weights do the same job
-more precisely; this works without them.
+trivial cells of everybody else keep getting the CPU at once. Where the sandbox has a
+``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
+(the weight nice would give): between cgroups the scheduler weighs groups, not the
+nice of the processes inside. Otherwise the kernel's processes are reniced. When the
+run ends the kernel goes back to normal priority. Raising a nice level back needs
+``CAP_SYS_NICE`` (root); without it a demoted kernel stays demoted until its context
+is restarted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 from sandbox_magic.server.classroom.usage import cpu_seconds, process_tree
 
 if TYPE_CHECKING:
+    from sandbox_magic.server.cgroups import SandboxCgroup
     from sandbox_magic.server.runs import RunState
     from sandbox_magic.server.service import SandboxService
 
@@ -103,6 +105,7 @@ class CpuDemoter:
         self._cpu_at_start: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
         self._demoted: dict[int, int] = {}  # kernel pid -> nice given
+        self._cgroups: dict[int, SandboxCgroup] = {}  # kernel pid -> its sandbox's cgroups
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -114,7 +117,7 @@ class CpuDemoter:
             with contextlib.suppress(BaseException):
                 await self._task
         for pid in list(self._demoted):
-            _renice(pid, 0)
+            self._prioritise(pid, 0)
         self._demoted.clear()
 
     def niceness(self) -> dict[str, int]:
@@ -159,16 +162,35 @@ class CpuDemoter:
             wanted[pid] = min(19, _BASE_NICE + _STEP_NICE * count)
         for pid, nice in wanted.items():
             if self._demoted.get(pid) != nice:
-                _renice(pid, nice)
+                self._prioritise(pid, nice)
                 self._demoted[pid] = nice
         for pid in [p for p in self._demoted if p not in wanted]:
-            _renice(pid, 0)
+            self._prioritise(pid, 0)
             del self._demoted[pid]
+        self._cgroups = {p: c for p, c in self._cgroups.items() if p in self._demoted}
+
+    def _prioritise(self, pid: int, nice: int) -> None:
+        """Give kernel ``pid`` that priority: its sandbox's CPU weight, or its nice."""
+        cgroup = self._cgroups.get(pid)
+        if cgroup is not None:
+            cgroup.set_cpu_weight(_weight(nice))
+        else:
+            _renice(pid, nice)
 
     def _pid_of(self, run: RunState) -> int | None:
         sandbox = self._service.sandboxes.get(run.sandbox_id)
         context = sandbox.contexts.get(run.context_id) if sandbox else None
-        return context.kernel.pid if context is not None else None
+        pid = context.kernel.pid if context is not None else None
+        jail = sandbox.jail if sandbox is not None else None
+        cgroup = jail.cgroup if jail is not None else None
+        if pid is not None and cgroup is not None and "cpu" in cgroup.directories:
+            self._cgroups[pid] = cgroup
+        return pid
+
+
+def _weight(nice: int) -> int:
+    """The CFS weight of a nice level, as ``cpu.shares`` (1024 at nice 0)."""
+    return max(2, round(1024 / 1.25**nice))
 
 
 def _renice(pid: int, nice: int) -> None:
