@@ -455,7 +455,7 @@ def _section(results: dict[str, dict[str, Any]], tables: str, *, date: str, load
         "Measured in one run of `python -m benchmarks.speed"
         + (" --baseline-src DIR" if "before" in results else "")
         + f"` on {date} ({facts['cpu_model']}, {facts['logical_cores']} cores, "
-        f"{load}; the machine was shared with other test runs). Each column "
+        f"{load}). Each column "
         "is its own process with its own local server:\n\n"
         "- `before`: the code of the commit before this work (`DIR` from "
         "`git archive <commit> sandbox_magic`);\n"
