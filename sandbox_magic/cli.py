@@ -104,6 +104,15 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--default-vcpus", type=int, default=1, help="CPUs of a sandbox (default 1)"
     )
     parser.add_argument(
+        "--default-disk-mb",
+        type=int,
+        default=1024,
+        help="size of a confined sandbox's /workspace (default 1024)",
+    )
+    parser.add_argument(
+        "--max-disk-mb", type=int, default=8192, help="largest disk_mb a sandbox may ask for"
+    )
+    parser.add_argument(
         "--max-processes",
         type=int,
         default=256,
@@ -222,6 +231,8 @@ def _serve(args: argparse.Namespace) -> int:
                 default_memory_mb=args.default_memory_mb,
                 max_memory_mb=args.max_memory_mb,
                 processes=args.max_processes,
+                default_disk_mb=args.default_disk_mb,
+                max_disk_mb=args.max_disk_mb,
             ),
             pass_env=tuple(args.pass_env),
             internet=not args.no_internet,

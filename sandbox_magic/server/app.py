@@ -311,11 +311,12 @@ async def create_sandbox(request: Request) -> Response:
     vcpus = optional_int(body, "vcpus", minimum=1)
     memory_mb = optional_int(body, "memory_mb", minimum=1)
     internet_access = bool(optional_bool(body, "internet_access"))
+    disk_mb = optional_int(body, "disk_mb", minimum=1)
     service, tenancy, caller = _service(request), _tenancy(request), principal(request)
 
     async def create() -> str:
         with tenancy.reserve(caller, "sandboxes", "sandboxes"):
-            record = service.create_sandbox(
+            record = await service.create_sandbox(
                 template=template,
                 timeout_ms=timeout_ms,
                 inactivity_timeout_ms=inactivity_timeout_ms,
@@ -324,6 +325,7 @@ async def create_sandbox(request: Request) -> Response:
                 vcpus=vcpus,
                 memory_mb=memory_mb,
                 internet_access=internet_access,
+                disk_mb=disk_mb,
                 id_prefix="mch" if _generation(request) == "1" else "sb",
             )
             tenancy.set_owner(str(record["id"]), caller)

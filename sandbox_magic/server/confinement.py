@@ -131,6 +131,8 @@ class Limits:
     file_size_mb: int
     #: Size of each of ``/tmp`` and ``/dev/shm`` (memory-backed).
     scratch_mb: int = 256
+    #: Size of ``/workspace`` (its own filesystem, where the server can make one).
+    disk_mb: int = 1024
 
     def public(self) -> dict[str, int]:
         return {
@@ -140,6 +142,7 @@ class Limits:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "scratch_mb": self.scratch_mb,
+            "disk_mb": self.disk_mb,
         }
 
 
@@ -155,6 +158,8 @@ class LimitPolicy:
     open_files: int = 1024
     file_size_mb: int = 1024
     scratch_mb: int = 256
+    default_disk_mb: int = 1024
+    max_disk_mb: int = 8192
 
     def describe(self) -> dict[str, int]:
         """Defaults and maxima, for ``/healthz``."""
@@ -167,9 +172,17 @@ class LimitPolicy:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "scratch_mb": self.scratch_mb,
+            "default_disk_mb": self.default_disk_mb,
+            "max_disk_mb": self.max_disk_mb,
         }
 
-    def limits(self, *, vcpus: int | None, memory_mb: int | None) -> Limits:
+    def disk(self, disk_mb: int | None) -> int:
+        """The ``/workspace`` size for a sandbox that asked for ``disk_mb``."""
+        return max(16, min(disk_mb or self.default_disk_mb, self.max_disk_mb))
+
+    def limits(
+        self, *, vcpus: int | None, memory_mb: int | None, disk_mb: int | None = None
+    ) -> Limits:
         """The limits for a new sandbox: what it asked for, within the maxima."""
         host_cpus = os.cpu_count() or 1
         max_vcpus = min(self.max_vcpus or host_cpus, host_cpus)
@@ -180,6 +193,7 @@ class LimitPolicy:
             open_files=self.open_files,
             file_size_mb=self.file_size_mb,
             scratch_mb=self.scratch_mb,
+            disk_mb=self.disk(disk_mb),
         )
 
 
@@ -193,6 +207,8 @@ class Jail:
     internet: bool = False
     #: Its cgroups, where the server can use them (limits on the sandbox as a whole).
     cgroup: SandboxCgroup | None = field(default=None, compare=False)
+    #: Whether its workspace is a filesystem of its own, ``limits.disk_mb`` large.
+    disk: bool = False
 
     @property
     def workspace(self) -> Path:

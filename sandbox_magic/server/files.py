@@ -15,6 +15,7 @@ followed); bodies over ``max_file_bytes`` get 413 and leave nothing behind. It a
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -89,9 +90,17 @@ async def put_file(request: Request) -> Response:
                 writer.write(chunk)
         _own(request, partial)
         os.replace(partial, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             partial.unlink()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApiError(
+                507,
+                INVALID_REQUEST,
+                f"The sandbox's disk is full: the file did not fit ({size} bytes written "
+                "before it ran out). Delete files in the sandbox, or create it with a "
+                "larger disk_mb.",
+            ) from None
         raise
     return Response(status_code=204)
 

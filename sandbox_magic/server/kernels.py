@@ -521,7 +521,7 @@ class KernelPool:
         jail = None
         cwd = self._idle_dir
         if self._new_jail is not None and self.confinement is not None:
-            jail = self._new_jail()
+            jail = await asyncio.to_thread(self._new_jail)
             await asyncio.to_thread(self.confinement.prepare, jail)
             cwd = jail.workspace
         try:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import posixpath
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from sandbox_magic.server.kernelspecs import KernelChoice, resolve_language
 from sandbox_magic.server.runs import SERVER_STOPPED_OUTCOME, ContextRuntime, RunState, cancelled
 from sandbox_magic.server.store import Page, Store
 from sandbox_magic.server.util import iso, new_id, now_iso
+from sandbox_magic.server.workspace_disk import WorkspaceDisks
 from sandbox_magic.wire import CAPACITY_EXCEEDED
 
 __all__ = ["LiveSandbox", "SandboxService"]
@@ -138,6 +140,8 @@ class SandboxService:
         self._reaper: asyncio.Task[None] | None = None
         #: Per-sandbox cgroups, where this server can use them (found at `start`).
         self.cgroups: CgroupTree | None = None
+        #: Per-sandbox workspace filesystems, where this server can make them.
+        self.disks: WorkspaceDisks | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -149,6 +153,12 @@ class SandboxService:
         self.store.prune(now_iso=now_iso())
         if self.confinement.active and self.confinement.as_root:
             self.cgroups = await asyncio.to_thread(CgroupTree.create)
+            self.disks = await asyncio.to_thread(
+                WorkspaceDisks.create, self.config.state_dir / "disks"
+            )
+        live = {record["id"] for record in self.store.live_sandboxes()}
+        if self.disks is not None:
+            await asyncio.to_thread(self.disks.remove_stale, live, self.store.sandbox_root)
         for record in self.store.live_sandboxes():
             root = self.store.sandbox_root / record["id"]
             (root / "workspace").mkdir(parents=True, exist_ok=True)
@@ -184,6 +194,13 @@ class SandboxService:
                 await task
         if self.cgroups is not None:
             await asyncio.to_thread(self.cgroups.remove)
+        if self.disks is not None:  # the images stay: the next start mounts them again
+            disks = self.disks
+            for sandbox in self.sandboxes.values():
+                await asyncio.to_thread(disks.detach, sandbox.id, sandbox.workspace, keep=True)
+            await asyncio.to_thread(
+                disks.remove_stale, set(self.sandboxes), self.store.sandbox_root
+            )
         self.store.close()
 
     def isolation(self) -> dict[str, Any]:
@@ -195,6 +212,11 @@ class SandboxService:
                 "rlimits per process"
                 if self.cgroups is not None
                 else "rlimits per process (no writable cgroups here)"
+            )
+            described["workspace"] = (
+                "a filesystem of its own per sandbox, disk_mb large"
+                if self.disks is not None
+                else "not size-limited (no loop-mounted filesystems here); each file is"
             )
         return described
 
@@ -261,8 +283,32 @@ class SandboxService:
             "memory_mb": jail.limits.memory_mb,
             "isolation": isolation,
             "internet_access": jail.internet,
-            "limits": jail.limits.public(),
+            "disk_mb": jail.limits.disk_mb if jail.disk else None,
+            "limits": self._public_limits(jail),
         }
+
+    @staticmethod
+    def _public_limits(jail: Jail) -> dict[str, int]:
+        """The limits really in force (no disk size where the workspace has none)."""
+        limits = jail.limits.public()
+        if not jail.disk:
+            limits.pop("disk_mb", None)
+        return limits
+
+    def _attach_disk(self, name: str, root: Path, limits: Limits, uid: int) -> bool:
+        """Mount sandbox ``name``'s own workspace filesystem (blocking); whether it is."""
+        if self.disks is None:
+            return False
+        try:
+            return self.disks.attach(name, root / "workspace", size_mb=limits.disk_mb, uid=uid)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise ApiError(
+                503,
+                CAPACITY_EXCEEDED,
+                f"Could not make the sandbox's workspace: {error}",
+                retryable=True,
+                headers={"Retry-After": "5"},
+            ) from error
 
     def _new_jail(self) -> Jail:
         """A sandbox directory and uid for a warm kernel: the maximum limits, lowered to
@@ -270,7 +316,14 @@ class SandboxService:
         policy = self.config.limits
         root = self.store.sandbox_root / new_id("sb")
         limits = policy.limits(vcpus=os.cpu_count() or 1, memory_mb=policy.max_memory_mb)
-        return Jail(uid=new_uid(), root=root, limits=limits, cgroup=self._cgroup(root.name, limits))
+        uid = new_uid()
+        return Jail(
+            uid=uid,
+            root=root,
+            limits=limits,
+            cgroup=self._cgroup(root.name, limits),
+            disk=self._attach_disk(root.name, root, limits, uid),
+        )
 
     def _cgroup(self, name: str, limits: Limits, reuse: Jail | None = None) -> SandboxCgroup | None:
         """The cgroups of sandbox ``name`` (``reuse``'s, for a warm kernel's sandbox), with
@@ -288,6 +341,8 @@ class SandboxService:
         """Sandbox directories no live sandbox owns (warm ones of a killed server)."""
         for directory in self.store.sandbox_root.iterdir():
             if directory.name not in self.sandboxes and directory.is_dir():
+                if self.disks is not None:
+                    self.disks.detach(directory.name, directory / "workspace")
                 artifact_files.remove_tree(directory)
 
     def _reopen_jail(self, record: dict[str, Any], root: Path) -> Jail | None:
@@ -309,6 +364,7 @@ class SandboxService:
             limits=limits,
             internet=internet,
             cgroup=self._cgroup(root.name, limits),
+            disk=self._attach_disk(root.name, root, limits, uid),
         )
         self.confinement.prepare(jail)
         if fresh and self.confinement.as_root:
@@ -316,6 +372,8 @@ class SandboxService:
                 with contextlib.suppress(OSError):
                     os.lchown(path, uid, uid)
         record["_jail"] = {"uid": uid, "limits": limits.public(), "internet": internet}
+        if not jail.disk:
+            record["_jail"]["limits"].pop("disk_mb", None)
         record["config"] = self._sandbox_config(jail)
         record["cwd"] = self.confinement.inside(jail, jail.workspace)
         self.store.put_sandbox(record)
@@ -330,7 +388,7 @@ class SandboxService:
                 log.info("sandbox %s expired: %s", sandbox.id, reason)
                 await self.delete_sandbox(sandbox.id, status="expired", reason=reason)
 
-    def create_sandbox(
+    async def create_sandbox(
         self,
         *,
         template: str,
@@ -342,26 +400,35 @@ class SandboxService:
         memory_mb: int | None = None,
         inactivity_timeout_ms: int | None = None,
         internet_access: bool = False,
+        disk_mb: int | None = None,
     ) -> dict[str, Any]:
         """A new sandbox's record. ``internet_access`` is granted where this server's
         isolation can give it (the record's ``config`` says what was)."""
         sandbox_id = new_id(id_prefix)
         root = self.store.sandbox_root / sandbox_id
         jail: Jail | None = None
-        warm = self.pool.take_warm()
+        policy = self.config.limits
+        # A warm kernel's sandbox has a disk of the default size: taken only for that.
+        fits = self.disks is None or policy.disk(disk_mb) == policy.default_disk_mb
+        warm = self.pool.take_warm() if fits else None
         if warm is not None and warm.jail is not None:
             root, sandbox_id = warm.jail.root, warm.jail.root.name
         if self.confinement.active:
-            limits = self.config.limits.limits(vcpus=vcpus, memory_mb=memory_mb)
+            limits = policy.limits(vcpus=vcpus, memory_mb=memory_mb, disk_mb=disk_mb)
             uid = warm.jail.uid if warm is not None and warm.jail is not None else new_uid()
             internet = internet_access and self.confinement.offers_internet
             warm_jail = warm.jail if warm is not None else None
+            if warm_jail is not None:
+                disk = warm_jail.disk
+            else:
+                disk = await asyncio.to_thread(self._attach_disk, sandbox_id, root, limits, uid)
             jail = Jail(
                 uid=uid,
                 root=root,
                 limits=limits,
                 internet=internet,
                 cgroup=self._cgroup(sandbox_id, limits, reuse=warm_jail),
+                disk=disk,
             )
             self.confinement.prepare(jail)
         else:
@@ -392,7 +459,7 @@ class SandboxService:
         if jail is not None:
             record["_jail"] = {
                 "uid": jail.uid,
-                "limits": jail.limits.public(),
+                "limits": self._public_limits(jail),
                 "internet": jail.internet,
             }
         self.store.put_sandbox(record)
@@ -452,6 +519,8 @@ class SandboxService:
         await asyncio.gather(*(self.pool.release(kernel) for kernel in kernels))
         if sandbox.jail is not None and sandbox.jail.cgroup is not None:
             await asyncio.to_thread(sandbox.jail.cgroup.remove)
+        if self.disks is not None and sandbox.jail is not None and sandbox.jail.disk:
+            await asyncio.to_thread(self.disks.detach, sandbox.id, sandbox.workspace)
         await asyncio.to_thread(artifact_files.remove_tree, sandbox.root)
 
     # -- contexts --------------------------------------------------------------------

@@ -21,11 +21,24 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
-def _kernels(live_server) -> int:
+def _of_sandbox(process: psutil.Process, sandbox_id: str) -> bool:
+    """Whether a process runs for that sandbox: confined, its jail's mounts name the
+    sandbox's folder; unconfined, it works in it."""
+    try:
+        return any(sandbox_id in part for part in _cmdline(process)) or (
+            sandbox_id in process.cwd()
+        )
+    except psutil.Error:
+        return False
+
+
+def _kernels(live_server, sandbox_id: str) -> int:
+    """The kernels running for one sandbox (warm kernels the server starts for later
+    sandboxes meanwhile are not counted)."""
     return sum(
         1
         for child in psutil.Process(live_server.process.pid).children(recursive=True)
-        if any("ipykernel" in part for part in _cmdline(child))
+        if any("ipykernel" in part for part in _cmdline(child)) and _of_sandbox(child, sandbox_id)
     )
 
 
@@ -44,14 +57,15 @@ def test_contexts_quota_starts_no_kernel(make_student, live_server) -> None:
     student = make_student({"contexts": 1})
     sandbox_id = student.sandbox()
     student.context(sandbox_id)
-    kernels = _kernels(live_server)
+    kernels = _kernels(live_server, sandbox_id)
+    assert kernels >= 1
     refused = student.http.post(f"/v1/sandboxes/{sandbox_id}/code/contexts", json={})
     _quota_error(refused, 429, "contexts")
     # execute without a context would make a default one: also refused
     refused = student.http.post(f"/v1/sandboxes/{sandbox_id}/code/execute", json={"code": "1"})
     _quota_error(refused, 429, "contexts")
     assert len(student.http.get(f"/v1/sandboxes/{sandbox_id}/code/contexts").json()) == 1
-    assert _kernels(live_server) <= kernels
+    assert _kernels(live_server, sandbox_id) == kernels
 
 
 def test_concurrent_runs_quota(make_student) -> None:
