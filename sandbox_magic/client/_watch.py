@@ -40,7 +40,6 @@ __all__ = [
     "WatchSource",
     "can_watch",
     "follow_run",
-    "watch_run_to_end",
 ]
 
 #: Longest hold asked of the server, in seconds (it may allow less).
@@ -77,52 +76,15 @@ async def follow_run(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Run:
-    """Follow a run to its end: over watches where the server offers them, else by
-    `poll_run`. Same arguments, callbacks and errors as `poll_run`."""
+    """Follow a run to its end: over watches where the server offers them (within half
+    the client's connections), else by `poll_run`. Same arguments, callbacks and errors
+    as `poll_run`."""
     if initial is not None and initial.is_terminal:
         return initial
-    follow = watch_run_to_end if can_watch(client) else poll_run
-    return await follow(
-        client,  # type: ignore[arg-type]  # can_watch checked the extra methods
-        sandbox_id,
-        run_id,
-        policy=policy,
-        deadline=deadline,
-        on_update=on_update,
-        initial=initial,
-        sleep=sleep,
-        clock=clock,
-    )
-
-
-def can_watch(client: object) -> bool:
-    """True when ``client`` talks to a server that advertised run watching."""
-    features = getattr(client, "features", None)
-    return (
-        isinstance(features, ServerFeatures)
-        and features.can_watch
-        and callable(getattr(client, "watch_run", None))
-    )
-
-
-async def watch_run_to_end(
-    client: WatchSource,
-    sandbox_id: str,
-    run_id: str,
-    *,
-    policy: PollPolicy,
-    deadline: float | None,
-    on_update: Callable[[Run], None] | None = None,
-    initial: Run | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> Run:
-    """Follow ``run_id`` until it ends; see `sandbox_magic.client._poller.poll_run`.
-
-    Watches are limited to half the client's connections; past that, runs are polled.
-    """
-    with client.watch_slot() as granted:
-        follow = _watch if granted else poll_run
+    with contextlib.ExitStack() as stack:
+        follow: Callable[..., Awaitable[Run]] = poll_run
+        if can_watch(client) and stack.enter_context(client.watch_slot()):  # type: ignore[attr-defined]
+            follow = _watch
         return await follow(
             client,
             sandbox_id,
@@ -134,6 +96,16 @@ async def watch_run_to_end(
             sleep=sleep,
             clock=clock,
         )
+
+
+def can_watch(client: object) -> bool:
+    """True when ``client`` talks to a server that advertised run watching."""
+    features = getattr(client, "features", None)
+    return (
+        isinstance(features, ServerFeatures)
+        and features.can_watch
+        and callable(getattr(client, "watch_run", None))
+    )
 
 
 async def _watch(

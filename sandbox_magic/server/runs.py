@@ -470,9 +470,7 @@ class ContextRuntime:
             log.exception("could not collect the artifacts of run %s", run.id)
             return
         for artifact in found:
-            artifact["expires_at"] = run.expires_at
-            self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
-            run.recorder.add_artifact(artifact)
+            self._keep_artifact(run, artifact)
 
     def _display_artifact(self, run: RunState, result: dict[str, Any], index: int) -> None:
         """Keep a displayed image as an artifact of the run (see `display_artifacts`)."""
@@ -490,9 +488,13 @@ class ContextRuntime:
             log.exception("could not keep a displayed image of run %s", run.id)
             return
         if artifact is not None:
-            artifact["expires_at"] = run.expires_at
-            self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
-            run.recorder.add_artifact(artifact)
+            self._keep_artifact(run, artifact)
+
+    def _keep_artifact(self, run: RunState, artifact: dict[str, Any]) -> None:
+        """Store an artifact of ``run`` (it expires with the run) and report it."""
+        artifact["expires_at"] = run.expires_at
+        self._store.put_artifact(artifact, run_id=run.id, sandbox_id=self.sandbox_id)
+        run.recorder.add_artifact(artifact)
 
     def _finish(self, run: RunState, outcome: Outcome) -> None:
         run.status, run.failure_reason, run.failure_code = outcome

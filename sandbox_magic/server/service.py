@@ -216,7 +216,7 @@ class SandboxService:
             described["workspace"] = (
                 "a filesystem of its own per sandbox, disk_mb large"
                 if self.disks is not None
-                else "not size-limited (no loop-mounted filesystems here); each file is"
+                else "only each file size-limited (no loop-mounted filesystems here)"
             )
         return described
 

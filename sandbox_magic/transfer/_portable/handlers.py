@@ -125,6 +125,23 @@ def probe(ns: dict[str, Any], tid: str) -> None:
     _emit(ns, {"op": "probe", "status": "ok", "transfer_id": tid, "capabilities": capabilities()})
 
 
+def _encode_within(
+    ns: dict[str, Any], name: str, accept: list[str], max_bytes: int
+) -> tuple[str, str, bytes]:
+    """``ns[name]`` encoded in the first accepted format this kernel can write, within
+    ``max_bytes``: ``(format, kind, payload)``; `CodecError` otherwise."""
+    if name not in ns:
+        raise CodecError(f"{name!r} is not defined in the sandbox")
+    formats = [f for f in accept if f in capabilities()["formats"]]
+    fmt, kind, data = encode(ns[name], name, formats)
+    if len(data) > max_bytes:
+        raise CodecError(
+            f"{name} is {human_size(len(data))} once encoded as {fmt}, over the "
+            f"limit of {human_size(max_bytes)} (max_bytes)"
+        )
+    return fmt, kind, data
+
+
 def pull_begin(
     ns: dict[str, Any],
     tid: str,
@@ -137,15 +154,7 @@ def pull_begin(
     """Encode ``ns[name]``, keep the payload for the next runs, and emit chunk 0."""
     marker: dict[str, Any] = {"op": "pull", "transfer_id": tid, "name": name}
     try:
-        if name not in ns:
-            raise CodecError(f"{name!r} is not defined in the sandbox")
-        formats = [f for f in accept if f in capabilities()["formats"]]
-        fmt, kind, data = encode(ns[name], name, formats)
-        if len(data) > max_bytes:
-            raise CodecError(
-                f"{name} is {human_size(len(data))} once encoded as {fmt}, over the "
-                f"limit of {human_size(max_bytes)} (max_bytes)"
-            )
+        fmt, kind, data = _encode_within(ns, name, accept, max_bytes)
     except CodecError as exc:
         marker.update(status="error", error=str(exc))
         _emit(ns, marker)
@@ -318,15 +327,7 @@ def pull_file(
     """Encode ``ns[name]`` into a new private file at `path`; announce its size and sha256."""
     marker: dict[str, Any] = {"op": "pull-file", "transfer_id": tid, "name": name}
     try:
-        if name not in ns:
-            raise CodecError(f"{name!r} is not defined in the sandbox")
-        formats = [f for f in accept if f in capabilities()["formats"]]
-        fmt, kind, data = encode(ns[name], name, formats)
-        if len(data) > max_bytes:
-            raise CodecError(
-                f"{name} is {human_size(len(data))} once encoded as {fmt}, over the "
-                f"limit of {human_size(max_bytes)} (max_bytes)"
-            )
+        fmt, kind, data = _encode_within(ns, name, accept, max_bytes)
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
