@@ -16,7 +16,8 @@ Under ``bwrap`` isolation every kernel of a sandbox is started as::
   ``/tmp``, and the kernel's own runtime directory (connection file and sockets).
   Nothing else: not the host's home, the state directory, other sandboxes or kernels.
 - ``prlimit``: address space, processes and threads (per uid, so per sandbox), open
-  files and file size; ``taskset`` pins the sandbox to ``vcpus`` CPUs.
+  files and file size; ``taskset`` pins the sandbox to ``vcpus`` CPUs unless a cgroup
+  quota holds it to that much CPU time (`sandbox_magic.server.cgroups`).
 - ``setpriv``: as root, the kernel runs as the sandbox's own uid with no capabilities
   and ``no_new_privs``. A server not running as root gets a user namespace instead
   and all its sandboxes share its uid (still each in its own mounts).
@@ -211,6 +212,15 @@ class Jail:
     disk: bool = False
 
     @property
+    def cpu_quota(self) -> bool:
+        """Whether a cgroup holds it to ``limits.vcpus`` CPUs' worth of time.
+
+        Then it is not pinned to CPUs as well: its kernel may run on whichever core is
+        free, which measurably shortens every cell on a busy server.
+        """
+        return self.cgroup is not None and "cpu" in self.cgroup.directories
+
+    @property
     def workspace(self) -> Path:
         return self.root / "workspace"
 
@@ -359,7 +369,7 @@ class Confinement:
             command += ["--setenv", name, value]
         if self.as_root:
             command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        command += ["--", *_limit_prefix(jail.limits, reserve_mb)]
+        command += ["--", *_limit_prefix(jail.limits, reserve_mb, pin=not jail.cpu_quota)]
         if self.as_root:
             command += [
                 "setpriv",
@@ -460,10 +470,10 @@ def _python_paths(extra: Sequence[Path]) -> list[Path]:
     return seen
 
 
-def _limit_prefix(limits: Limits, reserve_mb: int = 0) -> list[str]:
+def _limit_prefix(limits: Limits, reserve_mb: int = 0, *, pin: bool = True) -> list[str]:
     memory = (limits.memory_mb + reserve_mb) * 1024 * 1024
     file_size = limits.file_size_mb * 1024 * 1024
-    cpus = ",".join(str(cpu) for cpu in _cpus(limits.vcpus))
+    cpus = ",".join(str(cpu) for cpu in _cpus(limits.vcpus, pin=pin))
     return [
         "prlimit",
         f"--data={memory}",
@@ -478,10 +488,10 @@ def _limit_prefix(limits: Limits, reserve_mb: int = 0) -> list[str]:
     ]
 
 
-def lower_limits_code(limits: Limits) -> str:
+def lower_limits_code(limits: Limits, *, pin: bool = True) -> str:
     """Python that lowers a running kernel's own limits to ``limits`` (a warm kernel,
-    started with the maxima, given to a sandbox). Lowering needs no privilege; the
-    code leaves no names behind."""
+    started with the maxima, given to a sandbox), pinning it to ``limits.vcpus`` CPUs
+    if ``pin``. Lowering needs no privilege; the code leaves no names behind."""
     mb = 1024 * 1024
     values = {
         "RLIMIT_DATA": limits.memory_mb * mb,
@@ -494,7 +504,7 @@ def lower_limits_code(limits: Limits) -> str:
         f"for name, value in {values!r}.items():\n"
         "    resource.setrlimit(getattr(resource, name), (value, value))\n"
         "for task in os.listdir('/proc/self/task'):\n"
-        f"    os.sched_setaffinity(int(task), {set(_cpus(limits.vcpus))!r})\n"
+        f"    os.sched_setaffinity(int(task), {set(_cpus(limits.vcpus, pin=pin))!r})\n"
     )
     return f"exec({body!r}, {{}})"
 
@@ -504,11 +514,14 @@ def lower_limits_code(limits: Limits) -> str:
 _next_cpu = itertools.count()
 
 
-def _cpus(vcpus: int) -> list[int]:
+def _cpus(vcpus: int, *, pin: bool = True) -> list[int]:
+    """The CPUs a sandbox may run on: ``vcpus`` of them in turn, or all if not ``pin``."""
     try:
         available = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         available = list(range(os.cpu_count() or 1))
+    if not pin:
+        return available
     start = next(_next_cpu) % len(available)
     return sorted(
         available[(start + i) % len(available)] for i in range(min(vcpus, len(available)))

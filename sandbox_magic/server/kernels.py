@@ -36,7 +36,7 @@ from sandbox_magic.server.languages import (
     kernel_transport,
     sends_output_after_idle,
 )
-from sandbox_magic.server.leftover_threads import STOP_CODE, WATCH_CODE
+from sandbox_magic.server.leftover_threads import KEEP_NEXT_CODE, WATCH_CODE
 from sandbox_magic.server.network import SandboxNetwork
 from sandbox_magic.server.runtime_dirs import make_runtime_dir, remove_stale_runtime_dirs
 from sandbox_magic.server.strays import helpers, kernel_pid, kill_strays
@@ -279,17 +279,24 @@ class Kernel:
         )
         self.jail = jail
         await self._give_network()
-        reply = await self.execute(lower_limits_code(jail.limits), silent=True)
+        reply = await self.execute(
+            lower_limits_code(jail.limits, pin=not jail.cpu_quota), silent=True
+        )
         if reply.get("status") != "ok":
             raise KernelDiedError(f"could not set the sandbox's limits: {reply.get('evalue', '')}")
 
+    async def keep_next_leftovers(self) -> None:
+        """Let the next run leave threads and processes running (own Python, confined)."""
+        if self.confined and self.choice.is_own_python:
+            await self.execute(KEEP_NEXT_CODE, silent=True)
+
     async def stop_leftovers(self) -> None:
-        """Stop the threads (own Python) and processes the last run left running."""
-        if not self.confined:
-            return
-        if self.choice.is_own_python:  # threads and processes, from inside
-            await self.execute(STOP_CODE, silent=True)
-        else:
+        """Stop the processes the last run left running (confined kernels).
+
+        An own Python kernel has already stopped its threads and processes itself, at
+        the end of the run's cell (see `leftover_threads`).
+        """
+        if self.confined and not self.choice.is_own_python:
             await self.kill_strays()
 
     async def kill_strays(self) -> int:

@@ -1,21 +1,22 @@
 """Stopping what a run left running, from inside a confined Python kernel.
 
-Before each cell IPython fires ``pre_run_cell``; a hook installed by `WATCH_CODE`
-notes the threads alive then. After the run, `STOP_CODE` raises ``SystemExit`` in
-every thread started since, except the kernel's own machinery. That stops a thread
-looping in Python at its next bytecode; one blocked inside C code (a long
-``time.sleep``) stops when the call returns. It then kills every other process of
-the kernel's pid namespace (its own: only bwrap's init, pid 1, is not the code's)
-and reaps its children. Both pieces run as silent executions and leave no names in
-the user's namespace; doing this inside the kernel spares the server a scan of
-every process on the host after each run.
+`WATCH_CODE` installs two IPython hooks (once per kernel process). Before each cell
+``pre_run_cell`` notes the threads alive then; after it ``post_run_cell`` raises
+``SystemExit`` in every thread started since, except the kernel's own machinery. That
+stops a thread looping in Python at its next bytecode; one blocked inside C code (a
+long ``time.sleep``) stops when the call returns. It then kills every other process
+of the kernel's pid namespace (its own: only bwrap's init, pid 1, is not the code's)
+and reaps its children. Running in the cell's own execution, after the code and
+before the reply, this costs the run no second round trip to the kernel; silent
+executions (the server's own) fire neither hook. `KEEP_NEXT_CODE`, run silently just
+before a run asked to keep its processes, spares that one run's leftovers.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["STOP_CODE", "WATCH_CODE"]
+__all__ = ["KEEP_NEXT_CODE", "WATCH_CODE"]
 
 _WATCH: Final = """
 import threading
@@ -24,14 +25,18 @@ shell = get_ipython()
 if shell is not None and not getattr(shell, '_sbm_watching_threads', False):
     def note_threads(*args, shell=shell):
         shell._sbm_threads = {t.ident for t in threading.enumerate()}
+    def stop_leftovers(*args, shell=shell, code=compile(STOP, '<stop leftovers>', 'exec')):
+        if getattr(shell, '_sbm_keep_next', False):
+            shell._sbm_keep_next = False
+        else:
+            exec(code, {'before': getattr(shell, '_sbm_threads', None)})
     shell.events.register('pre_run_cell', note_threads)
+    shell.events.register('post_run_cell', stop_leftovers)
     shell._sbm_watching_threads = True
 """
 
 _STOP: Final = """
 import ctypes, threading
-from IPython import get_ipython
-before = getattr(get_ipython(), '_sbm_threads', None)
 machinery = ('ipykernel', 'zmq', 'IPython', 'jupyter_client', 'comm', 'traitlets')
 if before is not None:
     for thread in threading.enumerate():
@@ -68,7 +73,7 @@ for _ in range(3):
         break
 """
 
-#: Installs the hook (once per kernel process).
-WATCH_CODE: Final = f"exec({_WATCH!r}, {{}})"
-#: Stops the threads started since the last cell began.
-STOP_CODE: Final = f"exec({_STOP!r}, {{}})"
+#: Installs the hooks (once per kernel process).
+WATCH_CODE: Final = f"exec({_WATCH!r}, {{'STOP': {_STOP!r}}})"
+#: Spares the leftovers of the next cell only.
+KEEP_NEXT_CODE: Final = "__import__('IPython').get_ipython()._sbm_keep_next = True"

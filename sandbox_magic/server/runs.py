@@ -275,6 +275,9 @@ class ContextRuntime:
         if run.stop.is_set():
             outcome = run.stop_outcome
         else:
+            if run.keep_processes:
+                with contextlib.suppress(KernelDiedError):  # the run itself then reports it
+                    await self.kernel.keep_next_leftovers()
             outcome, restarted = await self._run_code(run)
         if previous_env is not None and not restarted:
             await self._restore_envs(previous_env)

@@ -6,12 +6,15 @@ behind the others' first ones rather than in front of them.
 
 `CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
 a CPU loop as far as the class is concerned (a sleeping run is not), and it gets a
-lower CPU priority (nice 10, plus 3 per further long run of the same name), so
+lower CPU priority (nice 16, plus 1 per further long run of the same name, up to 19), so
 trivial cells of everybody else keep getting the CPU at once. Where the sandbox has a
 ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
 (the weight nice would give): between cgroups the scheduler weighs groups, not the
-nice of the processes inside. Otherwise the kernel's processes are reniced. When the
-run ends the kernel goes back to normal priority. Raising a nice level back needs
+nice of the processes inside. Otherwise the kernel's processes are reniced, and so is
+its session's autogroup where the scheduler groups by session (each kernel has a
+session of its own, so its nice alone would weigh only against itself). A kernel goes
+back to normal priority `KEEP_DEMOTED` seconds after its long run ended, so a loop
+started again at once does not get a full-priority head start. Raising a nice level back needs
 ``CAP_SYS_NICE`` (root); without it a demoted kernel stays demoted until its context
 is restarted.
 """
@@ -25,6 +28,7 @@ import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from sandbox_magic.server.classroom.usage import cpu_seconds, process_tree
@@ -34,15 +38,18 @@ if TYPE_CHECKING:
     from sandbox_magic.server.runs import RunState
     from sandbox_magic.server.service import SandboxService
 
-__all__ = ["DEMOTE_AFTER", "CpuDemoter", "FairGate"]
+__all__ = ["DEMOTE_AFTER", "KEEP_DEMOTED", "CpuDemoter", "FairGate"]
 
 log = logging.getLogger(__name__)
 
-#: CPU seconds a run may use before it counts as a CPU loop.
-DEMOTE_AFTER: Final = 1.0
-_BASE_NICE: Final = 10
-_STEP_NICE: Final = 3
-_CHECK_EVERY: Final = 0.25
+#: CPU seconds a run may use before it counts as a CPU loop (a trivial cell uses ~0.01).
+DEMOTE_AFTER: Final = 0.25
+#: Seconds a kernel stays demoted after its long run ended: a loop run again at once
+#: starts behind the others instead of at full priority until it is caught again.
+KEEP_DEMOTED: Final = 5.0
+_BASE_NICE: Final = 16
+_STEP_NICE: Final = 1
+_CHECK_EVERY: Final = 0.2
 
 
 class FairGate:
@@ -105,6 +112,8 @@ class CpuDemoter:
         self._cpu_at_start: dict[str, float] = {}
         self._first_seen: dict[str, float] = {}
         self._demoted: dict[int, int] = {}  # kernel pid -> nice given
+        self._release_at: dict[int, float] = {}  # demoted kernel, its long run over -> when
+        self._long: set[str] = set()  # runs found to be CPU loops
         self._cgroups: dict[int, SandboxCgroup] = {}  # kernel pid -> its sandbox's cgroups
         self._task: asyncio.Task[None] | None = None
 
@@ -119,6 +128,7 @@ class CpuDemoter:
         for pid in list(self._demoted):
             self._prioritise(pid, 0)
         self._demoted.clear()
+        self._release_at.clear()
 
     def niceness(self) -> dict[str, int]:
         """Run id -> nice level given to its kernel, for the dashboard."""
@@ -144,6 +154,7 @@ class CpuDemoter:
         for run_id in [r for r in self._first_seen if r not in ids]:
             self._first_seen.pop(run_id, None)
             self._cpu_at_start.pop(run_id, None)
+            self._long.discard(run_id)
         moment = time.monotonic()
         long_by_name: dict[str, int] = {}
         wanted: dict[int, int] = {}
@@ -151,22 +162,30 @@ class CpuDemoter:
             if moment - self._first_seen.setdefault(run.id, moment) < _CHECK_EVERY:
                 continue  # most cells end before this: read nothing for them
             pid = self._pid_of(run)
-            used = cpu_seconds(pid) if pid is not None else None
-            if pid is None or used is None or pid == os.getpid():
+            if pid is None or pid == os.getpid():
                 continue
-            if used - self._cpu_at_start.setdefault(run.id, used) < DEMOTE_AFTER:
-                continue
+            if run.id not in self._long:  # once long, a run stays long: read no more
+                used = cpu_seconds(pid)
+                if (
+                    used is None
+                    or used - self._cpu_at_start.setdefault(run.id, used) < DEMOTE_AFTER
+                ):
+                    continue
+                self._long.add(run.id)
             name = self._owner_of(run.sandbox_id)
             count = long_by_name.get(name, 0)
             long_by_name[name] = count + 1
             wanted[pid] = min(19, _BASE_NICE + _STEP_NICE * count)
         for pid, nice in wanted.items():
+            self._release_at.pop(pid, None)
             if self._demoted.get(pid) != nice:
                 self._prioritise(pid, nice)
                 self._demoted[pid] = nice
         for pid in [p for p in self._demoted if p not in wanted]:
+            if moment < self._release_at.setdefault(pid, moment + KEEP_DEMOTED):
+                continue
             self._prioritise(pid, 0)
-            del self._demoted[pid]
+            del self._demoted[pid], self._release_at[pid]
         self._cgroups = {p: c for p, c in self._cgroups.items() if p in self._demoted}
 
     def _prioritise(self, pid: int, nice: int) -> None:
@@ -194,7 +213,30 @@ def _weight(nice: int) -> int:
 
 
 def _renice(pid: int, nice: int) -> None:
-    """Set the nice level of a kernel and every process below it (a wrapper's child too)."""
+    """Set the nice level of a kernel and every process below it (a wrapper's child too).
+
+    With autogroup scheduling on (most desktop and many server kernels) a process's
+    nice only weighs against processes of its own session, and each kernel runs in a
+    session of its own: there the session's autogroup is what gets the nice level.
+    """
     for member in process_tree(pid):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, member, nice)
+    _renice_autogroup(pid, nice)
+
+
+def _autogroup(pid: int | str) -> str | None:
+    """The autogroup a process is scheduled in (None when autogroups are off)."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _renice_autogroup(pid: int, nice: int) -> None:
+    """Give the kernel's own autogroup ``nice`` (never the server's: that would demote it)."""
+    group = _autogroup(pid)
+    if group is None or group == _autogroup("self"):
+        return
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
