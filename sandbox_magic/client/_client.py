@@ -429,13 +429,15 @@ class AsyncSandboxClient:
         timeout: float | None = None,  # noqa: ASYNC109 (the run's server-side limit)
         idempotency_key: str | None = None,
         settle: float | None = None,
+        on_created: Callable[[Run], None] | None = None,
     ) -> Run:
         """Submit code to run asynchronously; returns at once (status usually ``queued``).
 
         ``timeout`` is in seconds (sent rounded up to a whole second). ``settle`` (for
         servers whose `features` can watch runs) lets the server hold its answer until
         the run has ended or shown output, at most that many seconds: a short run is
-        then complete in the answer.
+        then complete in the answer. ``on_created`` is called with the run as soon as
+        the server has made it, which for a held answer is before the run settles.
         """
         _segment(context_id, "context_id")
         body: dict[str, Any] = {"code": code, "context_id": context_id}
@@ -446,12 +448,20 @@ class AsyncSandboxClient:
         path = f"{self._sandbox_path(sandbox_id)}/code/runs"
         key = idempotency_key or _new_key()
         if settle:
-            return await self._create_settled(path, body, key, settle)
+            return await self._create_settled(path, body, key, settle, on_created)
         data = await self._json("POST", path, json=body, idempotency_key=key)
-        return self._parse(Run.from_json, data, "run")
+        run = self._parse(Run.from_json, data, "run")
+        if on_created is not None:
+            on_created(run)
+        return run
 
     async def _create_settled(
-        self, path: str, body: dict[str, Any], key: str, settle: float
+        self,
+        path: str,
+        body: dict[str, Any],
+        key: str,
+        settle: float,
+        on_created: Callable[[Run], None] | None,
     ) -> Run:
         """A held submit: ``?wait_ms=`` with the run's snapshots as NDJSON lines.
 
@@ -477,10 +487,16 @@ class AsyncSandboxClient:
                     media_type = response.headers.get("content-type", "").split(";")[0].strip()
                     if media_type != WATCH_MEDIA_TYPE:
                         await response.aread()
-                        return self._parse(Run.from_json, self._decode(response), "run")
+                        run = self._parse(Run.from_json, self._decode(response), "run")
+                        if on_created is not None:
+                            on_created(run)
+                        return run
                     async for line in response.aiter_lines():
                         if line.strip():
+                            first = latest is None
                             latest = self._watch_line(line)[1]
+                            if first and on_created is not None:
+                                on_created(latest)  # the first line: the run as made
             except (httpx.HTTPError, SandboxConnectionError) as exc:
                 if latest is not None:
                     return latest  # created: whoever follows the run takes it from here

@@ -139,12 +139,52 @@ def _first(
     env: Mapping[str, str] | None,
     cwd: Path | None,
 ) -> Found | None:
-    env = os.environ if env is None else env
-    for source, read in _candidates(names, fields, env, cwd or Path.cwd()):
+    if env is None and cwd is None:  # this process's own: asked on every cell
+        return _first_cached(names, fields)
+    return _look(names, fields, os.environ if env is None else env, cwd or Path.cwd())
+
+
+def _look(
+    names: tuple[str, ...], fields: tuple[str, ...], env: Mapping[str, str], cwd: Path
+) -> Found | None:
+    for source, read in _candidates(names, fields, env, cwd):
         value = (read() or "").strip()
         if value:
             return Found(value, source)
     return None
+
+
+#: ``(names, fields)`` -> (what the answer depended on, the answer).
+_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[object, Found | None]] = {}
+
+
+def _first_cached(names: tuple[str, ...], fields: tuple[str, ...]) -> Found | None:
+    """`_look` in this process's environment, read again only when an input changed:
+    a variable, the working folder, or a file's size or time (a few ``stat`` calls
+    instead of reading and parsing the files on every cell)."""
+    env, cwd = os.environ, os.getcwd()
+    # Plain strings: this runs before every cell, and pathlib would cost more than it.
+    home = env.get("HOME") or str(Path.home())
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = (
+        os.path.join(cwd, ".env"),
+        os.path.join(xdg, "nullspace", "config.json"),
+        os.path.join(home, ".nullspace", "config.json"),
+    )
+    stamps: list[tuple[int, int] | None] = []
+    for path in files:
+        try:
+            stat = os.stat(path)
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append(None)
+    inputs = (tuple(env.get(name) for name in names), files, tuple(stamps))
+    cached = _cache.get((names, fields))
+    if cached is not None and cached[0] == inputs:
+        return cached[1]
+    found = _look(names, fields, env, Path(cwd))
+    _cache[(names, fields)] = (inputs, found)
+    return found
 
 
 def find_api_url(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Found | None:

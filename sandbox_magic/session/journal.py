@@ -17,6 +17,10 @@ from typing import Any
 
 __all__ = ["Journal", "JournalEntry", "default_journal_path"]
 
+#: Bytes appended, per entry kept, between two looks at the journal's length: an
+#: entry is over 100 bytes, so fewer than ``max_entries / 2`` lines come in between.
+_RECHECK_BYTES_PER_ENTRY = 64
+
 
 def default_journal_path() -> Path:
     """The journal's default place, in Jupyter's data directory."""
@@ -63,6 +67,7 @@ class Journal:
         self.path = path if path is not None else default_journal_path()
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._check_at = 0  # file size at which to count lines (and trim) again
 
     def record(self, entry: JournalEntry) -> None:
         """Append an entry; never fails the cell if the disk refuses."""
@@ -71,15 +76,25 @@ class Journal:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(asdict(entry)) + "\n")
-            self._trim()
+                handle.flush()
+                size = os.fstat(handle.fileno()).st_size
+            # Reading the whole file on every cell would cost more as it grows: look
+            # again only after some more bytes (other processes append too).
+            if size >= self._check_at:
+                self._check_at = self._trim() + _RECHECK_BYTES_PER_ENTRY * self.max_entries
 
-    def _trim(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        if len(lines) > 2 * self.max_entries:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("\n".join(lines[-self.max_entries :]) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o600)
-            tmp.replace(self.path)
+    def _trim(self) -> int:
+        """Keep the newest ``max_entries`` once there are twice as many; the size left."""
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if len(lines) <= 2 * self.max_entries:
+            return len(text.encode("utf-8"))
+        kept = "\n".join(lines[-self.max_entries :]) + "\n"
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(kept, encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.path)
+        return len(kept.encode("utf-8"))
 
     def entries(self) -> list[JournalEntry]:
         """All readable entries, oldest first; unreadable lines are skipped."""

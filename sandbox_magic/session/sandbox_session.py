@@ -242,6 +242,14 @@ class SandboxSession:
         ctx = await self.ensure_context(sandbox_id, context, language)
         # A server that can watch runs holds the answer until a short run has ended.
         settle = SUBMIT_SETTLE if client.features.can_watch else None
+        recorded: set[str] = set()
+
+        def remember(run: Run) -> None:
+            """Journal the run once, as soon as it exists (while a held answer waits)."""
+            if record and run.id not in recorded:
+                recorded.add(run.id)
+                self._record(run, context, code)
+
         try:
             run = await client.create_run(
                 sandbox_id,
@@ -250,6 +258,7 @@ class SandboxSession:
                 envs=envs,
                 timeout=run_timeout,
                 settle=settle,
+                on_created=remember,
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
@@ -265,6 +274,7 @@ class SandboxSession:
                 envs=envs,
                 timeout=run_timeout,
                 settle=settle,
+                on_created=remember,
             )
         except SandboxAPIError as exc:
             if not runs_unavailable(exc):
@@ -274,8 +284,7 @@ class SandboxSession:
                 f"This server has no async runs ({exc.message}); cells are streamed."
             ) from exc
         client.facts.async_runs = True
-        if record:
-            self._record(run, context, code)
+        remember(run)  # no-op once journalled
         return run
 
     async def prepare_stream(

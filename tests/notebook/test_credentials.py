@@ -120,3 +120,33 @@ def test_status_says_where_url_and_key_came_from(
         assert live_server.token not in capsys.readouterr().out
     finally:
         ip.run_line_magic("unload_ext", "sandbox_magic")
+
+
+def test_the_process_own_lookup_sees_every_change_between_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked on every cell, the lookup is remembered; any change of its inputs shows."""
+    for name in ("NULLSPACE_API_URL", "NULLSPACE_BASE_URL", "NULLSPACE_API_KEY", "NULLSPACE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", _home(tmp_path)["HOME"])
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert find_api_key() is None
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"NULLSPACE_API_KEY={KEY}\n")
+    found = find_api_key()
+    assert found is not None
+    assert found.value == KEY
+    dotenv.write_text(f"NULLSPACE_API_KEY={KEY}-rotated\n")
+    assert find_api_key().value == f"{KEY}-rotated"  # type: ignore[union-attr]
+    monkeypatch.setenv("NULLSPACE_TOKEN", "from-env")
+    assert find_api_key().source == "environment variable NULLSPACE_TOKEN"  # type: ignore[union-attr]
+    monkeypatch.delenv("NULLSPACE_TOKEN")
+    config = config_paths()[0]
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"base_url": "https://config.test"}))
+    assert find_api_url().value == "https://config.test"  # type: ignore[union-attr]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)  # no .env here
+    assert find_api_key() is None

@@ -45,6 +45,7 @@ def test_records_from_many_threads_while_trimming_keep_the_file_whole(tmp_path: 
     lines = (tmp_path / "runs.jsonl").read_text(encoding="utf-8").splitlines()
     entries = journal.entries()
     assert len(entries) == 20
-    assert len(lines) <= 40  # trimmed back whenever it passed twice the limit
+    # Trimmed back once it passed twice the limit, looked at every few entries.
+    assert len(lines) <= 50
     assert entries[-1].run_id == "run_9999"
     assert len({e.run_id for e in entries}) == 20  # no line lost or torn by a trim
