@@ -96,6 +96,11 @@ def _priority(sandbox_id: str, pid: int) -> int:
     return nice
 
 
+def _policies(pid: int) -> set[int]:
+    """The scheduling policies of the kernel process's threads."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
 def _autogroup(pid: int) -> tuple[str, int] | None:
     """``(name, nice)`` of the autogroup ``pid`` is scheduled in; None when off."""
     try:
@@ -126,6 +131,13 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
         what="the loop's kernel to be demoted",
     )
     assert _priority(sleep_sb, sleep_pid) == 0
+    # Its threads also run only on time nobody else wants (SCHED_IDLE); the sleeper's not.
+    wait_until(
+        lambda: _policies(loop_pid) == {os.SCHED_IDLE},
+        timeout=5,
+        what="the loop's threads to get the idle policy",
+    )
+    assert _policies(sleep_pid) == {os.SCHED_OTHER}
     # the other student's cells still go through while the loop runs
     quick = make_student(prefix="quick")
     quick_sb = quick.sandbox()
@@ -148,6 +160,11 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
     )
     if restored == 0:
         assert time.monotonic() - ended >= KEEP_DEMOTED - 1
+        wait_until(
+            lambda: _policies(loop_pid) == {os.SCHED_OTHER},
+            timeout=5,
+            what="the kernel's threads to get the normal policy back",
+        )
     # the context keeps working, at normal priority
     assert looper.run(loop_sb, loop_ctx, "2 + 2")["status"] == "succeeded"
     sleeper.http.post(f"/v1/sandboxes/{sleep_sb}/code/runs/{nap['id']}/cancel")

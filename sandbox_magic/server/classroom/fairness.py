@@ -6,17 +6,18 @@ behind the others' first ones rather than in front of them.
 
 `CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
 a CPU loop as far as the class is concerned (a sleeping run is not), and it gets a
-lower CPU priority (nice 16, plus 1 per further long run of the same name, up to 19), so
-trivial cells of everybody else keep getting the CPU at once. Where the sandbox has a
-``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
+lower CPU priority (nice 16, plus 1 per further long run of the same name, up to 19),
+so trivial cells of everybody else keep getting the CPU at once. Where the sandbox has
+a ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
 (the weight nice would give): between cgroups the scheduler weighs groups, not the
 nice of the processes inside. Otherwise the kernel's processes are reniced, and so is
 its session's autogroup where the scheduler groups by session (each kernel has a
-session of its own, so its nice alone would weigh only against itself). A kernel goes
-back to normal priority `KEEP_DEMOTED` seconds after its long run ended, so a loop
-started again at once does not get a full-priority head start. Raising a nice level back needs
-``CAP_SYS_NICE`` (root); without it a demoted kernel stays demoted until its context
-is restarted.
+session of its own, so its nice alone would weigh only against itself). Its threads
+also get ``SCHED_IDLE``: whatever the weights, other work preempts them at once. A
+kernel goes back to normal priority `KEEP_DEMOTED` seconds after its long run ended,
+so a loop started again at once does not get a full-priority head start. Raising a
+priority back needs ``CAP_SYS_NICE`` (root); without it a demoted kernel stays
+demoted until its context is restarted.
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ class CpuDemoter:
             cgroup.set_cpu_weight(_weight(nice))
         else:
             _renice(pid, nice)
+        _set_idle_policy(pid, idle=nice > 0)
 
     def _pid_of(self, run: RunState) -> int | None:
         sandbox = self._service.sandboxes.get(run.sandbox_id)
@@ -223,6 +225,24 @@ def _renice(pid: int, nice: int) -> None:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, member, nice)
     _renice_autogroup(pid, nice)
+
+
+def _set_idle_policy(pid: int, *, idle: bool) -> None:
+    """Put every thread of the kernel's processes under ``SCHED_IDLE`` (or back).
+
+    A waking task preempts an idle-policy one at once, and a core running only such
+    tasks counts as free when a waking task picks one: a demoted loop then runs only
+    on time nobody else wants, whatever the weights of the groups around it.
+    """
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+    for member in process_tree(pid):
+        try:
+            threads = os.listdir(f"/proc/{member}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setscheduler(int(thread), policy, os.sched_param(0))
 
 
 def _autogroup(pid: int | str) -> str | None:
