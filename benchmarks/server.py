@@ -34,12 +34,12 @@ _STARTUP_TIMEOUT = 90.0
 
 
 def kernel_processes(root_pid: int) -> list[psutil.Process]:
-    """The Jupyter kernel processes below ``root_pid``."""
+    """The Jupyter kernel processes below ``root_pid`` (not the bwrap ones around them)."""
     found = []
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(root_pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if any("ipykernel" in part for part in child.cmdline()):
+                if child.name() != "bwrap" and any("ipykernel" in p for p in child.cmdline()):
                     found.append(child)
     return found
 
