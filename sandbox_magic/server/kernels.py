@@ -181,7 +181,7 @@ class Kernel:
 
     async def _give_network(self) -> None:
         """Attach the network of a confined kernel whose sandbox has internet access."""
-        self._take_network()
+        await self._take_network()
         manager, pid = self.manager, self.pid
         if not isinstance(manager, ConfinedKernelManager) or self.jail is None or pid is None:
             return
@@ -192,10 +192,12 @@ class Kernel:
             SandboxNetwork.attach, manager.confinement.slirp4netns, inner
         )
 
-    def _take_network(self) -> None:
-        if self._network is not None:
-            self._network.close()
-            self._network = None
+    async def _take_network(self) -> None:
+        """Take a confined kernel's network away (slirp4netns may take a moment to exit:
+        waited for off the event loop)."""
+        network, self._network = self._network, None
+        if network is not None:
+            await asyncio.to_thread(network.close)
 
     def _remember_pgid(self) -> None:
         provisioner = self.manager.provisioner
@@ -242,7 +244,7 @@ class Kernel:
             if self.manager.has_kernel:
                 await self.manager.shutdown_kernel(now=False)
         self._kill_group()
-        self._take_network()
+        await self._take_network()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -254,7 +256,7 @@ class Kernel:
     async def restart(self) -> None:
         """Kill and start the kernel again (same ports); its state is lost."""
         self._fail_pending("the kernel was restarted")
-        self._take_network()
+        await self._take_network()
         await self.manager.restart_kernel(now=True)
         self._remember_pgid()
         await self._wait_ready()

@@ -173,6 +173,8 @@ class CpuDemoter:
                 ):
                     continue
                 self._long.add(run.id)
+            if (cgroup := self._cpu_cgroup_of(run)) is not None:
+                self._cgroups[pid] = cgroup
             name = self._owner_of(run.sandbox_id)
             count = long_by_name.get(name, 0)
             long_by_name[name] = count + 1
@@ -199,14 +201,16 @@ class CpuDemoter:
         _set_idle_policy(pid, idle=nice > 0)
 
     def _pid_of(self, run: RunState) -> int | None:
+        """The pid of the kernel running ``run`` (None once its context is gone)."""
         sandbox = self._service.sandboxes.get(run.sandbox_id)
         context = sandbox.contexts.get(run.context_id) if sandbox else None
-        pid = context.kernel.pid if context is not None else None
-        jail = sandbox.jail if sandbox is not None else None
-        cgroup = jail.cgroup if jail is not None else None
-        if pid is not None and cgroup is not None and "cpu" in cgroup.directories:
-            self._cgroups[pid] = cgroup
-        return pid
+        return context.kernel.pid if context is not None else None
+
+    def _cpu_cgroup_of(self, run: RunState) -> SandboxCgroup | None:
+        """The ``cpu`` cgroup of the sandbox of ``run``, where it has one."""
+        sandbox = self._service.sandboxes.get(run.sandbox_id)
+        cgroup = sandbox.jail.cgroup if sandbox is not None and sandbox.jail else None
+        return cgroup if cgroup is not None and "cpu" in cgroup.directories else None
 
 
 def _weight(nice: int) -> int:
