@@ -10,8 +10,10 @@ per hierarchy, below the server's own cgroup::
 with ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes``, so swap is no way
 around it) at the sandbox's memory, ``pids.max`` at its processes and, with ``cpu``, a
 CFS quota of ``vcpus`` CPUs; ``cpuacct``, where there, counts its CPU time (the
-teacher's dashboard shows it). A kernel's processes are moved in as soon as it has
-started, before any code of the sandbox runs; whatever they start is born inside.
+teacher's dashboard shows it). A kernel starts inside them (`SandboxCgroup.joining`),
+so its memory is charged to its sandbox from the first page; what it has started by
+the time it is ready is moved in too, before any code of the sandbox runs, and
+whatever starts later is born inside.
 Deleting the sandbox kills what is left in it and removes the cgroup; a server that
 was killed outright leaves its tree behind, and the next one removes it.
 
@@ -25,8 +27,10 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -122,6 +126,18 @@ class SandboxCgroup:
         if (cpu := self.directories.get("cpu")) is not None:
             _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(vcpus * _CFS_PERIOD_US))
+
+    def joining(self, command: Sequence[str]) -> list[str]:
+        """``command``, started inside the sandbox's cgroups: a shell joins them and
+        execs it. Memory is charged to the cgroup it is allocated in, and moving a
+        started process does not move its charges (Linux has dropped that for cgroup
+        v1), so a kernel joined only after it started would leave its interpreter
+        charged to the server and its sandbox reading a few MB."""
+        targets = dict.fromkeys(
+            directory / "cgroup.procs" for directory in self.directories.values()
+        )
+        joins = " && ".join(f"echo $$ > {shlex.quote(str(target))}" for target in targets)
+        return ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *command]
 
     def adopt(self, pid: int) -> None:
         """Move process ``pid`` and all its descendants into the sandbox's cgroups."""

@@ -381,7 +381,8 @@ class Confinement:
                 "--no-new-privs",
                 "--",
             ]
-        return [*command, *argv]
+        command = [*command, *argv]
+        return jail.cgroup.joining(command) if jail.cgroup is not None else command
 
 
 def _namespaces(confinement: Confinement, jail: Jail) -> list[str]:

@@ -4,8 +4,9 @@ Where the isolation layer keeps each sandbox in cgroup v1 hierarchies of its own
 (`sandbox_magic.server.cgroups`), the sandbox's ``cpuacct.usage`` and
 ``memory.usage_in_bytes`` count everything it started (`UsageSampler.read_sandbox`).
 Where a kernel has a cgroup v2 directory of its own, its ``cpu.stat`` and
-``memory.current`` do. Otherwise the kernel process's own ``/proc/<pid>/stat`` and
-``statm`` are read. CPU is turned into a percentage of one core between two samples.
+``memory.current`` do. Otherwise ``/proc/<pid>/stat`` and ``statm`` of the kernel
+process and everything below it are read (resident memory, so pages shared between
+them count for each). CPU is turned into a percentage of one core between two samples.
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def _proc_reading(pid: int) -> tuple[float, float] | None:
     return cpu, float(rss_pages * _PAGE)
 
 
+def _tree_reading(pid: int) -> tuple[float, float] | None:
+    """`_proc_reading` summed over the process and everything below it: a confined
+    kernel's pid is its bwrap wrapper, the Python and what the code started are below."""
+    readings = [_proc_reading(member) for member in process_tree(pid)]
+    if readings[0] is None:
+        return None
+    found = [reading for reading in readings if reading is not None]
+    return sum(cpu for cpu, _ in found), sum(memory for _, memory in found)
+
+
 def process_tree(pid: int) -> list[int]:
     """The process and its descendants (from ``/proc/<pid>/task/*/children``)."""
     found: list[int] = []
@@ -88,10 +99,8 @@ def process_tree(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) used so far by the process and everything below it."""
-    readings = [_proc_reading(member) for member in process_tree(pid)]
-    if readings[0] is None:
-        return None
-    return sum(reading[0] for reading in readings if reading is not None)
+    reading = _tree_reading(pid)
+    return None if reading is None else reading[0]
 
 
 class UsageSampler:
@@ -128,7 +137,7 @@ class UsageSampler:
             reading = _cgroup_reading(group)
             source = "cgroup"
         if reading is None:
-            reading, source = _proc_reading(pid), "proc"
+            reading, source = _tree_reading(pid), "proc"
         if reading is None:
             return ProcessUsage(None, None, source)
         cpu_seconds, memory = reading
