@@ -5,12 +5,21 @@ from __future__ import annotations
 import ast
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from sandbox_magic.server.classroom.fairness import KEEP_DEMOTED, FairGate
+from sandbox_magic.server.classroom.fairness import (
+    DEMOTE_AFTER,
+    KEEP_DEMOTED,
+    CpuDemoter,
+    FairGate,
+)
+from sandbox_magic.server.classroom.usage import cpu_seconds
 
 
 @pytest.mark.anyio
@@ -168,3 +177,48 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
     # the context keeps working, at normal priority
     assert looper.run(loop_sb, loop_ctx, "2 + 2")["status"] == "succeeded"
     sleeper.http.post(f"/v1/sandboxes/{sleep_sb}/code/runs/{nap['id']}/cancel")
+
+
+class _Context:
+    def __init__(self, pid: int) -> None:
+        self.kernel = SimpleNamespace(pid=pid)
+
+
+def test_a_lone_users_loop_keeps_its_priority_until_someone_else_runs_something(
+    wait_until,
+) -> None:
+    """One user (the embedded server) has nobody to be fair to: a long run is left alone.
+
+    A real busy process stands for the kernel; the service is reduced to what the
+    demoter reads (its runs and sandboxes).
+    """
+    loop = subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
+    try:
+        mine = SimpleNamespace(contexts={"ctx": _Context(loop.pid)}, jail=None, last_active=0.0)
+        run = SimpleNamespace(
+            id="run_1", sandbox_id="sb_mine", context_id="ctx", status="running", started_at="t"
+        )
+        service = SimpleNamespace(runs={"run_1": run}, sandboxes={"sb_mine": mine})
+        owners = {"sb_mine": "ada", "sb_other": "bo"}
+        demoter = CpuDemoter(service, owners.__getitem__)  # type: ignore[arg-type]
+        mine.last_active = time.monotonic()
+
+        start = cpu_seconds(loop.pid) or 0.0
+
+        def well_past_the_threshold() -> bool:  # looked at all along, as the server does
+            demoter.check()
+            return (cpu_seconds(loop.pid) or 0.0) - start > 4 * DEMOTE_AFTER
+
+        wait_until(well_past_the_threshold, timeout=30, what="the loop to use CPU")
+        demoter.check()
+        assert os.getpriority(os.PRIO_PROCESS, loop.pid) == 0
+        assert _policies(loop.pid) == {os.SCHED_OTHER}
+
+        other = SimpleNamespace(contexts={}, jail=None, last_active=time.monotonic())
+        service.sandboxes["sb_other"] = other  # bo just ran a cell
+        demoter.check()
+        assert os.getpriority(os.PRIO_PROCESS, loop.pid) == 16
+        assert _policies(loop.pid) == {os.SCHED_IDLE}
+    finally:
+        loop.kill()
+        loop.wait()

@@ -5,9 +5,10 @@ out together) one name at a time, in turn, so a student starting ten contexts wa
 behind the others' first ones rather than in front of them.
 
 `CpuDemoter` watches running runs: one that has used `DEMOTE_AFTER` seconds of CPU is
-a CPU loop as far as the class is concerned (a sleeping run is not), and it gets a
-lower CPU priority (nice 16, plus 1 per further long run of the same name, up to 19),
-so trivial cells of everybody else keep getting the CPU at once. Where the sandbox has
+a CPU loop as far as the class is concerned (a sleeping run is not). If another name
+has run something within `SHARED_WINDOW` seconds (a lone user is left alone), it gets
+a lower CPU priority (nice 16, plus 1 per further long run of the same name, up to
+19), so trivial cells of everybody else keep getting the CPU at once. Where the sandbox has
 a ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
 (the weight nice would give): between cgroups the scheduler weighs groups, not the
 nice of the processes inside. Otherwise the kernel's processes are reniced, and so is
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from sandbox_magic.server.runs import RunState
     from sandbox_magic.server.service import SandboxService
 
-__all__ = ["DEMOTE_AFTER", "KEEP_DEMOTED", "CpuDemoter", "FairGate"]
+__all__ = ["DEMOTE_AFTER", "KEEP_DEMOTED", "SHARED_WINDOW", "CpuDemoter", "FairGate"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ DEMOTE_AFTER: Final = 0.25
 #: Seconds a kernel stays demoted after its long run ended: a loop run again at once
 #: starts behind the others instead of at full priority until it is caught again.
 KEEP_DEMOTED: Final = 5.0
+#: Seconds since another name's last run within which a CPU loop yields to it. With
+#: nobody else about (one user, the embedded server) a loop keeps its full priority.
+SHARED_WINDOW: Final = 60.0
 _BASE_NICE: Final = 16
 _STEP_NICE: Final = 1
 _CHECK_EVERY: Final = 0.2
@@ -159,6 +163,7 @@ class CpuDemoter:
         moment = time.monotonic()
         long_by_name: dict[str, int] = {}
         wanted: dict[int, int] = {}
+        active = self._active_names(moment - SHARED_WINDOW)
         for run in sorted(running, key=lambda r: r.started_at or ""):
             if moment - self._first_seen.setdefault(run.id, moment) < _CHECK_EVERY:
                 continue  # most cells end before this: read nothing for them
@@ -173,9 +178,11 @@ class CpuDemoter:
                 ):
                     continue
                 self._long.add(run.id)
+            name = self._owner_of(run.sandbox_id)
+            if not active - {name}:
+                continue  # nobody else to be fair to
             if (cgroup := self._cpu_cgroup_of(run)) is not None:
                 self._cgroups[pid] = cgroup
-            name = self._owner_of(run.sandbox_id)
             count = long_by_name.get(name, 0)
             long_by_name[name] = count + 1
             wanted[pid] = min(19, _BASE_NICE + _STEP_NICE * count)
@@ -199,6 +206,14 @@ class CpuDemoter:
         else:
             _renice(pid, nice)
         _set_idle_policy(pid, idle=nice > 0)
+
+    def _active_names(self, since: float) -> set[str]:
+        """The names whose sandboxes ran something since ``since`` (``time.monotonic``)."""
+        return {
+            self._owner_of(sandbox_id)
+            for sandbox_id, sandbox in self._service.sandboxes.items()
+            if sandbox.last_active >= since
+        }
 
     def _pid_of(self, run: RunState) -> int | None:
         """The pid of the kernel running ``run`` (None once its context is gone)."""
