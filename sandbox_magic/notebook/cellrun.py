@@ -81,6 +81,10 @@ class CellRun:
         """The stop button was pressed while the run was being submitted."""
         return self._stop_requested
 
+    def request_stop(self) -> None:
+        """The stop button was pressed between the submit and `follow`: it cancels."""
+        self._stop_requested = True
+
     def hand_over(self) -> StatusView:
         """Give the status view to whoever follows the run from now on."""
         self._handed_over = True

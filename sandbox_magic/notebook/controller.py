@@ -190,17 +190,26 @@ class SandboxController:
                 )
             except RunsUnavailableError:
                 return self._run_streamed(None, code, options, settings, timeout)
-            for notice in session.take_notices():
-                if not cell.view.note(notice):  # above the status line, in its output
-                    cell.sink.notice(notice)
             if options.background and not cell.stop_requested:
+                self._notices(cell, session)
                 view = cell.hand_over()
                 self.background.start(session, run, view, options, cell.sink, settings.poll)
                 return None
-            cell.view.start(run, context=options.context)
+            try:
+                self._notices(cell, session)
+                cell.view.start(run, context=options.context)
+            except KeyboardInterrupt:  # a stop pressed just after the submit: still cancel
+                cell.request_stop()
             final = cell.follow(run)
             cell.finish(final)
             return self._finish_cell(cell, final, options, settings)
+
+    @staticmethod
+    def _notices(cell: CellRun, session: SandboxSession) -> None:
+        """Show what the session noticed while submitting (above the status line)."""
+        for notice in session.take_notices():
+            if not cell.view.note(notice):
+                cell.sink.notice(notice)
 
     def _run_streamed(
         self,
