@@ -45,10 +45,18 @@ class Found:
 
 def config_paths(env: Mapping[str, str] | None = None) -> tuple[Path, Path]:
     """The SDK's config files: the XDG one, then the older ``~/.nullspace`` one."""
-    env = os.environ if env is None else env
-    home = Path(env.get("HOME") or Path.home())
-    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    return xdg / "nullspace" / "config.json", home / ".nullspace" / "config.json"
+    xdg, legacy = _config_files(os.environ if env is None else env)
+    return Path(xdg), Path(legacy)
+
+
+def _config_files(env: Mapping[str, str]) -> tuple[str, str]:
+    """`config_paths` as plain strings (asked before every cell: cheaper than pathlib)."""
+    home = env.get("HOME") or str(Path.home())
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return (
+        os.path.join(xdg, "nullspace", "config.json"),
+        os.path.join(home, ".nullspace", "config.json"),
+    )
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -163,14 +171,7 @@ def _first_cached(names: tuple[str, ...], fields: tuple[str, ...]) -> Found | No
     a variable, the working folder, or a file's size or time (a few ``stat`` calls
     instead of reading and parsing the files on every cell)."""
     env, cwd = os.environ, os.getcwd()
-    # Plain strings: this runs before every cell, and pathlib would cost more than it.
-    home = env.get("HOME") or str(Path.home())
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    files = (
-        os.path.join(cwd, ".env"),
-        os.path.join(xdg, "nullspace", "config.json"),
-        os.path.join(home, ".nullspace", "config.json"),
-    )
+    files = (os.path.join(cwd, ".env"), *_config_files(env))
     stamps: list[tuple[int, int] | None] = []
     for path in files:
         try:
