@@ -13,6 +13,7 @@ from sandbox_magic.client._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
     AsyncSandboxClient,
+    new_idempotency_key,
 )
 from sandbox_magic.client._cursor import Output, OutputCursor, StreamChunk, ordered_outputs
 from sandbox_magic.client._download import (
@@ -111,6 +112,7 @@ __all__ = [
     "api_error_for_status",
     "decode_base64",
     "follow_run",
+    "new_idempotency_key",
     "ordered_outputs",
     "parse_retry_after",
     "parse_timestamp",

@@ -21,7 +21,7 @@ from sandbox_magic.notebook.status import RunSummary, StatusView
 from sandbox_magic.render.display_ids import DisplayChanges
 from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.loop import IOLoopThread
-from sandbox_magic.session.sandbox_session import SandboxSession
+from sandbox_magic.session.sandbox_session import RunRequest, SandboxSession
 
 __all__ = ["CellRun", "FollowSettings"]
 
@@ -64,6 +64,8 @@ class CellRun:
         self.displays = DisplayChanges()
         self._handed_over = False
         self._stop_requested = False  # the stop button was pressed during the submit
+        #: The run as the server made it, as soon as it has (set from either thread).
+        self.created: Run | None = None
 
     def __enter__(self) -> CellRun:
         return self
@@ -81,10 +83,6 @@ class CellRun:
         """The stop button was pressed while the run was being submitted."""
         return self._stop_requested
 
-    def request_stop(self) -> None:
-        """The stop button was pressed between the submit and `follow`: it cancels."""
-        self._stop_requested = True
-
     def hand_over(self) -> StatusView:
         """Give the status view to whoever follows the run from now on."""
         self._handed_over = True
@@ -101,51 +99,71 @@ class CellRun:
             except concurrent.futures.TimeoutError:
                 self.view.tick()
 
-    def submit(self, submission: Coroutine[Any, Any, Run]) -> Run:
-        """Wait for the run to be created.
+    def submit(self, request: RunRequest) -> Run:
+        """Submit the cell's run; returns it as the server made it, or already ended.
 
-        On the stop button the run, once created, is still returned: `follow` then
-        cancels it and reports it cancelled, as for a stop pressed while it ran.
+        A server that can hold the answer sends a short run back whole. On the stop
+        button the run, once made, is still returned: `follow` then cancels it and
+        reports it cancelled, as for a stop pressed while it ran.
         """
-        future = self.io.submit(submission)
+        self.view.tick()  # a status line due at once shows while the submit is held
+        try:
+            quick = self.session.submit_now(request, on_created=self._made)
+        except KeyboardInterrupt:
+            if self.created is None:  # the same request again finds the run, if made
+                self._land(self.io.submit(self.session.submit(request, on_created=self._made)))
+            return self.stop_made_run()
+        if quick is not None:
+            return quick
+        future = self.io.submit(self.session.submit(request, on_created=self._made))
         try:
             return self._wait(future)
         except Exception:
             self.finish(None)  # no run: take the live "submitting" line away
             raise
         except KeyboardInterrupt:
-            # The submit may still land (a held submit answers within a second): wait
-            # for it, and have `follow` cancel that run as if stopped a moment later.
-            created: Run | None = None
-            with contextlib.suppress(Exception, KeyboardInterrupt):
-                created = future.result(_SUBMIT_LANDING)
-            if created is None:
-                self.finish(None)
-                raise
-            self._stop_requested = True
-            return created
+            self._land(future)
+            return self.stop_made_run()
+
+    def stop_made_run(self) -> Run:
+        """For a stop pressed around the submit: the run made, which `follow` will
+        cancel; re-raises ``KeyboardInterrupt`` when no run was made."""
+        if self.created is None:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        return self.created
+
+    def _made(self, run: Run) -> None:
+        if self.created is None:
+            self.created = run
+
+    @staticmethod
+    def _land(future: concurrent.futures.Future[Run]) -> None:
+        """Wait a while for a stopped cell's submit to land (a second stop gives up)."""
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            future.result(_SUBMIT_LANDING)
 
     def follow(self, run: Run) -> Run:
         """Render the run's outputs as they arrive; returns the final run record."""
-        if run.is_terminal:  # the submit's answer already holds the whole run
-            self._show(run)
-            return run
-        stop_requested, self._stop_requested = self._stop_requested, False
         # Snapshots from the poll, then None once it is over (so no tick is waited out).
         updates: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
-        poll = self.io.submit(
-            self.session.follow(run, policy=self.settings.poll, on_update=updates.put)
-        )
-        poll.add_done_callback(lambda _poll: updates.put(None))
+        poll: concurrent.futures.Future[Run] | None = None
         try:
-            # Inside the handler: the submit's answer may already carry output, and a
-            # stop pressed as soon as it shows must still cancel the run.
+            # All inside the handler: a stop pressed at any point from here on (even as
+            # the submit's first output shows) still cancels the run.
+            stop_requested, self._stop_requested = self._stop_requested, False
+            if run.is_terminal:  # the submit's answer already holds the whole run
+                self._show(run)
+                return run
+            poll = self._start_poll(run, updates)
             self._show(run)
             if stop_requested:
                 raise KeyboardInterrupt
             return self._drain(poll, updates)
         except KeyboardInterrupt:
-            return self._cancel(run, poll, updates)
+            if run.is_terminal:
+                raise  # nothing left to cancel
+            return self._cancel(run, poll or self._start_poll(run, updates), updates)
         except SandboxError as exc:
             self.finish(None)  # take the live line away: nothing follows it now
             if run.id in str(exc):
@@ -154,6 +172,15 @@ class CellRun:
                 f"Lost track of run {run.id}: {exc} "
                 f"`%sandbox attach {run.id}` follows it again once the server answers."
             ) from exc
+
+    def _start_poll(
+        self, run: Run, updates: queue.SimpleQueue[Run | None]
+    ) -> concurrent.futures.Future[Run]:
+        poll = self.io.submit(
+            self.session.follow(run, policy=self.settings.poll, on_update=updates.put)
+        )
+        poll.add_done_callback(lambda _poll: updates.put(None))
+        return poll
 
     def _drain(
         self, poll: concurrent.futures.Future[Run], updates: queue.SimpleQueue[Run | None]

@@ -41,7 +41,11 @@ from sandbox_magic.render.sink import OutputSink
 from sandbox_magic.session.blocking import BlockingSession
 from sandbox_magic.session.journal import Journal
 from sandbox_magic.session.loop import IOLoopThread
-from sandbox_magic.session.sandbox_session import RunsUnavailableError, SandboxSession
+from sandbox_magic.session.sandbox_session import (
+    RunRequest,
+    RunsUnavailableError,
+    SandboxSession,
+)
 from sandbox_magic.transfer import pull, push
 from sandbox_magic.transfer.files import FileChannel, pull_via_file, push_via_file
 
@@ -177,29 +181,29 @@ class SandboxController:
             timeout = options.timeout if options.timeout is not None else settings.default_timeout
             if session.streams:
                 return self._run_streamed(cell, code, options, settings, timeout)
+            request = RunRequest(
+                code,
+                context=options.context,
+                language=options.language,
+                sandbox=options.sandbox,
+                envs=options.envs or None,
+                run_timeout=timeout,
+            )
             try:
-                run = cell.submit(
-                    session.submit(
-                        code,
-                        context=options.context,
-                        language=options.language,
-                        sandbox=options.sandbox,
-                        envs=options.envs or None,
-                        run_timeout=timeout,
-                    )
-                )
+                run = cell.submit(request)
+                to_background = options.background and not cell.stop_requested
+                if not to_background:
+                    self._notices(cell, session)
+                    cell.view.start(run, context=options.context)
             except RunsUnavailableError:
                 return self._run_streamed(None, code, options, settings, timeout)
-            if options.background and not cell.stop_requested:
+            except KeyboardInterrupt:  # a stop landing around the submit: cancel its run
+                run, to_background = cell.stop_made_run(), False
+            if to_background:
                 self._notices(cell, session)
                 view = cell.hand_over()
                 self.background.start(session, run, view, options, cell.sink, settings.poll)
                 return None
-            try:
-                self._notices(cell, session)
-                cell.view.start(run, context=options.context)
-            except KeyboardInterrupt:  # a stop pressed just after the submit: still cancel
-                cell.request_stop()
             final = cell.follow(run)
             cell.finish(final)
             return self._finish_cell(cell, final, options, settings)

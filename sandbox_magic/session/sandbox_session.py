@@ -28,6 +28,7 @@ from sandbox_magic.client import (
     SandboxAPIError,
     SandboxError,
     follow_run,
+    new_idempotency_key,
     run_deadline,
 )
 from sandbox_magic.client._generation import ServerFacts, ServerFactsBook, runs_unavailable
@@ -38,6 +39,7 @@ from sandbox_magic.session.journal import Journal, JournalEntry
 __all__ = [
     "ConnectionSettings",
     "NoServerError",
+    "RunRequest",
     "RunsUnavailableError",
     "SandboxSession",
     "display_url",
@@ -84,6 +86,20 @@ class ContextKey:
 
     name: str
     language: str | None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run to submit, with the key that makes sending it twice create it once."""
+
+    code: str
+    context: str = DEFAULT_CONTEXT
+    language: str | None = None
+    #: A sandbox named by the user; None: the session's own.
+    sandbox: str | None = None
+    envs: dict[str, str] | None = field(default=None, repr=False)
+    run_timeout: int | None = None
+    idempotency_key: str = field(default_factory=new_idempotency_key)
 
 
 class RunsUnavailableError(SandboxError):
@@ -221,60 +237,51 @@ class SandboxSession:
 
     async def submit(
         self,
-        code: str,
+        request: RunRequest,
         *,
-        context: str = DEFAULT_CONTEXT,
-        language: str | None = None,
-        sandbox: str | None = None,
-        envs: dict[str, str] | None = None,
-        run_timeout: int | None = None,
         record: bool = True,
+        on_created: Callable[[Run], None] | None = None,
     ) -> Run:
         """Submit code as an async run; recreates a context the server has lost.
 
         ``record`` adds the run to the local journal (off for internal runs such as
-        data transfers).
+        data transfers). ``on_created`` is called once with the run as soon as the
+        server has made it (for a held answer, before the run settles).
         """
         client = await self.client()
         if client.facts.async_runs is False:
             raise RunsUnavailableError("This server has no async runs.")
-        sandbox_id = await self.ensure_sandbox(sandbox)
-        ctx = await self.ensure_context(sandbox_id, context, language)
+        sandbox_id = await self.ensure_sandbox(request.sandbox)
+        ctx = await self.ensure_context(sandbox_id, request.context, request.language)
         # A server that can watch runs holds the answer until a short run has ended.
         settle = SUBMIT_SETTLE if client.features.can_watch else None
-        recorded: set[str] = set()
-
-        def remember(run: Run) -> None:
-            """Journal the run once, as soon as it exists (while a held answer waits)."""
-            if record and run.id not in recorded:
-                recorded.add(run.id)
-                self._record(run, context, code)
-
+        created = self._on_created(request, record, on_created)
         try:
             run = await client.create_run(
                 sandbox_id,
-                code=code,
+                code=request.code,
                 context_id=ctx.id,
-                envs=envs,
-                timeout=run_timeout,
+                envs=request.envs,
+                timeout=request.run_timeout,
+                idempotency_key=request.idempotency_key,
                 settle=settle,
-                on_created=remember,
+                on_created=created,
             )
         except NotFoundError:
-            sandbox_id = await self._recover_lost(client, sandbox_id, sandbox)
-            ctx = await self.ensure_context(sandbox_id, context, language)
+            sandbox_id = await self._recover_lost(client, sandbox_id, request.sandbox)
+            ctx = await self.ensure_context(sandbox_id, request.context, request.language)
             self.notices.append(
-                f"Context {context!r} no longer existed on the server; started a fresh "
-                "one (variables from earlier cells are gone)."
+                f"Context {request.context!r} no longer existed on the server; started a "
+                "fresh one (variables from earlier cells are gone)."
             )
-            run = await client.create_run(
+            run = await client.create_run(  # a new context: a new request, a new key
                 sandbox_id,
-                code=code,
+                code=request.code,
                 context_id=ctx.id,
-                envs=envs,
-                timeout=run_timeout,
+                envs=request.envs,
+                timeout=request.run_timeout,
                 settle=settle,
-                on_created=remember,
+                on_created=created,
             )
         except SandboxAPIError as exc:
             if not runs_unavailable(exc):
@@ -284,8 +291,53 @@ class SandboxSession:
                 f"This server has no async runs ({exc.message}); cells are streamed."
             ) from exc
         client.facts.async_runs = True
-        remember(run)  # no-op once journalled
+        created(run)  # no-op once called
         return run
+
+    def submit_now(
+        self, request: RunRequest, on_created: Callable[[Run], None] | None = None
+    ) -> Run | None:
+        """`submit` from the calling thread, skipping the I/O loop, when it can be.
+
+        That is when the server is known to hold a submit's answer and the sandbox and
+        context are already made: a short run then comes back whole a few
+        milliseconds sooner. None means "not this way": `submit` the same request
+        (its idempotency key finds the run if this one made it).
+        """
+        client = self._client
+        if client is None or client.facts.async_runs is not True or not client.features.can_watch:
+            return None
+        sandbox_id = request.sandbox or self.sandbox_id
+        ctx = self._contexts.get((sandbox_id or "", ContextKey(request.context, request.language)))
+        if sandbox_id is None or ctx is None:
+            return None
+        return client.create_run_now(
+            sandbox_id,
+            code=request.code,
+            context_id=ctx.id,
+            idempotency_key=request.idempotency_key,
+            settle=SUBMIT_SETTLE,
+            envs=request.envs,
+            timeout=request.run_timeout,
+            on_created=self._on_created(request, True, on_created),
+        )
+
+    def _on_created(
+        self, request: RunRequest, record: bool, then: Callable[[Run], None] | None
+    ) -> Callable[[Run], None]:
+        """A callback that journals a new run once and passes it on."""
+        seen: set[str] = set()
+
+        def created(run: Run) -> None:
+            if run.id in seen:
+                return
+            seen.add(run.id)
+            if record:
+                self._record(run, request.context, request.code)
+            if then is not None:
+                then(run)
+
+        return created
 
     async def prepare_stream(
         self,
@@ -338,15 +390,11 @@ class SandboxSession:
 
         On a server without async runs the code is streamed instead.
         """
+        request = RunRequest(
+            code, context=context, language=language, sandbox=sandbox, run_timeout=run_timeout
+        )
         try:
-            run = await self.submit(
-                code,
-                context=context,
-                language=language,
-                sandbox=sandbox,
-                run_timeout=run_timeout,
-                record=False,
-            )
+            run = await self.submit(request, record=False)
         except RunsUnavailableError:
             from sandbox_magic.session.streaming import stream_to_end
 

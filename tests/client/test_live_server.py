@@ -197,3 +197,33 @@ async def test_trivial_run_costs_little_beyond_server_time(
     median = overheads[len(overheads) // 2]
     print(f"trivial run: client overhead beyond server time, median {median * 1000:.0f} ms")
     assert median < 0.15
+
+
+async def test_a_held_submit_from_the_calling_thread_brings_a_short_run_back_whole(
+    client: AsyncSandboxClient, sandbox: tuple[str, str]
+) -> None:
+    sandbox_id, context_id = sandbox
+    await run_to_end(client, sandbox_id, context_id, "pass")  # the server's features known
+    key = str(uuid.uuid4())
+    made: list[Run] = []
+    run = await asyncio.to_thread(
+        lambda: client.create_run_now(
+            sandbox_id,
+            code="1 + 1",
+            context_id=context_id,
+            idempotency_key=key,
+            settle=5.0,
+            on_created=made.append,
+        )
+    )
+    assert run is not None
+    assert run.is_terminal
+    assert run.status == "succeeded"
+    assert run.execution.main_result is not None
+    assert run.execution.main_result.text == "2"
+    assert [m.id for m in made] == [run.id]  # told once, as soon as the run was made
+    # What a caller does when the quick path gives up: the same key finds the same run.
+    again = await client.create_run(
+        sandbox_id, code="1 + 1", context_id=context_id, idempotency_key=key
+    )
+    assert again.id == run.id
