@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,23 @@ def summarize(values: Iterable[float]) -> dict[str, float | int]:
         "max": ordered[-1],
         "mean": statistics.fmean(ordered),
     }
+
+
+def take_turns(
+    methods: dict[str, Callable[[], float]], rounds: int, *, seed: int = 16
+) -> dict[str, list[float]]:
+    """Each method once per round, in an order shuffled each round (fixed ``seed``).
+
+    Taking turns spreads a slow patch of the machine over all methods; shuffling keeps
+    a method from always following the same neighbour and inheriting its effect on the
+    machine (a busy poll just before leaves the CPUs awake for the next one).
+    """
+    order = random.Random(seed)
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name in order.sample(list(methods), len(methods)):
+            times[name].append(methods[name]())
+    return times
 
 
 def ms(seconds: Iterable[float]) -> list[float]:

@@ -13,7 +13,8 @@ Per variant it measures:
 1. **Trivial cell** (``1+1``): ``%%sandbox`` (status view on and ``--quiet``), the floor
    (raw HTTP, submit then poll every 2 ms), the service SDK's streaming ``run_code``,
    a bare ``jupyter_client`` execute round trip on an idle kernel, and the server-side
-   duration of the magic's runs (``completed_at - created_at``). Methods take turns.
+   duration of the magic's runs (``completed_at - created_at``). Methods take turns,
+   in an order shuffled each round.
 2. **Streaming run**: a run printing a line (its own ``time.time()``) every second for
    ``--stream-seconds``; requests counted at a proxy, and for each line the delay from
    its print in the sandbox to the cell writing it (same machine, same clock).
@@ -46,7 +47,7 @@ if __package__ in (None, ""):  # run as a script by the parent: make `benchmarks
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.blocks import put_block
-from benchmarks.common import REPO_ROOT, machine_facts, summarize
+from benchmarks.common import REPO_ROOT, machine_facts, ms, summarize, take_turns
 
 __all__ = ["VARIANTS", "main", "render"]
 
@@ -129,10 +130,7 @@ def _trivial(server: Any, magic: Any, rounds: int, warmup: int) -> dict[str, Any
             for _ in range(warmup):
                 for method in methods.values():
                     method()
-            times: dict[str, list[float]] = {name: [] for name in methods}
-            for _ in range(rounds):
-                for name, method in methods.items():
-                    times[name].append(method() * 1000)
+            times = {name: ms(values) for name, values in take_turns(methods, rounds).items()}
             server_ms = [s * 1000 for s in _server_durations(http, magic.sandbox_id(), 2 * rounds)]
         finally:
             sdk.close()
@@ -487,22 +485,26 @@ _NOTES = """
   instead of base64 inside code the kernel has to parse; the sha256 is checked on
   the receiving side as before. What is left is encoding, hashing and HTTP, all CPU
   bound.
-- **Trivial cell against the SDK (missed).** CPU per cell, measured in one process
-  per way of running: the client side of `%%sandbox` uses 7-8 ms, the SDK's
-  `run_code` 2-2.5 ms; the server and the kernel cost the same for both. The
-  difference is IPython's own cell machinery (about 1 ms: the cell-magic transform,
-  the display hook), the magic's settings, status line and rendering (about 1.5 ms),
-  and the asynchronous HTTP stack on the private I/O loop with its two thread hops
-  (httpx over anyio, about 2 ms more than the SDK's synchronous request). Taken off
-  the path: httpcore's failed `import sniffio` on every request (about 1 ms; sniffio
-  is now a dependency), the credential lookup before each cell (now remembered until
-  a variable or file changes), and the journal write (now made while the held submit
-  waits, and no longer a read of the whole journal). A cell went from 22.5 to 19.6 ms,
-  but the SDK's fell as well (14.6 to 12.9 ms) because the kernel itself got cheaper
-  (history kept in memory), so the ratio stayed at about 1.5x.
+- **Trivial cell against the SDK.** The cell's own client work was the gap. CPU per
+  cell in one process per way of running: the client side of `%%sandbox` used 7-8 ms,
+  the SDK's `run_code` 2-2.5 ms, the server and the kernel the same for both; 5 ms of
+  the 7-8 were the private I/O loop's thread for one held submit (asyncio, anyio,
+  two thread hops). Once the server, sandbox and context are known, a blocking cell
+  now sends its held submit from its own thread with a synchronous httpx client (the
+  loop keeps everything else: the first cell, background runs, following long runs,
+  and any answer that is not a clean held one, sent again under the same idempotency
+  key). Also off the path: httpcore's failed `import sniffio` on every request
+  (sniffio is now a dependency), the settings snapshot and credential lookup (made
+  again only when something changed), and the journal write (one `write` after the
+  answer instead of during the kernel's turn, 0.13 to 0.04 ms). On the server, the
+  code goes to the kernel before the run's "running" record and the idempotency
+  key are stored. The methods now take turns in a shuffled order: in a fixed order
+  the SDK always followed the 2 ms poll, which left the CPUs awake for it (its median
+  was 1 ms lower in that seat).
 - **Server.** The kernel's channels are read by two asyncio tasks on zmq sockets (no
   polling) and small working directories are snapshotted inline (no executor hop);
-  the store write when a run starts stays, because listings by status read the store.
+  the store write when a run starts stays (listings by status read the store), now
+  just after the code is sent.
 """
 
 

@@ -1,8 +1,8 @@
 """Case 1: a trivial cell (``1+1``), each way of running it, side by side.
 
-The methods take turns within each round, so a slow patch of the machine hits all of
-them alike. The SDK's ``wait_for_run`` costs about a second per run, so it gets its own
-(possibly smaller) count.
+The methods take turns within each round (`take_turns`), so a slow patch of the
+machine hits all of them alike. The SDK's ``wait_for_run`` costs about a second per
+run, so it gets its own (possibly smaller) count.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import Settings, ms, summarize
+from benchmarks.common import Settings, ms, summarize, take_turns
 from benchmarks.drivers import (
     MagicDriver,
     SdkDriver,
@@ -60,10 +60,7 @@ def run_trivial(server: LocalServer, magic: MagicDriver, settings: Settings) -> 
             sdk.create_and_wait(CODE, sdk_context)
         server_floor.clear()
 
-        times: dict[str, list[float]] = {name: [] for name in methods}
-        for _ in range(settings.trivial_runs):
-            for name, method in methods.items():
-                times[name].append(method())
+        times = take_turns(methods, settings.trivial_runs)
         times["sdk_wait_for_run"] = [
             sdk.create_and_wait(CODE, sdk_context)[0] for _ in range(settings.sdk_wait_runs)
         ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import All, Bool, Enum, Float, Int, List, Unicode, default, observe
 
 from sandbox_magic.notebook.commands import SUBCOMMANDS, CommandContext, summary
 from sandbox_magic.notebook.options import parse_run_options
@@ -145,6 +145,12 @@ class SandboxMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._controller: SandboxController | None = None
         self._controller_lock = threading.Lock()
+        # The last snapshot, with the URL and key found outside the traits for it.
+        self._snapshot: tuple[object, NotebookSettings] | None = None
+
+    @observe(All)
+    def _forget_snapshot(self, _change: object) -> None:
+        self._snapshot = None
 
     @property
     def controller(self) -> SandboxController:
@@ -163,7 +169,16 @@ class SandboxMagics(Magics):
         return self._controller is not None
 
     def settings(self) -> NotebookSettings:
-        """The current configuration as one immutable snapshot."""
+        """The current configuration as one immutable snapshot (made again only once a
+        setting, or the URL or key found in the environment or files, has changed)."""
+        found = (find_api_url(), find_api_key())
+        if self._snapshot is not None and self._snapshot[0] == found:
+            return self._snapshot[1]
+        snapshot = self._take_snapshot()
+        self._snapshot = (found, snapshot)
+        return snapshot
+
+    def _take_snapshot(self) -> NotebookSettings:
         from sandbox_magic.client import PollPolicy
         from sandbox_magic.notebook.settings import NotebookSettings
         from sandbox_magic.session.sandbox_session import ConnectionSettings

@@ -72,6 +72,15 @@ class _Pending:
     seen_iopub: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True)
+class SentExecution:
+    """An execute request on its way to the kernel (see `Kernel.send_execute`)."""
+
+    msg_id: str
+    pending: _Pending
+    silent: bool
+
+
 class Kernel:
     """One running kernel and the channels to talk to it."""
 
@@ -409,7 +418,21 @@ class Kernel:
         have arrived, so every output has been handed to ``hook``. Raises
         `KernelDiedError` if the kernel exits or is restarted meanwhile.
         """
-        loop = asyncio.get_running_loop()
+        sent = self.send_execute(
+            code, hook=hook, silent=silent, user_expressions=user_expressions, started=started
+        )
+        return await self.finish_execute(sent)
+
+    def send_execute(
+        self,
+        code: str,
+        *,
+        hook: MessageHook | None = None,
+        silent: bool = False,
+        user_expressions: Mapping[str, str] | None = None,
+        started: asyncio.Event | None = None,
+    ) -> SentExecution:
+        """The first half of `execute`: the request goes to the kernel now."""
         msg_id: str = self._client.execute(
             code,
             silent=silent,
@@ -418,10 +441,20 @@ class Kernel:
             allow_stdin=False,
             stop_on_error=False,
         )
-        pending = _Pending(hook=hook, reply=loop.create_future(), started=started)
+        reply = asyncio.get_running_loop().create_future()
+        pending = _Pending(hook=hook, reply=reply, started=started)
         self._pending[msg_id] = pending
+        return SentExecution(msg_id, pending, silent)
+
+    def forget(self, sent: SentExecution) -> None:
+        """Stop routing messages of a sent request (`finish_execute` does it itself)."""
+        self._pending.pop(sent.msg_id, None)
+
+    async def finish_execute(self, sent: SentExecution) -> dict[str, Any]:
+        """The second half of `execute`: wait for the reply (and the ``idle``)."""
+        pending = sent.pending
         try:
-            if silent:
+            if sent.silent:
                 reply: dict[str, Any] = await self._await_alive(pending.reply)
                 return reply
             idle = asyncio.ensure_future(pending.idle.wait())
@@ -443,7 +476,7 @@ class Kernel:
             finally:
                 idle.cancel()
         finally:
-            self._pending.pop(msg_id, None)
+            self._pending.pop(sent.msg_id, None)
 
     async def _round_trip(self) -> None:
         """Ask for kernel_info and wait for its ``idle``: IOPub output sent before it is in.

@@ -266,7 +266,6 @@ class ContextRuntime:
         async with self._kernel_lock:  # wait for a restart in progress, if any
             pass
         run.status, run.started_at = "running", now_iso()
-        self._store.put_run(run.to_json())  # listings by status read the store
         run.touch()
         before = await self._snapshot()
         run.recorder.on_display = lambda result, index: self._display_artifact(run, result, index)
@@ -292,9 +291,10 @@ class ContextRuntime:
 
     async def _run_code(self, run: RunState) -> tuple[Outcome, bool]:
         """Execute, watching the timeout and stop signal; ``(outcome, restarted)``."""
-        execution = asyncio.create_task(
-            self.kernel.execute(run.code, hook=run.recorder.hook, started=run.executing)
-        )
+        sent = self.kernel.send_execute(run.code, hook=run.recorder.hook, started=run.executing)
+        # Stored once the code is on its way (listings by status read the store).
+        self._store.put_run(run.to_json())
+        execution = asyncio.create_task(self.kernel.finish_execute(sent))
         stopper = asyncio.create_task(run.stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -318,6 +318,7 @@ class ContextRuntime:
                 execution.cancel()
             with contextlib.suppress(BaseException):
                 await execution
+            self.kernel.forget(sent)
 
     async def _outcome_of(
         self, run: RunState, execution: asyncio.Task[dict[str, Any]]

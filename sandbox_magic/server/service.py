@@ -256,19 +256,27 @@ class SandboxService:
         pending = self._inflight.get((scope, key))
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
         self._inflight[(scope, key)] = future
         try:
             object_id = await create()
         except BaseException as error:
+            self._inflight.pop((scope, key), None)
             future.set_exception(error)
             future.exception()  # retrieved: waiters re-raise it, nobody else needs to
             raise
+        future.set_result(object_id)
+        # Stored on the loop's next turn, after whatever the creation woke (a new run's
+        # code goes to its kernel first); until then `_inflight` answers for the key.
+        loop.call_soon(self._remember_idempotent, scope, key, fingerprint, object_id)
+        return object_id
+
+    def _remember_idempotent(self, scope: str, key: str, fingerprint: str, object_id: str) -> None:
+        try:
+            self.store.remember_idempotent(scope, key, fingerprint, object_id)
         finally:
             self._inflight.pop((scope, key), None)
-        self.store.remember_idempotent(scope, key, fingerprint, object_id)
-        future.set_result(object_id)
-        return object_id
 
     # -- sandboxes -------------------------------------------------------------------
 

@@ -71,17 +71,27 @@ class Journal:
 
     def record(self, entry: JournalEntry) -> None:
         """Append an entry; never fails the cell if the disk refuses."""
+        # One write of the whole line: appends from other processes never interleave.
+        line = (json.dumps(asdict(entry)) + "\n").encode("utf-8")
         with self._lock, contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(asdict(entry)) + "\n")
-                handle.flush()
-                size = os.fstat(handle.fileno()).st_size
+            fd = self._open_for_append()
+            try:
+                os.write(fd, line)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
             # Reading the whole file on every cell would cost more as it grows: look
             # again only after some more bytes (other processes append too).
             if size >= self._check_at:
                 self._check_at = self._trim() + _RECHECK_BYTES_PER_ENTRY * self.max_entries
+
+    def _open_for_append(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            return os.open(self.path, flags, 0o600)
+        except FileNotFoundError:  # the first entry: make the folder
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, flags, 0o600)
 
     def _trim(self) -> int:
         """Keep the newest ``max_entries`` once there are twice as many; the size left."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,12 @@ def display_url(url: str) -> str:
     return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else url
 
 
+@functools.lru_cache(maxsize=8)
+def _shown_url(url: str) -> str:
+    """`display_url`, remembered: a session shows its URL on every run."""
+    return display_url(url)
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Where and how to connect; the key is kept out of the repr."""
@@ -100,6 +107,24 @@ class RunRequest:
     envs: dict[str, str] | None = field(default=None, repr=False)
     run_timeout: int | None = None
     idempotency_key: str = field(default_factory=new_idempotency_key)
+
+
+class _MadeRun:
+    """Catches the run a submit made, passing it on at once.
+
+    The journal is written only once the submit has answered: on a small machine,
+    writing it while the kernel runs the code delays that code.
+    """
+
+    def __init__(self, then: Callable[[Run], None] | None) -> None:
+        self.run: Run | None = None
+        self._then = then
+
+    def __call__(self, run: Run) -> None:
+        if self.run is None:
+            self.run = run
+            if self._then is not None:
+                self._then(run)
 
 
 class RunsUnavailableError(SandboxError):
@@ -144,7 +169,7 @@ class SandboxSession:
     @property
     def url(self) -> str | None:
         """The server's URL (without credentials), once connected."""
-        return display_url(self._url) if self._url else None
+        return _shown_url(self._url) if self._url else None
 
     @property
     def is_embedded(self) -> bool:
@@ -255,17 +280,34 @@ class SandboxSession:
         ctx = await self.ensure_context(sandbox_id, request.context, request.language)
         # A server that can watch runs holds the answer until a short run has ended.
         settle = SUBMIT_SETTLE if client.features.can_watch else None
-        created = self._on_created(request, record, on_created)
+        made = _MadeRun(on_created)
+        try:
+            run = await self._create(client, sandbox_id, ctx.id, request, settle, made)
+        finally:
+            if record and made.run is not None:
+                self._record(made.run, request.context, request.code)
+        client.facts.async_runs = True
+        return run
+
+    async def _create(
+        self,
+        client: AsyncSandboxClient,
+        sandbox_id: str,
+        context_id: str,
+        request: RunRequest,
+        settle: float | None,
+        made: _MadeRun,
+    ) -> Run:
         try:
             run = await client.create_run(
                 sandbox_id,
                 code=request.code,
-                context_id=ctx.id,
+                context_id=context_id,
                 envs=request.envs,
                 timeout=request.run_timeout,
                 idempotency_key=request.idempotency_key,
                 settle=settle,
-                on_created=created,
+                on_created=made,
             )
         except NotFoundError:
             sandbox_id = await self._recover_lost(client, sandbox_id, request.sandbox)
@@ -281,7 +323,7 @@ class SandboxSession:
                 envs=request.envs,
                 timeout=request.run_timeout,
                 settle=settle,
-                on_created=created,
+                on_created=made,
             )
         except SandboxAPIError as exc:
             if not runs_unavailable(exc):
@@ -290,8 +332,6 @@ class SandboxSession:
             raise RunsUnavailableError(
                 f"This server has no async runs ({exc.message}); cells are streamed."
             ) from exc
-        client.facts.async_runs = True
-        created(run)  # no-op once called
         return run
 
     def submit_now(
@@ -311,33 +351,21 @@ class SandboxSession:
         ctx = self._contexts.get((sandbox_id or "", ContextKey(request.context, request.language)))
         if sandbox_id is None or ctx is None:
             return None
-        return client.create_run_now(
-            sandbox_id,
-            code=request.code,
-            context_id=ctx.id,
-            idempotency_key=request.idempotency_key,
-            settle=SUBMIT_SETTLE,
-            envs=request.envs,
-            timeout=request.run_timeout,
-            on_created=self._on_created(request, True, on_created),
-        )
-
-    def _on_created(
-        self, request: RunRequest, record: bool, then: Callable[[Run], None] | None
-    ) -> Callable[[Run], None]:
-        """A callback that journals a new run once and passes it on."""
-        seen: set[str] = set()
-
-        def created(run: Run) -> None:
-            if run.id in seen:
-                return
-            seen.add(run.id)
-            if record:
-                self._record(run, request.context, request.code)
-            if then is not None:
-                then(run)
-
-        return created
+        made = _MadeRun(on_created)
+        try:
+            return client.create_run_now(
+                sandbox_id,
+                code=request.code,
+                context_id=ctx.id,
+                idempotency_key=request.idempotency_key,
+                settle=SUBMIT_SETTLE,
+                envs=request.envs,
+                timeout=request.run_timeout,
+                on_created=made,
+            )
+        finally:
+            if made.run is not None:
+                self._record(made.run, request.context, request.code)
 
     async def prepare_stream(
         self,
@@ -428,7 +456,7 @@ class SandboxSession:
                 run_id=run.id,
                 sandbox_id=run.sandbox_id or self.sandbox_id or "",
                 context=context,
-                url=display_url(self._url),
+                url=self.url or "",
                 code_head=head[:200],
                 submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 embedded_state_dir=str(state_dir) if state_dir else None,
