@@ -37,10 +37,14 @@ def test_quick_classroom_run(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(json_path.read_text())
     report = results["runs"][0]["report"]
-    for case in ("alone", "human", "back_to_back", "cpu_loops"):
+    for case in ("alone", "alone_paced", "human", "back_to_back", "cpu_loops"):
         assert report[case]["n"] > 0
         assert 0 < report[case]["median"] <= report[case]["p95"]
     assert set(report["ratios"]) == set(TARGETS)
+    paced = report["ratios"]["human"]
+    assert paced["reference"] == "alone_paced"
+    expected = report["human"]["p95"] / report["alone_paced"]["median"]
+    assert paced["p95_over_reference_median"] == round(expected, 2)
     assert report["contexts_at_once"]["failed"] == 0
     assert report["memory"]["kernels"] >= report["students"]
     text = markdown_path.read_text()
