@@ -19,7 +19,7 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from jupyter_client.manager import AsyncKernelManager
 
@@ -70,6 +70,15 @@ class _Pending:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event | None = None
     seen_iopub: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ExecuteOptions(TypedDict, total=False):
+    """How to run code in a kernel (`Kernel.execute`)."""
+
+    hook: MessageHook | None
+    silent: bool
+    user_expressions: Mapping[str, str] | None
+    started: asyncio.Event | None
 
 
 @dataclass(frozen=True)
@@ -400,49 +409,31 @@ class Kernel:
             pending.idle.set()
         self._pending.clear()
 
-    async def execute(
-        self,
-        code: str,
-        *,
-        hook: MessageHook | None = None,
-        silent: bool = False,
-        user_expressions: Mapping[str, str] | None = None,
-        started: asyncio.Event | None = None,
-    ) -> dict[str, Any]:
-        """Run ``code``; feed every IOPub output to ``hook``; return the execute reply.
+    async def execute(self, code: str, **options: Unpack[ExecuteOptions]) -> dict[str, Any]:
+        """Run ``code``; feed every IOPub output to ``options["hook"]``; return the reply.
 
         ``started`` is set when the kernel begins executing this code (its
         ``execute_input``): from then on an interrupt reaches the code.
 
         Returns once both the reply and the kernel's ``idle`` status for this request
-        have arrived, so every output has been handed to ``hook``. Raises
+        have arrived, so every output has been handed to the hook. Raises
         `KernelDiedError` if the kernel exits or is restarted meanwhile.
         """
-        sent = self.send_execute(
-            code, hook=hook, silent=silent, user_expressions=user_expressions, started=started
-        )
-        return await self.finish_execute(sent)
+        return await self.finish_execute(self.send_execute(code, **options))
 
-    def send_execute(
-        self,
-        code: str,
-        *,
-        hook: MessageHook | None = None,
-        silent: bool = False,
-        user_expressions: Mapping[str, str] | None = None,
-        started: asyncio.Event | None = None,
-    ) -> SentExecution:
+    def send_execute(self, code: str, **options: Unpack[ExecuteOptions]) -> SentExecution:
         """The first half of `execute`: the request goes to the kernel now."""
+        silent = options.get("silent", False)
         msg_id: str = self._client.execute(
             code,
             silent=silent,
             store_history=not silent,
-            user_expressions=dict(user_expressions or {}),
+            user_expressions=dict(options.get("user_expressions") or {}),
             allow_stdin=False,
             stop_on_error=False,
         )
         reply = asyncio.get_running_loop().create_future()
-        pending = _Pending(hook=hook, reply=reply, started=started)
+        pending = _Pending(hook=options.get("hook"), reply=reply, started=options.get("started"))
         self._pending[msg_id] = pending
         return SentExecution(msg_id, pending, silent)
 

@@ -22,6 +22,15 @@ ROUNDS = 20
 LONG_CELL = "%%sandbox\nimport time\nprint(kept, flush=True)\ntime.sleep(30)\nprint('not reached')"
 
 
+def _keep_a_variable(ip: InteractiveShell) -> str:
+    """Set ``kept`` in the remote context (a cancel must not lose it); the sandbox id."""
+    result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
+    assert result.success, result.error_in_exec
+    sandbox_id = session_of(ip).sandbox_id
+    assert sandbox_id is not None
+    return sandbox_id
+
+
 def _running_run_with_output(server: Any, sandbox_id: str, timeout: float = 60.0) -> dict:
     """Wait (polling the server directly) for a run of the sandbox that has printed."""
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as api:
@@ -68,9 +77,7 @@ def test_repeated_interrupts_cancel_each_remote_run_and_keep_the_context(
     live_server: Any,
     record_figures: Callable[[str, dict[str, Any]], None],
 ) -> None:
-    result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
-    assert result.success, result.error_in_exec
-    sandbox_id = session_of(ip).sandbox_id
+    sandbox_id = _keep_a_variable(ip)
     to_cell_end: list[float] = []
     with live_server.client() as api:
         for _ in range(ROUNDS):
@@ -114,9 +121,7 @@ STOP_DELAYS = [round(0.01 + 0.03 * step, 2) for step in range(16)]
 def test_a_stop_at_any_moment_of_the_cell_leaves_no_remote_run_going(
     ip: InteractiveShell, shell: InteractiveShell, live_server: Any
 ) -> None:
-    result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
-    assert result.success, result.error_in_exec
-    sandbox_id = session_of(ip).sandbox_id
+    sandbox_id = _keep_a_variable(ip)
     outcomes: list[str] = []
 
     def start_timer(delay: float) -> Callable[..., None]:
@@ -155,9 +160,7 @@ def test_a_stop_at_any_moment_of_the_cell_leaves_no_remote_run_going(
 def test_run_cancelled_by_another_client_is_reported_as_cancelled(
     ip: InteractiveShell, shell: InteractiveShell, live_server: Any
 ) -> None:
-    result, _ = _run_cell(ip, "%%sandbox\nkept = 'still here'")
-    assert result.success, result.error_in_exec
-    sandbox_id = session_of(ip).sandbox_id
+    sandbox_id = _keep_a_variable(ip)
 
     def cancel_elsewhere(run: dict) -> None:
         with live_server.client() as api:
