@@ -90,6 +90,9 @@ class ExecutionRecorder:
         self.artifacts: list[dict[str, Any]] = []
         self.error: dict[str, Any] | None = None
         self.execution_count: int | None = None
+        #: The code itself is over: its result (``Out``) or its error has come, and
+        #: only the kernel's own end of the request is left.
+        self.code_over = False
         self._display_ids: dict[str, list[int]] = {}
         self._clear_on_next_output = False
         self._listeners: list[EventListener] = []
@@ -140,6 +143,7 @@ class ExecutionRecorder:
         data = content.get("data") or {}
         main = msg_type == "execute_result"
         if main:
+            self.code_over = True
             self._count(content.get("execution_count"))
         result = result_from_bundle(data, content.get("metadata") or {}, main=main)
         display_id = (content.get("transient") or {}).get("display_id")
@@ -182,6 +186,7 @@ class ExecutionRecorder:
         self._emit({"type": "clear_output", "wait": wait})
 
     def _error(self, content: dict[str, Any]) -> None:
+        self.code_over = True
         traceback = content.get("traceback") or []
         self.error = {
             "name": str(content.get("ename", "Error")),

@@ -82,7 +82,11 @@ async def watch_lines(
 
 async def settle(live: RunState, *, within: float, linger: float = SETTLE_LINGER) -> None:
     """Return once ``live`` has ended, or ``linger`` s after its first output, or after
-    ``within`` s: a run that ends right after its output (``1+1``) answers complete."""
+    ``within`` s: a run that ends right after its output (``1+1``) answers complete.
+
+    Once the code's result or error has come, only the kernel's end of the request is
+    left (its post-run hooks, the idle): that is waited for, up to ``within``.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     output_since: float | None = None
@@ -90,7 +94,9 @@ async def settle(live: RunState, *, within: float, linger: float = SETTLE_LINGER
         now = loop.time()
         if output_since is None and (live.recorder.order or live.recorder.error is not None):
             output_since = now
-        limit = deadline if output_since is None else min(deadline, output_since + linger)
+        limit = deadline
+        if output_since is not None and not live.recorder.code_over:
+            limit = min(deadline, output_since + linger)
         if now >= limit:
             return
         await live.wait_for_change(after=live.version, within=limit - now)

@@ -139,6 +139,24 @@ def test_a_held_submit_tells_the_run_at_once_to_a_client_that_takes_ndjson(sbx) 
     assert len(statuses) <= 2
 
 
+def test_a_held_submit_waits_out_the_kernels_end_once_the_result_has_come(sbx) -> None:
+    """After ``Out`` or an error only the kernel's own end is left (post-run hooks, the
+    idle): a held answer waits for it rather than answering "running" 50 ms later."""
+    ctx = sbx.context()
+    hook = "import time\nget_ipython().events.register('post_run_cell', lambda _: time.sleep(0.3))"
+    assert sbx.run(hook, ctx)["status"] == "succeeded"
+    for code, status in (("1+1", "succeeded"), ("1/0", "failed")):
+        answer = sbx.api.post(
+            f"{sbx.base}/code/runs",
+            params={"wait_ms": 5_000},
+            json={"code": code, "context_id": ctx},
+            headers={"Accept": "application/x-ndjson"},
+        )
+        lines = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
+        assert lines[-1]["run"]["status"] == status, (code, lines[-1]["run"]["status"])
+        assert len(lines) == 2  # the run as made, then the run ended
+
+
 def test_watch_refuses_bad_requests(sbx) -> None:
     ctx = sbx.context()
     run = sbx.run("1", ctx)
