@@ -17,6 +17,15 @@ whatever starts later is born inside.
 Deleting the sandbox kills what is left in it and removes the cgroup; a server that
 was killed outright leaves its tree behind, and the next one removes it.
 
+Where the kernel has ``cpu.idle`` (Linux 5.15 and later), the ``cpu`` hierarchy has a
+second tree beside the first, ``sandbox-magic-idle-<server pid>``, marked idle, with a
+twin of each sandbox's ``cpu`` cgroup. A sandbox demoted for keeping a core busy
+(`sandbox_magic.server.classroom.fairness`) has its processes moved to its twin, with
+the same CPU quota: the scheduler then gives it only time that nothing else on the
+machine wants, and anything waking (the server, another sandbox, any process) takes
+its core at once. Idle inside the sandboxes' own tree would not do that: between the
+tree and the server the scheduler weighs the tree as a whole, busy with the loop.
+
 Elsewhere (no root, cgroup v2 only, read-only hierarchies) `CgroupTree.create` gives
 None and the rlimits stand alone; ``/healthz`` says which is in force.
 """
@@ -42,10 +51,12 @@ __all__ = ["CgroupTree", "SandboxCgroup"]
 log = logging.getLogger(__name__)
 
 _PREFIX: Final = "sandbox-magic-"
+_IDLE_PREFIX: Final = f"{_PREFIX}idle-"
 _REQUIRED: Final = ("memory", "pids")
 _OPTIONAL: Final = ("cpu", "cpuacct")
 _CFS_PERIOD_US: Final = 100_000
 _KILL_ROUNDS: Final = 20
+_MOVE_ROUNDS: Final = 5
 
 
 def _mounts() -> dict[str, Path]:
@@ -102,11 +113,24 @@ def _kill_and_remove(directory: Path) -> None:
         directory.rmdir()
 
 
+def _move_all(source: Path, target: Path) -> None:
+    """Move every process of cgroup ``source`` to ``target`` (a few rounds, for forks)."""
+    for _ in range(_MOVE_ROUNDS):
+        pids = _pids(source)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                _write(target / "cgroup.procs", str(pid))
+
+
 @dataclass(frozen=True)
 class SandboxCgroup:
-    """One sandbox's cgroups (one directory per hierarchy)."""
+    """One sandbox's cgroups (one directory per hierarchy), and where it has one, the
+    twin of its ``cpu`` cgroup in the idle tree."""
 
     directories: dict[str, Path]
+    idle_cpu: Path | None = None
 
     def set_limits(self, *, memory_mb: int, processes: int, vcpus: int) -> None:
         """Put the sandbox's limits in force (raising or lowering them)."""
@@ -123,9 +147,13 @@ class SandboxCgroup:
             _write(swap, size)  # raising: memory+swap first, then memory
             _write(memory / "memory.limit_in_bytes", size)
         _write(self.directories["pids"] / "pids.max", str(processes))
-        if (cpu := self.directories.get("cpu")) is not None:
+        for cpu in self._cpu_directories():
             _write(cpu / "cpu.cfs_period_us", str(_CFS_PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(vcpus * _CFS_PERIOD_US))
+
+    def _cpu_directories(self) -> list[Path]:
+        cpu = self.directories.get("cpu")
+        return [d for d in (cpu, self.idle_cpu if cpu is not None else None) if d is not None]
 
     def joining(self, command: Sequence[str]) -> list[str]:
         """``command``, started inside the sandbox's cgroups: a shell joins them and
@@ -148,9 +176,26 @@ class SandboxCgroup:
 
     def set_cpu_weight(self, shares: int) -> None:
         """The sandbox's CPU weight against other sandboxes (``cpu.shares``, 1024 normal)."""
-        if (cpu := self.directories.get("cpu")) is not None:
+        for cpu in self._cpu_directories():
             with contextlib.suppress(OSError):
                 _write(cpu / "cpu.shares", str(shares))
+
+    @property
+    def can_idle(self) -> bool:
+        """Whether `set_idle` can put the sandbox in the idle tree."""
+        return self.idle_cpu is not None and "cpu" in self.directories
+
+    def set_idle(self, idle: bool) -> None:
+        """Move the sandbox's processes to its twin in the idle tree (or back)."""
+        cpu = self.directories.get("cpu")
+        if cpu is None or self.idle_cpu is None:
+            return
+        source, target = (cpu, self.idle_cpu) if idle else (self.idle_cpu, cpu)
+        _move_all(source, target)
+
+    def is_idle(self) -> bool:
+        """Whether any of the sandbox's processes is in the idle tree."""
+        return self.idle_cpu is not None and bool(_pids(self.idle_cpu))
 
     def usage(self) -> tuple[float | None, float | None]:
         """``(CPU seconds, memory bytes)`` the sandbox has used (None where not counted)."""
@@ -158,8 +203,11 @@ class SandboxCgroup:
         with contextlib.suppress(OSError, ValueError, KeyError):
             memory = float((self.directories["memory"] / "memory.usage_in_bytes").read_text())
         if (cpuacct := self.directories.get("cpuacct")) is not None:
+            counted = [cpuacct]
+            if cpuacct == self.directories.get("cpu") and self.idle_cpu is not None:
+                counted.append(self.idle_cpu)  # cpu and cpuacct mounted together
             with contextlib.suppress(OSError, ValueError):
-                cpu = int((cpuacct / "cpuacct.usage").read_text()) / 1e9
+                cpu = sum(int((d / "cpuacct.usage").read_text()) for d in counted) / 1e9
         return cpu, memory
 
     def oom_kills(self) -> int:
@@ -173,7 +221,7 @@ class SandboxCgroup:
 
     def remove(self) -> None:
         """Kill whatever still runs in the sandbox and remove its cgroups."""
-        for directory in self.directories.values():
+        for directory in (*self.directories.values(), *filter(None, [self.idle_cpu])):
             _kill_and_remove(directory)
 
 
@@ -182,6 +230,7 @@ class CgroupTree:
     """This server's own cgroups: a directory per hierarchy holding one per sandbox."""
 
     roots: dict[str, Path]
+    idle_cpu_root: Path | None = None
 
     @classmethod
     def create(cls) -> CgroupTree | None:
@@ -212,7 +261,7 @@ class CgroupTree:
                 with contextlib.suppress(OSError):
                     root.rmdir()
             return None
-        return cls(roots)
+        return cls(roots, _idle_root(roots.get("cpu")))
 
     @property
     def controllers(self) -> list[str]:
@@ -225,12 +274,33 @@ class CgroupTree:
             directory = root / name
             directory.mkdir(exist_ok=True)
             directories[controller] = directory
-        return SandboxCgroup(directories)
+        idle_cpu = None
+        if self.idle_cpu_root is not None:
+            idle_cpu = self.idle_cpu_root / name
+            with contextlib.suppress(OSError):
+                idle_cpu.mkdir(exist_ok=True)
+        return SandboxCgroup(directories, idle_cpu if idle_cpu and idle_cpu.is_dir() else None)
 
     def remove(self) -> None:
         """Kill everything in every sandbox of this server and remove the tree."""
-        for root in self.roots.values():
+        for root in (*self.roots.values(), *filter(None, [self.idle_cpu_root])):
             _kill_and_remove(root)
+
+
+def _idle_root(cpu_root: Path | None) -> Path | None:
+    """The idle tree beside ``cpu_root`` (None where the kernel has no ``cpu.idle``)."""
+    if cpu_root is None:
+        return None
+    root = cpu_root.parent / f"{_IDLE_PREFIX}{os.getpid()}"
+    try:
+        root.mkdir(exist_ok=True)
+        _write(root / "cpu.idle", "1")  # no such file before Linux 5.15: OSError
+    except OSError as error:
+        log.info("cgroups: no idle tree for demoted sandboxes (%s)", error)
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        return None
+    return root
 
 
 def _remove_stale(parent: Path) -> None:
@@ -239,6 +309,6 @@ def _remove_stale(parent: Path) -> None:
         for directory in parent.iterdir():
             if not directory.name.startswith(_PREFIX) or not directory.is_dir():
                 continue
-            pid = directory.name[len(_PREFIX) :]
+            pid = directory.name.rpartition("-")[2]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
                 _kill_and_remove(directory)

@@ -105,6 +105,15 @@ def _priority(sandbox_id: str, pid: int) -> int:
     return nice
 
 
+def _in_idle_tree(sandbox_id: str, pid: int) -> bool | None:
+    """Whether the kernel is in its sandbox's twin in the idle ``cpu`` tree (None where
+    this machine has no such tree: no cpu cgroups, or no ``cpu.idle``)."""
+    twins = list(Path("/sys/fs/cgroup/cpu").glob(f"**/sandbox-magic-idle-*/{sandbox_id}"))
+    if not twins:
+        return None
+    return str(pid) in (twins[0] / "cgroup.procs").read_text().split()
+
+
 def _policies(pid: int) -> set[int]:
     """The scheduling policies of the kernel process's threads."""
     return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
@@ -147,6 +156,10 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
         what="the loop's threads to get the idle policy",
     )
     assert _policies(sleep_pid) == {os.SCHED_OTHER}
+    # Where the machine has an idle cpu tree, the loop's sandbox runs in it; the sleeper's not.
+    idle_tree = _in_idle_tree(loop_sb, loop_pid)
+    assert idle_tree in (True, None)
+    assert _in_idle_tree(sleep_sb, sleep_pid) in (False, None)
     # the other student's cells still go through while the loop runs
     quick = make_student(prefix="quick")
     quick_sb = quick.sandbox()
@@ -174,6 +187,7 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
             timeout=5,
             what="the kernel's threads to get the normal policy back",
         )
+        assert _in_idle_tree(loop_sb, loop_pid) in (False, None)
     # the context keeps working, at normal priority
     assert looper.run(loop_sb, loop_ctx, "2 + 2")["status"] == "succeeded"
     sleeper.http.post(f"/v1/sandboxes/{sleep_sb}/code/runs/{nap['id']}/cancel")

@@ -8,17 +8,19 @@ behind the others' first ones rather than in front of them.
 a CPU loop as far as the class is concerned (a sleeping run is not). If another name
 has run something within `SHARED_WINDOW` seconds (a lone user is left alone), it gets
 a lower CPU priority (nice 16, plus 1 per further long run of the same name, up to
-19), so trivial cells of everybody else keep getting the CPU at once. Where the sandbox has
-a ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its ``cpu.shares``
-(the weight nice would give): between cgroups the scheduler weighs groups, not the
-nice of the processes inside. Otherwise the kernel's processes are reniced, and so is
-its session's autogroup where the scheduler groups by session (each kernel has a
-session of its own, so its nice alone would weigh only against itself). Its threads
-also get ``SCHED_IDLE``: whatever the weights, other work preempts them at once. A
-kernel goes back to normal priority `KEEP_DEMOTED` seconds after its long run ended,
-so a loop started again at once does not get a full-priority head start. Raising a
-priority back needs ``CAP_SYS_NICE`` (root); without it a demoted kernel stays
-demoted until its context is restarted.
+19), so trivial cells of everybody else keep getting the CPU at once. Where the
+sandbox has a ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its
+``cpu.shares`` (the weight nice would give): between cgroups the scheduler weighs
+groups, not the nice of the processes inside. Where the machine allows, the sandbox
+also moves to the idle tree, so that it runs only on time nothing else on the
+machine wants. Without a cgroup, the kernel's processes are reniced, and so is its
+session's autogroup where the scheduler groups by session (each kernel has a session
+of its own, so its nice alone would weigh only against itself). Its threads also get
+``SCHED_IDLE``: whatever the weights, other work preempts them at once. A kernel goes
+back to normal priority `KEEP_DEMOTED` seconds after its long run ended, so a loop
+started again at once does not get a full-priority head start. Raising a priority
+back needs ``CAP_SYS_NICE`` (root); without it a demoted kernel stays demoted until
+its context is restarted.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class CpuDemoter:
                 await self._task
         for pid in list(self._demoted):
             self._prioritise(pid, 0)
-        self._demoted.clear()
+            del self._demoted[pid]
         self._release_at.clear()
 
     def niceness(self) -> dict[str, int]:
@@ -201,11 +203,19 @@ class CpuDemoter:
     def _prioritise(self, pid: int, nice: int) -> None:
         """Give kernel ``pid`` that priority: its sandbox's CPU weight, or its nice."""
         cgroup = self._cgroups.get(pid)
-        if cgroup is not None:
-            cgroup.set_cpu_weight(_weight(nice))
-        else:
+        if cgroup is None:
             _renice(pid, nice)
+        elif nice > 0 or not self._shares_demoted_cgroup(pid, cgroup):
+            cgroup.set_cpu_weight(_weight(nice))
+            cgroup.set_idle(nice > 0)
         _set_idle_policy(pid, idle=nice > 0)
+
+    def _shares_demoted_cgroup(self, pid: int, cgroup: SandboxCgroup) -> bool:
+        """Whether another demoted kernel is in ``cgroup`` (its sandbox stays demoted)."""
+        return any(
+            other is cgroup and kernel != pid and kernel in self._demoted
+            for kernel, other in self._cgroups.items()
+        )
 
     def _active_names(self, since: float) -> set[str]:
         """The names whose sandboxes ran something since ``since`` (``time.monotonic``)."""
