@@ -21,10 +21,13 @@ Where the kernel has ``cpu.idle`` (Linux 5.15 and later), the ``cpu`` hierarchy 
 second tree beside the first, ``sandbox-magic-idle-<server pid>``, marked idle, with a
 twin of each sandbox's ``cpu`` cgroup. A sandbox demoted for keeping a core busy
 (`sandbox_magic.server.classroom.fairness`) has its processes moved to its twin, with
-the same CPU quota: the scheduler then gives it only time that nothing else on the
-machine wants, and anything waking (the server, another sandbox, any process) takes
-its core at once. Idle inside the sandboxes' own tree would not do that: between the
-tree and the server the scheduler weighs the tree as a whole, busy with the loop.
+the same CPU quota: the scheduler then gives it only time that the server and the
+other sandboxes do not want, and they take its core at once when they wake (against
+the rest of the machine its threads' ``SCHED_IDLE`` policy does that). Idle inside
+the sandboxes' own tree would not do it: between the tree and the server the
+scheduler weighs the tree as a whole, busy with the loop. Only where ``cpu`` is a
+hierarchy of its own: mounted with ``memory`` or ``pids``, a move to the twin would
+take the sandbox out of its memory and process limits.
 
 Elsewhere (no root, cgroup v2 only, read-only hierarchies) `CgroupTree.create` gives
 None and the rlimits stand alone; ``/healthz`` says which is in force.
@@ -109,19 +112,28 @@ def _kill_and_remove(directory: Path) -> None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-    with contextlib.suppress(OSError):
+    try:
         directory.rmdir()
+    except OSError as error:  # a server started later removes it once it is empty
+        log.warning("cgroups: cannot remove %s (%s)", directory, error)
 
 
-def _move_all(source: Path, target: Path) -> None:
-    """Move every process of cgroup ``source`` to ``target`` (a few rounds, for forks)."""
+def _move_all(source: Path, target: Path) -> bool:
+    """Move every process of cgroup ``source`` to ``target`` (a few rounds, for forks);
+    whether none is left behind."""
     for _ in range(_MOVE_ROUNDS):
         pids = _pids(source)
         if not pids:
-            return
+            return True
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            try:
                 _write(target / "cgroup.procs", str(pid))
+            except (ProcessLookupError, FileNotFoundError):
+                continue  # it has just ended, or the sandbox is being deleted
+            except OSError as error:
+                log.warning("cgroups: cannot move process %d to %s (%s)", pid, target, error)
+                return False
+    return not _pids(source)
 
 
 @dataclass(frozen=True)
@@ -152,8 +164,9 @@ class SandboxCgroup:
             _write(cpu / "cpu.cfs_quota_us", str(vcpus * _CFS_PERIOD_US))
 
     def _cpu_directories(self) -> list[Path]:
+        """The sandbox's ``cpu`` cgroup and its twin: CPU settings go to both."""
         cpu = self.directories.get("cpu")
-        return [d for d in (cpu, self.idle_cpu if cpu is not None else None) if d is not None]
+        return [] if cpu is None else [cpu, *filter(None, [self.idle_cpu])]
 
     def joining(self, command: Sequence[str]) -> list[str]:
         """``command``, started inside the sandbox's cgroups: a shell joins them and
@@ -180,22 +193,15 @@ class SandboxCgroup:
             with contextlib.suppress(OSError):
                 _write(cpu / "cpu.shares", str(shares))
 
-    @property
-    def can_idle(self) -> bool:
-        """Whether `set_idle` can put the sandbox in the idle tree."""
-        return self.idle_cpu is not None and "cpu" in self.directories
-
     def set_idle(self, idle: bool) -> None:
-        """Move the sandbox's processes to its twin in the idle tree (or back)."""
+        """Move the sandbox's processes to its twin in the idle tree (or back). A kernel
+        started meanwhile starts in the ``cpu`` cgroup, at the sandbox's lowered weight."""
         cpu = self.directories.get("cpu")
         if cpu is None or self.idle_cpu is None:
             return
         source, target = (cpu, self.idle_cpu) if idle else (self.idle_cpu, cpu)
-        _move_all(source, target)
-
-    def is_idle(self) -> bool:
-        """Whether any of the sandbox's processes is in the idle tree."""
-        return self.idle_cpu is not None and bool(_pids(self.idle_cpu))
+        if not _move_all(source, target):
+            log.warning("cgroups: some processes of %s stayed in %s", source.name, source)
 
     def usage(self) -> tuple[float | None, float | None]:
         """``(CPU seconds, memory bytes)`` the sandbox has used (None where not counted)."""
@@ -261,7 +267,8 @@ class CgroupTree:
                 with contextlib.suppress(OSError):
                     root.rmdir()
             return None
-        return cls(roots, _idle_root(roots.get("cpu")))
+        cpu_alone = "cpu" in roots and all(mounts["cpu"] != mounts[n] for n in _REQUIRED)
+        return cls(roots, _idle_root(roots["cpu"]) if cpu_alone else None)
 
     @property
     def controllers(self) -> list[str]:
@@ -277,9 +284,12 @@ class CgroupTree:
         idle_cpu = None
         if self.idle_cpu_root is not None:
             idle_cpu = self.idle_cpu_root / name
-            with contextlib.suppress(OSError):
+            try:
                 idle_cpu.mkdir(exist_ok=True)
-        return SandboxCgroup(directories, idle_cpu if idle_cpu and idle_cpu.is_dir() else None)
+            except OSError as error:  # the sandbox is then demoted by its weight alone
+                log.warning("cgroups: no idle twin for sandbox %s (%s)", name, error)
+                idle_cpu = None
+        return SandboxCgroup(directories, idle_cpu)
 
     def remove(self) -> None:
         """Kill everything in every sandbox of this server and remove the tree."""
@@ -287,10 +297,8 @@ class CgroupTree:
             _kill_and_remove(root)
 
 
-def _idle_root(cpu_root: Path | None) -> Path | None:
+def _idle_root(cpu_root: Path) -> Path | None:
     """The idle tree beside ``cpu_root`` (None where the kernel has no ``cpu.idle``)."""
-    if cpu_root is None:
-        return None
     root = cpu_root.parent / f"{_IDLE_PREFIX}{os.getpid()}"
     try:
         root.mkdir(exist_ok=True)

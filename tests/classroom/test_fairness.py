@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sandbox_magic.server.classroom import fairness
 from sandbox_magic.server.classroom.fairness import (
     DEMOTE_AFTER,
     KEEP_DEMOTED,
@@ -107,11 +108,17 @@ def _priority(sandbox_id: str, pid: int) -> int:
 
 def _in_idle_tree(sandbox_id: str, pid: int) -> bool | None:
     """Whether the kernel is in its sandbox's twin in the idle ``cpu`` tree (None where
-    this machine has no such tree: no cpu cgroups, or no ``cpu.idle``)."""
-    twins = list(Path("/sys/fs/cgroup/cpu").glob(f"**/sandbox-magic-idle-*/{sandbox_id}"))
-    if not twins:
+    its server has no such tree: no cpu cgroups, or no ``cpu.idle``)."""
+    cpu = list(Path("/sys/fs/cgroup/cpu").glob(f"**/sandbox-magic-[0-9]*/{sandbox_id}"))
+    if not cpu:
         return None
-    return str(pid) in (twins[0] / "cgroup.procs").read_text().split()
+    server_pid = cpu[0].parent.name.rpartition("-")[2]
+    idle_tree = cpu[0].parent.with_name(f"sandbox-magic-idle-{server_pid}")
+    if not idle_tree.is_dir():
+        return None
+    twin = idle_tree / sandbox_id
+    assert twin.is_dir(), f"the idle tree has no twin of sandbox {sandbox_id}"
+    return str(pid) in (twin / "cgroup.procs").read_text().split()
 
 
 def _policies(pid: int) -> set[int]:
@@ -193,6 +200,10 @@ def test_a_cpu_loop_is_demoted_and_restored_a_sleeper_is_not(make_student, wait_
     sleeper.http.post(f"/v1/sandboxes/{sleep_sb}/code/runs/{nap['id']}/cancel")
 
 
+def _busy_loop() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
+
+
 class _Context:
     def __init__(self, pid: int) -> None:
         self.kernel = SimpleNamespace(pid=pid)
@@ -206,7 +217,7 @@ def test_a_lone_users_loop_keeps_its_priority_until_someone_else_runs_something(
     A real busy process stands for the kernel; the service is reduced to what the
     demoter reads (its runs and sandboxes).
     """
-    loop = subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
+    loop = _busy_loop()
     try:
         mine = SimpleNamespace(contexts={"ctx": _Context(loop.pid)}, jail=None, last_active=0.0)
         run = SimpleNamespace(
@@ -236,3 +247,63 @@ def test_a_lone_users_loop_keeps_its_priority_until_someone_else_runs_something(
     finally:
         loop.kill()
         loop.wait()
+
+
+class _RecordingCgroup:
+    """Stands for a sandbox's cgroups: keeps the weight and idle state it is given."""
+
+    def __init__(self) -> None:
+        self.directories = {"cpu": Path("/nonexistent")}
+        self.weight = 1024
+        self.idle = False
+
+    def set_cpu_weight(self, shares: int) -> None:
+        self.weight = shares
+
+    def set_idle(self, idle: bool) -> None:
+        self.idle = idle
+
+
+def test_a_sandbox_stays_demoted_while_any_of_its_kernels_loops(wait_until, monkeypatch) -> None:
+    """Two loops in one sandbox: the sandbox keeps the lower priority of those still
+    demoted, and gets its own back only when the last one is restored."""
+    monkeypatch.setattr(fairness, "KEEP_DEMOTED", 0.0)
+    loops = [_busy_loop(), _busy_loop()]
+    try:
+        cgroup = _RecordingCgroup()
+        box = SimpleNamespace(
+            contexts={f"ctx{i}": _Context(loop.pid) for i, loop in enumerate(loops)},
+            jail=SimpleNamespace(cgroup=cgroup),
+            last_active=time.monotonic(),
+        )
+        runs = {
+            f"run{i}": SimpleNamespace(
+                id=f"run{i}",
+                sandbox_id="sb_box",
+                context_id=f"ctx{i}",
+                status="running",
+                started_at=f"t{i}",
+            )
+            for i in range(2)
+        }
+        other = SimpleNamespace(contexts={}, jail=None, last_active=time.monotonic())
+        service = SimpleNamespace(runs=runs, sandboxes={"sb_box": box, "sb_other": other})
+        owners = {"sb_box": "ada", "sb_other": "bo"}
+        demoter = CpuDemoter(service, owners.__getitem__)  # type: ignore[arg-type]
+
+        def both_demoted() -> bool:
+            demoter.check()
+            return cgroup.weight == fairness._weight(17)  # a second loop of one name: 17
+
+        wait_until(both_demoted, timeout=30, what="both loops to be demoted")
+        assert cgroup.idle
+        runs["run1"].status = "succeeded"  # the loop at nice 17 ends
+        demoter.check()
+        assert (cgroup.weight, cgroup.idle) == (fairness._weight(16), True)
+        runs["run0"].status = "succeeded"
+        demoter.check()
+        assert (cgroup.weight, cgroup.idle) == (1024, False)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()

@@ -477,6 +477,9 @@ def _cgroups_in_force(api: httpx.Client) -> bool:
     return str(api.get("/healthz").json()["isolation"]["limits"]).startswith("cgroup")
 
 
+IDLE_TREE = "sandbox-magic-idle-"
+
+
 def _sandbox_cgroup(sandbox_id: str, controller: str, *, idle: bool = False) -> list[Path]:
     """Where the server keeps a sandbox's cgroup of one hierarchy (found by its name);
     ``idle``: its twin in the idle ``cpu`` tree instead."""
@@ -484,7 +487,12 @@ def _sandbox_cgroup(sandbox_id: str, controller: str, *, idle: bool = False) -> 
     return [path for path in found if path.parent.name.startswith(IDLE_TREE) == idle]
 
 
-IDLE_TREE = "sandbox-magic-idle-"
+def _has_idle_tree(sandbox_id: str) -> bool:
+    """Whether the server holding the sandbox has an idle ``cpu`` tree (Linux 5.15+)."""
+    return any(
+        (cpu.parent.with_name(IDLE_TREE + cpu.parent.name.rpartition("-")[2])).is_dir()
+        for cpu in _sandbox_cgroup(sandbox_id, "cpu")
+    )
 
 
 #: Three processes of 150 MB each: each is within the sandbox's 256 MB per process,
@@ -516,10 +524,13 @@ def test_a_sandboxs_cpu_quota_is_its_vcpus_for_all_its_processes(
     if not _cgroups_in_force(api) or not _sandbox_cgroup_possible("cpu"):
         pytest.skip("no writable cpu cgroup on this machine")
     box = new_box(vcpus=1)
+    [cpu] = _sandbox_cgroup(box.id, "cpu")
     # its twin in the idle tree (where there is one) holds it to the same quota
-    for cpu in (*_sandbox_cgroup(box.id, "cpu"), *_sandbox_cgroup(box.id, "cpu", idle=True)):
-        quota = int((cpu / "cpu.cfs_quota_us").read_text())
-        assert quota == int((cpu / "cpu.cfs_period_us").read_text())  # one CPU's worth
+    twins = _sandbox_cgroup(box.id, "cpu", idle=True)
+    assert len(twins) == _has_idle_tree(box.id)
+    for directory in (cpu, *twins):
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        assert quota == int((directory / "cpu.cfs_period_us").read_text())  # one CPU's worth
 
 
 def _sandbox_cgroup_possible(controller: str) -> bool:
@@ -532,6 +543,7 @@ def test_deleting_a_sandbox_removes_its_cgroups(api: httpx.Client, new_box) -> N
     box = new_box()
     box.run("1")
     assert _sandbox_cgroup(box.id, "memory")
+    assert len(_sandbox_cgroup(box.id, "cpu", idle=True)) == _has_idle_tree(box.id)
     box.delete()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (

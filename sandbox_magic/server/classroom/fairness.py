@@ -12,10 +12,11 @@ a lower CPU priority (nice 16, plus 1 per further long run of the same name, up 
 sandbox has a ``cpu`` cgroup (`sandbox_magic.server.cgroups`), the priority is its
 ``cpu.shares`` (the weight nice would give): between cgroups the scheduler weighs
 groups, not the nice of the processes inside. Where the machine allows, the sandbox
-also moves to the idle tree, so that it runs only on time nothing else on the
-machine wants. Without a cgroup, the kernel's processes are reniced, and so is its
-session's autogroup where the scheduler groups by session (each kernel has a session
-of its own, so its nice alone would weigh only against itself). Its threads also get
+also moves to the idle ``cpu`` tree beside the server's, so that it runs only on time
+the server and the other sandboxes do not want. Without a cgroup, the kernel's
+processes are reniced, and so is its session's autogroup where the scheduler groups
+by session (each kernel has a session of its own, so its nice alone would weigh only
+against itself). Its threads also get
 ``SCHED_IDLE``: whatever the weights, other work preempts them at once. A kernel goes
 back to normal priority `KEEP_DEMOTED` seconds after its long run ended, so a loop
 started again at once does not get a full-priority head start. Raising a priority
@@ -133,7 +134,10 @@ class CpuDemoter:
             with contextlib.suppress(BaseException):
                 await self._task
         for pid in list(self._demoted):
-            self._prioritise(pid, 0)
+            try:
+                self._prioritise(pid, 0)
+            except Exception:  # the server's own shutdown must go on
+                log.exception("the CPU demoter could not restore kernel %d", pid)
             del self._demoted[pid]
         self._release_at.clear()
 
@@ -205,17 +209,19 @@ class CpuDemoter:
         cgroup = self._cgroups.get(pid)
         if cgroup is None:
             _renice(pid, nice)
-        elif nice > 0 or not self._shares_demoted_cgroup(pid, cgroup):
-            cgroup.set_cpu_weight(_weight(nice))
-            cgroup.set_idle(nice > 0)
+        else:  # the sandbox as a whole: as low as its lowest demoted kernel
+            lowest = max([nice, *self._sandbox_mates(pid, cgroup)])
+            cgroup.set_cpu_weight(_weight(lowest))
+            cgroup.set_idle(lowest > 0)
         _set_idle_policy(pid, idle=nice > 0)
 
-    def _shares_demoted_cgroup(self, pid: int, cgroup: SandboxCgroup) -> bool:
-        """Whether another demoted kernel is in ``cgroup`` (its sandbox stays demoted)."""
-        return any(
-            other is cgroup and kernel != pid and kernel in self._demoted
+    def _sandbox_mates(self, pid: int, cgroup: SandboxCgroup) -> list[int]:
+        """The nice levels of the other demoted kernels in ``cgroup``."""
+        return [
+            self._demoted[kernel]
             for kernel, other in self._cgroups.items()
-        )
+            if other is cgroup and kernel != pid and kernel in self._demoted
+        ]
 
     def _active_names(self, since: float) -> set[str]:
         """The names whose sandboxes ran something since ``since`` (``time.monotonic``)."""
