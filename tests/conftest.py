@@ -228,6 +228,17 @@ def server_factory(
     for server in started:
         if server.process.poll() is None:
             server.stop()
+        _unmount_below(server.state_dir)
+
+
+def _unmount_below(directory: Path) -> None:
+    """Lazily unmount the workspace disks a server killed outright left mounted there
+    (the server's next start on that state directory would; tests start none)."""
+    root = str(directory.resolve())
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    points = [line.split()[4] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 @dataclass
