@@ -41,6 +41,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 
+from sandbox_magic.server.workspace_disk import WorkspaceDisks
+
 READY = "sandbox-magic server ready at "
 
 
@@ -228,17 +230,10 @@ def server_factory(
     for server in started:
         if server.process.poll() is None:
             server.stop()
-        _unmount_below(server.state_dir)
-
-
-def _unmount_below(directory: Path) -> None:
-    """Lazily unmount the workspace disks a server killed outright left mounted there
-    (the server's next start on that state directory would; tests start none)."""
-    root = str(directory.resolve())
-    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-    points = [line.split()[4] for line in mounts]
-    for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        # A server killed outright leaves its workspace disks mounted; its next start
+        # on the same state directory would clean them up, as this does.
+        disks = WorkspaceDisks(server.state_dir / "disks")
+        disks.remove_stale(set(), server.state_dir / "sandboxes")
 
 
 @dataclass

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sandbox_magic.notebook.extension import loaded_magics
 from sandbox_magic.notebook.magics import SandboxMagics
 from sandbox_magic.session.sandbox_session import SandboxSession
 
-__all__ = ["magics_of", "session_of", "wait_until"]
+__all__ = ["idle_tree_of", "magics_of", "session_of", "wait_until"]
 
 _T = TypeVar("_T")
 
@@ -26,6 +27,16 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def idle_tree_of(sandbox_id: str) -> Path | None:
+    """The idle ``cpu`` tree of the server holding the sandbox (None where it has none:
+    no cpu cgroups, or no ``cpu.idle``)."""
+    for cpu in Path("/sys/fs/cgroup/cpu").glob(f"**/sandbox-magic-[0-9]*/{sandbox_id}"):
+        server_pid = cpu.parent.name.rpartition("-")[2]
+        tree = cpu.parent.with_name(f"sandbox-magic-idle-{server_pid}")
+        return tree if tree.is_dir() else None
+    return None
 
 
 def magics_of(shell: Any) -> SandboxMagics:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from testkit import idle_tree_of
 
 from sandbox_magic.server.classroom import fairness
 from sandbox_magic.server.classroom.fairness import (
@@ -109,12 +110,8 @@ def _priority(sandbox_id: str, pid: int) -> int:
 def _in_idle_tree(sandbox_id: str, pid: int) -> bool | None:
     """Whether the kernel is in its sandbox's twin in the idle ``cpu`` tree (None where
     its server has no such tree: no cpu cgroups, or no ``cpu.idle``)."""
-    cpu = list(Path("/sys/fs/cgroup/cpu").glob(f"**/sandbox-magic-[0-9]*/{sandbox_id}"))
-    if not cpu:
-        return None
-    server_pid = cpu[0].parent.name.rpartition("-")[2]
-    idle_tree = cpu[0].parent.with_name(f"sandbox-magic-idle-{server_pid}")
-    if not idle_tree.is_dir():
+    idle_tree = idle_tree_of(sandbox_id)
+    if idle_tree is None:
         return None
     twin = idle_tree / sandbox_id
     assert twin.is_dir(), f"the idle tree has no twin of sandbox {sandbox_id}"

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from testkit import idle_tree_of
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test.sh installs it)"
@@ -487,14 +488,6 @@ def _sandbox_cgroup(sandbox_id: str, controller: str, *, idle: bool = False) -> 
     return [path for path in found if path.parent.name.startswith(IDLE_TREE) == idle]
 
 
-def _has_idle_tree(sandbox_id: str) -> bool:
-    """Whether the server holding the sandbox has an idle ``cpu`` tree (Linux 5.15+)."""
-    return any(
-        (cpu.parent.with_name(IDLE_TREE + cpu.parent.name.rpartition("-")[2])).is_dir()
-        for cpu in _sandbox_cgroup(sandbox_id, "cpu")
-    )
-
-
 #: Three processes of 150 MB each: each is within the sandbox's 256 MB per process,
 #: together they are not.
 THREE_HOGS = """
@@ -527,7 +520,7 @@ def test_a_sandboxs_cpu_quota_is_its_vcpus_for_all_its_processes(
     [cpu] = _sandbox_cgroup(box.id, "cpu")
     # its twin in the idle tree (where there is one) holds it to the same quota
     twins = _sandbox_cgroup(box.id, "cpu", idle=True)
-    assert len(twins) == _has_idle_tree(box.id)
+    assert len(twins) == (idle_tree_of(box.id) is not None)
     for directory in (cpu, *twins):
         quota = int((directory / "cpu.cfs_quota_us").read_text())
         assert quota == int((directory / "cpu.cfs_period_us").read_text())  # one CPU's worth
@@ -543,7 +536,7 @@ def test_deleting_a_sandbox_removes_its_cgroups(api: httpx.Client, new_box) -> N
     box = new_box()
     box.run("1")
     assert _sandbox_cgroup(box.id, "memory")
-    assert len(_sandbox_cgroup(box.id, "cpu", idle=True)) == _has_idle_tree(box.id)
+    assert len(_sandbox_cgroup(box.id, "cpu", idle=True)) == (idle_tree_of(box.id) is not None)
     box.delete()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (
